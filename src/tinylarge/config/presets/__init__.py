@@ -1,0 +1,1 @@
+"""Built-in scenario presets, one TOML file each (package data)."""

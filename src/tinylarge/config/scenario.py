@@ -1,0 +1,155 @@
+"""The scenario schema: one `Scenario` describes a run completely.
+
+Every section is a frozen pydantic model that rejects unknown keys, so a typo in a TOML file is
+an error that names the key and lists what is allowed (see `tinylarge.config.errors`).
+Fields carry units in their names; ranges are enforced with `Field` bounds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Modulation classes of the built-in `radio` task, in label order.
+RADIO_CLASS_NAMES: tuple[str, ...] = (
+    "BPSK", "QPSK", "8PSK", "16QAM", "64QAM", "PAM4", "GFSK", "CPFSK",
+)  # fmt: skip
+
+RadioClass = Literal["BPSK", "QPSK", "8PSK", "16QAM", "64QAM", "PAM4", "GFSK", "CPFSK"]
+OptionValue = bool | int | float | str
+
+
+class Section(BaseModel):
+    """Base of every config section: immutable, unknown keys rejected, defaults validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class RadioTaskConfig(Section):
+    """Automatic modulation classification frames (see `tinylarge.data.make_radio_task`)."""
+
+    n_train: int = Field(40_000, ge=64, le=10_000_000, description="training frames")
+    n_test: int = Field(10_000, ge=64, le=10_000_000, description="test frames")
+    classes: list[RadioClass] = Field(
+        default_factory=lambda: list(RADIO_CLASS_NAMES), min_length=2,
+        description="modulation classes, in label order",
+    )  # fmt: skip
+    frame_length: int = Field(128, ge=16, le=8192, description="complex samples per frame")
+    samples_per_symbol: int = Field(8, ge=2, le=64)
+    rolloff: float = Field(0.35, gt=0.0, le=1.0, description="root-raised-cosine roll-off")
+    snr_db_min: float = Field(-10.0, ge=-40.0, le=60.0)
+    snr_db_max: float = Field(20.0, ge=-40.0, le=60.0)
+    snr_db_step: float = Field(2.0, gt=0.0, le=100.0)
+    cfo_max_cycles_per_sample: float = Field(0.001, ge=0.0, le=0.5)
+    phase_noise_std_rad: float = Field(0.005, ge=0.0, le=1.0)
+    fading: Literal["rician", "rayleigh", "none"] = "rician"
+    multipath_taps: int = Field(3, ge=1, le=32)
+    tap_decay_db: float = Field(6.0, ge=0.0, le=60.0)
+    rician_k_db: float = Field(3.0, ge=-30.0, le=60.0)
+    normalize_power: bool = True
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> RadioTaskConfig:
+        if self.snr_db_min > self.snr_db_max:
+            raise ValueError(
+                f"snr_db_min ({self.snr_db_min}) must not exceed snr_db_max ({self.snr_db_max})"
+            )
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must not repeat a name, got {self.classes}")
+        if self.frame_length < 2 * self.samples_per_symbol:
+            raise ValueError(
+                f"frame_length ({self.frame_length}) must hold at least two symbols "
+                f"(2 x samples_per_symbol = {2 * self.samples_per_symbol})"
+            )
+        return self
+
+
+class DigitsTaskConfig(Section):
+    """scikit-learn's bundled 8x8 handwritten digits."""
+
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+
+
+class NpzTaskConfig(Section):
+    """A user's own data set in one `.npz` file (see `tinylarge.data.load_npz_task`)."""
+
+    path: str = Field(min_length=1, description="path to the .npz file")
+
+
+class TaskConfig(Section):
+    """Which task the run learns, and its options."""
+
+    name: Literal["radio", "digits", "npz"] = "radio"
+    radio: RadioTaskConfig = Field(default_factory=RadioTaskConfig)
+    digits: DigitsTaskConfig = Field(default_factory=DigitsTaskConfig)
+    npz: NpzTaskConfig | None = None
+
+    @model_validator(mode="after")
+    def _npz_needs_path(self) -> TaskConfig:
+        if self.name == "npz" and self.npz is None:
+            raise ValueError("task.name = 'npz' needs a [task.npz] section with path = '...'")
+        return self
+
+
+class ModelSpec(Section):
+    """A model of the zoo by registered name, with keyword options for its builder."""
+
+    name: str = Field(min_length=1)
+    options: dict[str, OptionValue] = Field(default_factory=dict)
+
+
+class ModelsConfig(Section):
+    """The tiny (device) and large (edge/cloud) models."""
+
+    tiny: ModelSpec = Field(default_factory=lambda: ModelSpec(name="tiny_cnn"))
+    large: ModelSpec = Field(default_factory=lambda: ModelSpec(name="large_resnet"))
+
+
+class TrainingSpec(Section):
+    """Options of the training loop (`tinylarge.models.train`)."""
+
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(256, ge=1, le=1_000_000)
+    learning_rate: float = Field(3e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_size_epochs: int = Field(10, ge=1, description="epochs between decays ('step' only)")
+    step_gamma: float = Field(0.1, gt=0.0, le=1.0, description="decay factor ('step' only)")
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="share of training data held out for validation"
+    )
+    patience_epochs: int = Field(
+        5, ge=0, description="stop after this many epochs without a better validation loss; 0: never"
+    )
+    max_train_samples: int | None = Field(
+        None, ge=1, description="train on at most this many samples (None: all)"
+    )
+
+
+class TrainingConfig(Section):
+    """Training options of each model."""
+
+    tiny: TrainingSpec = Field(default_factory=TrainingSpec)
+    large: TrainingSpec = Field(default_factory=TrainingSpec)
+
+
+class DevicesConfig(Section):
+    """The IoT devices and how the task's training data is spread over them."""
+
+    count: int = Field(100, ge=1, le=100_000_000)
+    partition: Literal["iid", "dirichlet", "snr"] = "iid"
+    dirichlet_alpha: float = Field(0.5, gt=0.0, le=1e6, description="'dirichlet' label skew")
+    snr_mixing: float = Field(0.1, ge=0.0, le=100.0, description="'snr' rank jitter")
+
+
+class Scenario(Section):
+    """A complete, reproducible description of one tinylarge run."""
+
+    name: str = Field("custom", min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)

@@ -1,0 +1,25 @@
+"""Shared fixtures: an isolated model cache for the whole session, and one smoke run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Never read or write the user's real cache from tests."""
+    path = tmp_path_factory.mktemp("tinylarge-cache")
+    old = os.environ.get("TINYLARGE_CACHE_DIR")
+    os.environ["TINYLARGE_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TINYLARGE_CACHE_DIR", None)
+    else:
+        os.environ["TINYLARGE_CACHE_DIR"] = old
