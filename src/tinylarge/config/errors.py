@@ -1,4 +1,4 @@
-"""Turn pydantic validation errors into messages that name the key, the value and what is allowed."""
+"""Turn pydantic validation errors into messages naming the key, the value and what is allowed."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _describe_bounds(model: type[BaseModel] | None, key: str) -> str:
 
 
 def format_validation_error(error: ValidationError, root: type[BaseModel], source: str) -> str:
-    """Render every problem of ``error`` on its own line, with key path, value and what is allowed."""
+    """Render every problem of ``error`` on its own line: key path, value, what is allowed."""
     lines = [f"invalid scenario in {source}:"]
     for item in error.errors():
         loc = [p for p in item["loc"] if isinstance(p, str | int)]

@@ -7,6 +7,7 @@ Fields carry units in their names; ranges are enforced with `Field` bounds.
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,6 +18,7 @@ RADIO_CLASS_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 
 RadioClass = Literal["BPSK", "QPSK", "8PSK", "16QAM", "64QAM", "PAM4", "GFSK", "CPFSK"]
+_RADIO_CLASSES: tuple[RadioClass, ...] = typing.get_args(RadioClass)
 OptionValue = bool | int | float | str
 
 
@@ -32,7 +34,7 @@ class RadioTaskConfig(Section):
     n_train: int = Field(40_000, ge=64, le=10_000_000, description="training frames")
     n_test: int = Field(10_000, ge=64, le=10_000_000, description="test frames")
     classes: list[RadioClass] = Field(
-        default_factory=lambda: list(RADIO_CLASS_NAMES), min_length=2,
+        default_factory=lambda: list(_RADIO_CLASSES), min_length=2,
         description="modulation classes, in label order",
     )  # fmt: skip
     frame_length: int = Field(128, ge=16, le=8192, description="complex samples per frame")
@@ -120,7 +122,9 @@ class TrainingSpec(Section):
         0.1, ge=0.0, lt=1.0, description="share of training data held out for validation"
     )
     patience_epochs: int = Field(
-        5, ge=0, description="stop after this many epochs without a better validation loss; 0: never"
+        5,
+        ge=0,
+        description="stop after this many epochs without a lower validation loss; 0: never",
     )
     max_train_samples: int | None = Field(
         None, ge=1, description="train on at most this many samples (None: all)"

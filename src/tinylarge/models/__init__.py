@@ -1,0 +1,23 @@
+"""The model zoo (tiny CNNs, large ResNets), the training loop, evaluation and persistence."""
+
+from tinylarge.models import large_resnet as _large_resnet  # noqa: F401  (registers the model)
+from tinylarge.models import tiny_cnn as _tiny_cnn  # noqa: F401  (registers the model)
+from tinylarge.models.blocks import BlockModel
+from tinylarge.models.registry import (
+    build_model,
+    check_options,
+    count_parameters,
+    model_entry,
+    model_names,
+    register_model,
+)
+
+__all__ = [
+    "BlockModel",
+    "build_model",
+    "check_options",
+    "count_parameters",
+    "model_entry",
+    "model_names",
+    "register_model",
+]
