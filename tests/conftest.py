@@ -23,3 +23,12 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("TINYLARGE_CACHE_DIR", None)
     else:
         os.environ["TINYLARGE_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def smoke_result():  # type: ignore[no-untyped-def]
+    """One run of the smoke preset, shared by the sim and report tests."""
+    from tinylarge.config import load_preset
+    from tinylarge.sim import run
+
+    return run(load_preset("smoke"))

@@ -7,6 +7,7 @@ Fields carry units in their names; ranges are enforced with `Field` bounds.
 
 from __future__ import annotations
 
+import math
 import typing
 from typing import Literal
 
@@ -43,6 +44,10 @@ class RadioTaskConfig(Section):
     snr_db_min: float = Field(-10.0, ge=-40.0, le=60.0)
     snr_db_max: float = Field(20.0, ge=-40.0, le=60.0)
     snr_db_step: float = Field(2.0, gt=0.0, le=100.0)
+    timing_offset_max_symbols: float = Field(
+        1.0, ge=0.0, le=1.0, description="uniform timing offset"
+    )
+    carrier_phase_max_rad: float = Field(2 * math.pi, ge=0.0, le=2 * math.pi)
     cfo_max_cycles_per_sample: float = Field(0.001, ge=0.0, le=0.5)
     phase_noise_std_rad: float = Field(0.005, ge=0.0, le=1.0)
     fading: Literal["rician", "rayleigh", "none"] = "rician"

@@ -1,0 +1,1 @@
+"""The `tinylarge` command-line interface (typer)."""

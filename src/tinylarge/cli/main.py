@@ -1,0 +1,139 @@
+"""The `tinylarge` command."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tinylarge.config import (
+    Scenario,
+    ScenarioError,
+    load_preset,
+    load_scenario,
+    preset_descriptions,
+    scenario_to_toml,
+    with_seed,
+)
+
+app = typer.Typer(
+    name="tinylarge",
+    help="Integrate TinyML devices with LargeML edge/cloud models over 6G: simulate and report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect scenario configurations.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+PresetOption = Annotated[
+    str | None, typer.Option("--preset", "-p", help="Built-in preset (see `tinylarge presets`).")
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Scenario TOML file.", dir_okay=False)
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def _resolve(preset: str | None, config: Path | None, seed: int | None) -> Scenario:
+    """The scenario from --preset or --config (default preset: 'default'), with --seed applied."""
+    if preset is not None and config is not None:
+        raise _fail("give either --preset or --config, not both")
+    try:
+        scenario = load_scenario(config) if config is not None else load_preset(preset or "default")
+        return with_seed(scenario, seed) if seed is not None else scenario
+    except ScenarioError as error:
+        raise _fail(str(error)) from None
+
+
+def _default_run_dir(scenario: Scenario) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{scenario.name}-seed{scenario.seed}-{stamp}"
+
+
+def _results_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="Results")
+    high = "accuracy_snr_ge_6db"
+    has_snr = any(high in m for m in metrics["models"].values())
+    for column in ["model", "architecture", "parameters", "test accuracy"]:
+        table.add_column(column, justify="left" if column in ("model", "architecture") else "right")
+    if has_snr:
+        table.add_column("accuracy, SNR >= 6 dB", justify="right")
+    for role, m in metrics["models"].items():
+        row = [role, m["name"], f"{m['params']:,}", f"{100 * m['accuracy']:.1f} %"]
+        if has_snr:
+            row.append(f"{100 * m[high]:.1f} %" if m.get(high) is not None else "n/a")
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def run(
+    preset: PresetOption = None,
+    config: ConfigOption = None,
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.", min=0)] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: runs/<name>-seed<N>-<time>).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Retrain models even if cached.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Allow writing into a non-empty --out directory.")
+    ] = False,
+) -> None:
+    """Run the main job on a scenario (default: the 'default' preset) and write a report."""
+    scenario = _resolve(preset, config, seed)
+    run_dir = out or _default_run_dir(scenario)
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise _fail(f"{run_dir} exists and is not empty; choose another --out or pass --overwrite")
+
+    from tinylarge.cli.reporter import RichReporter  # heavy imports (torch) only when running
+    from tinylarge.models.cache import ModelCache
+    from tinylarge.report import collect, write
+    from tinylarge.sim import run as run_pipeline
+
+    console.print(f"[bold]tinylarge run[/]: scenario '{scenario.name}', seed {scenario.seed}")
+    try:
+        with RichReporter(console) as reporter:
+            result = run_pipeline(
+                scenario, cache=ModelCache(enabled=not no_cache), reporter=reporter
+            )
+        report = write(result, run_dir)
+    except (ScenarioError, ValueError) as error:
+        raise _fail(str(error)) from None
+    console.print(_results_table(collect(result)))
+    console.print(f"Run directory: {run_dir}")
+    console.print(f"Report: [bold]{report}[/]")
+
+
+@app.command()
+def presets() -> None:
+    """List the built-in presets with one-line descriptions."""
+    table = Table(title="Presets")
+    table.add_column("name")
+    table.add_column("description")
+    for name, description in preset_descriptions().items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@config_app.command("show")
+def config_show(preset: PresetOption = None, config: ConfigOption = None) -> None:
+    """Print the fully resolved scenario as TOML (it loads back to the same scenario)."""
+    scenario = _resolve(preset, config, None)
+    typer.echo(scenario_to_toml(scenario), nl=False)
+
+
+if __name__ == "__main__":
+    app()

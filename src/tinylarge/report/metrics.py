@@ -1,0 +1,118 @@
+"""`metrics.json`: the run's numbers as plain JSON.
+
+Keys named by issues are a contract (``models.<role>.accuracy``, ``.params``,
+``.accuracy_by_snr``, ...): keep them stable and add new ones beside them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+import tinylarge
+from tinylarge.models.evaluation import Evaluation
+from tinylarge.sim.state import ROLES, RunResult, TrainedModel
+
+#: Frames at or above this SNR are where the large model's edge is measured (issue 2).
+HIGH_SNR_DB = 6.0
+
+
+def snr_key(snr_db: float) -> str:
+    """JSON key of an SNR bucket: ``-10``, ``2``, ``7.5``."""
+    return f"{snr_db:g}"
+
+
+def _clean(value: Any) -> Any:
+    """Recursively turn NumPy scalars/arrays into JSON types and NaN/inf into None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _model_metrics(
+    trained: TrainedModel, evaluation: Evaluation, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "name": trained.manifest.name,
+        "options": trained.manifest.options,
+        "params": trained.params,
+        "accuracy": evaluation.accuracy,
+        "accuracy_by_snr": {
+            snr_key(s): a
+            for s, a in zip(evaluation.snr_db, evaluation.accuracy_by_snr, strict=True)
+        },
+        "count_by_snr": {
+            snr_key(s): c for s, c in zip(evaluation.snr_db, evaluation.count_by_snr, strict=True)
+        },
+        "accuracy_by_class": dict(zip(class_names, evaluation.accuracy_by_class, strict=True)),
+        "confusion_matrix": evaluation.confusion,
+        "from_cache": trained.from_cache,
+        "cache_key": trained.cache_key,
+    }
+    if len(evaluation.snr_db):
+        metrics[f"accuracy_snr_ge_{HIGH_SNR_DB:g}db"] = evaluation.accuracy_where(HIGH_SNR_DB)
+    if trained.training is not None:
+        history = trained.training.history
+        best = history[trained.training.best_epoch] if history else None
+        metrics["training"] = {
+            "epochs_run": trained.training.epochs_run,
+            "best_epoch": trained.training.best_epoch,
+            "stopped_early": trained.training.stopped_early,
+            "train_time_s": trained.training.train_time_s,
+            "best_val_accuracy": best.val_accuracy if best else None,
+        }
+    return metrics
+
+
+def collect(result: RunResult) -> dict[str, Any]:
+    """Build the metrics document of a finished run."""
+    task = result.require_task()
+    scenario = result.scenario
+    metrics: dict[str, Any] = {
+        "tinylarge_version": tinylarge.__version__,
+        "scenario": {"name": scenario.name, "seed": scenario.seed},
+        "task": {
+            "name": task.name,
+            "n_train": task.n_train,
+            "n_test": task.n_test,
+            "input_shape": list(task.input_shape),
+            "classes": list(task.class_names),
+        },
+        "models": {
+            role: _model_metrics(result.models[role], result.evaluations[role], task.class_names)
+            for role in ROLES
+            if role in result.models and role in result.evaluations
+        },
+        "timing_s": {**result.timings_s, "total": sum(result.timings_s.values())},
+    }
+    if result.partition is not None:
+        sizes = result.partition.sizes
+        metrics["devices"] = {
+            "count": result.partition.n_devices,
+            "partition": scenario.devices.partition,
+            "samples_per_device": {
+                "min": int(sizes.min()),
+                "median": float(np.median(sizes)),
+                "max": int(sizes.max()),
+            },
+        }
+    models = metrics["models"]
+    if "tiny" in models and "large" in models:
+        comparison = {
+            "large_minus_tiny_accuracy": models["large"]["accuracy"] - models["tiny"]["accuracy"]
+        }
+        key = f"accuracy_snr_ge_{HIGH_SNR_DB:g}db"
+        if key in models["tiny"]:
+            comparison[f"large_minus_tiny_{key}"] = models["large"][key] - models["tiny"][key]
+        metrics["comparison"] = comparison
+    return dict(_clean(metrics))

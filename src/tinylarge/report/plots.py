@@ -1,0 +1,164 @@
+"""PNG figures of a run (matplotlib's object API: no pyplot, no global figure state)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from tinylarge.data import Partition, Task
+from tinylarge.models.evaluation import Evaluation
+from tinylarge.models.training import TrainingReport
+
+_COLORS = {"tiny": "#1f77b4", "large": "#d62728"}
+_DPI = 110
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    return path
+
+
+def accuracy_vs_snr(evaluations: Mapping[str, Evaluation], path: Path) -> Path:
+    """Accuracy of each model per SNR bucket."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    for role, ev in evaluations.items():
+        ax.plot(ev.snr_db, 100 * ev.accuracy_by_snr, "o-", label=role, color=_COLORS.get(role))
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Test accuracy vs SNR")
+    return _save(fig, path)
+
+
+def confusion_matrix(ev: Evaluation, class_names: tuple[str, ...], title: str, path: Path) -> Path:
+    """Row-normalised confusion matrix (true class in rows), annotated in percent."""
+    support = ev.confusion.sum(axis=1, keepdims=True)
+    share = np.divide(ev.confusion, support, out=np.zeros(ev.confusion.shape), where=support > 0)
+    n = len(class_names)
+    size = max(4.0, 0.55 * n + 1.5)
+    fig = Figure(figsize=(size + 0.8, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(100 * share, cmap="Blues", vmin=0, vmax=100)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of true class")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 16:
+        for i in range(n):
+            for j in range(n):
+                color = "white" if share[i, j] > 0.6 else "black"
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * share[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=color,
+                )
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def training_curves(reports: Mapping[str, TrainingReport], path: Path) -> Path:
+    """Training and validation accuracy per epoch for each model."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    for role, report in reports.items():
+        epochs = [r.epoch + 1 for r in report.history]
+        color = _COLORS.get(role)
+        ax.plot(
+            epochs,
+            [100 * r.train_accuracy for r in report.history],
+            "--",
+            color=color,
+            label=f"{role} train",
+        )
+        val = [r.val_accuracy for r in report.history]
+        if all(v is not None for v in val):
+            ax.plot(
+                epochs,
+                [100 * float(v) for v in val if v is not None],
+                "o-",
+                color=color,
+                label=f"{role} validation",
+            )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Training")
+    return _save(fig, path)
+
+
+def radio_examples(task: Task, path: Path) -> Path:
+    """One test frame per class at the highest SNR: I/Q over time and the I/Q plane."""
+    classes = task.class_names
+    snr = task.meta_test["snr_db"]
+    fig = Figure(figsize=(2.0 * len(classes), 4.2))
+    axes = fig.subplots(2, len(classes), squeeze=False)
+    for c, name in enumerate(classes):
+        candidates = np.flatnonzero(task.y_test == c)
+        if len(candidates) == 0:
+            continue
+        frame = task.x_test[candidates[np.argmax(snr[candidates])]]
+        top, bottom = axes[0, c], axes[1, c]
+        top.plot(frame[0], lw=0.8, label="I")
+        top.plot(frame[1], lw=0.8, label="Q")
+        top.set_title(f"{name}\n{snr[candidates].max():g} dB", fontsize=9)
+        top.set_xticks([])
+        top.set_yticks([])
+        bottom.plot(frame[0], frame[1], ".", ms=2)
+        bottom.set_aspect("equal")
+        bottom.set_xticks([])
+        bottom.set_yticks([])
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    return _save(fig, path)
+
+
+def device_label_mix(partition: Partition, task: Task, path: Path, max_devices: int = 40) -> Path:
+    """Stacked class counts of the first devices: how skewed each device's data is."""
+    shown = min(partition.n_devices, max_devices)
+    counts = partition.label_histogram(task.y_train, task.num_classes)[:shown]
+    fig = Figure(figsize=(7.0, 3.6))
+    ax = fig.add_subplot()
+    bottom = np.zeros(shown)
+    for c, name in enumerate(task.class_names):
+        ax.bar(np.arange(shown), counts[:, c], bottom=bottom, label=name, width=0.85)
+        bottom += counts[:, c]
+    ax.set_xlabel(f"device (first {shown} of {partition.n_devices})")
+    ax.set_ylabel("training samples")
+    ax.legend(fontsize=7, ncol=min(5, task.num_classes), loc="upper right")
+    ax.set_title("Training data per device, by class")
+    return _save(fig, path)
+
+
+def device_snr(partition: Partition, snr_db: np.ndarray, path: Path) -> Path:
+    """Median and inter-quartile range of the SNR of each device's training frames."""
+    device_of = np.repeat(np.arange(partition.n_devices), partition.sizes)
+    values = snr_db[partition.indices]
+    values = values[np.lexsort((values, device_of))]  # sorted within each device's slice
+    sizes = partition.sizes
+    quartiles = {}
+    for q in (0.25, 0.5, 0.75):  # nearest-rank percentile inside each device's sorted slice
+        position = partition.offsets[:-1] + np.floor(q * np.maximum(sizes - 1, 0)).astype(np.int64)
+        quartiles[q] = np.where(sizes > 0, values[np.minimum(position, values.size - 1)], np.nan)
+    fig = Figure(figsize=(7.0, 3.2))
+    ax = fig.add_subplot()
+    devices = np.arange(partition.n_devices)
+    ax.fill_between(devices, quartiles[0.25], quartiles[0.75], alpha=0.3, label="25-75 %")
+    ax.plot(devices, quartiles[0.5], lw=1.2, label="median")
+    ax.set_xlabel("device")
+    ax.set_ylabel("SNR of its frames (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Training-frame SNR per device")
+    return _save(fig, path)

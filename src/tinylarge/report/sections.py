@@ -1,0 +1,173 @@
+"""The report's sections, one function each; a stage added to the pipeline adds one here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tinylarge.config import scenario_to_toml
+from tinylarge.report import plots
+from tinylarge.report.html import Section, image, paragraph, preformatted, table
+from tinylarge.report.metrics import HIGH_SNR_DB
+from tinylarge.sim.state import ROLES, RunResult
+
+SectionBuilder = Callable[[RunResult, dict[str, Any], Path], Section | None]
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def summary_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
+    models = metrics["models"]
+    high = f"accuracy_snr_ge_{HIGH_SNR_DB:g}db"
+    has_snr = any(high in m for m in models.values())
+    header = ["model", "architecture", "parameters", "test accuracy"]
+    header += [f"accuracy, SNR >= {HIGH_SNR_DB:g} dB"] if has_snr else []
+    rows = []
+    for role, m in models.items():
+        row = [role, m["name"], f"{m['params']:,}", _pct(m["accuracy"])]
+        rows.append(row + ([_pct(m.get(high))] if has_snr else []))
+    body = table(header, rows)
+    comparison = metrics.get("comparison", {})
+    if f"large_minus_tiny_{high}" in comparison:
+        gap = 100 * comparison[f"large_minus_tiny_{high}"]
+        body += paragraph(
+            f"The large model is {gap:+.1f} percentage points more accurate than the tiny one on "
+            f"frames with SNR >= {HIGH_SNR_DB:g} dB: the headroom that offloading can exploit."
+        )
+    return Section("Summary", body)
+
+
+def task_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
+    task = result.require_task()
+    body = paragraph(task.description) if task.description else ""
+    body += table(
+        ["task", "train samples", "test samples", "sample shape", "classes"],
+        [
+            [
+                task.name,
+                task.n_train,
+                task.n_test,
+                str(task.input_shape),
+                ", ".join(task.class_names),
+            ]
+        ],
+    )
+    if "snr_db" in task.meta_test and task.name == "radio":
+        body += image(
+            plots.radio_examples(task, plots_dir / "radio_examples.png"),
+            "One test frame per class at the highest SNR: I and Q over time (top), I/Q plane "
+            "(bottom).",
+        )
+    return Section("Task", body)
+
+
+def devices_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section | None:
+    if result.partition is None or "devices" not in metrics:
+        return None
+    d = metrics["devices"]
+    s = d["samples_per_device"]
+    body = paragraph(
+        f"{d['count']} devices, partition '{d['partition']}': {s['min']} to {s['max']} training "
+        f"samples per device (median {s['median']:g})."
+    )
+    body += image(
+        plots.device_label_mix(result.partition, result.require_task(), plots_dir / "devices.png"),
+        "Class mix of each device's training data.",
+    )
+    task = result.require_task()
+    if "snr_db" in task.meta_train:
+        body += image(
+            plots.device_snr(
+                result.partition, task.meta_train["snr_db"], plots_dir / "device_snr.png"
+            ),
+            "SNR of each device's training frames (partition 'snr': device 0 is the farthest).",
+        )
+    return Section("Devices", body)
+
+
+def models_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
+    rows = []
+    for role, m in metrics["models"].items():
+        t = m.get("training", {})
+        rows.append(
+            [
+                role,
+                m["name"],
+                str(m["options"] or "defaults"),
+                f"{m['params']:,}",
+                t.get("epochs_run", "n/a"),
+                _pct(t.get("best_val_accuracy")),
+                f"{t['train_time_s']:.1f}" if "train_time_s" in t else "n/a",
+                "yes" if m["from_cache"] else "no",
+            ]
+        )
+    body = table(
+        [
+            "model",
+            "architecture",
+            "options",
+            "parameters",
+            "epochs",
+            "best validation accuracy",
+            "training time (s)",
+            "from cache",
+        ],
+        rows,
+    )
+    reports = {r: result.models[r].training for r in ROLES if r in result.models}
+    with_history = {r: rep for r, rep in reports.items() if rep is not None and rep.history}
+    if with_history:
+        body += image(
+            plots.training_curves(with_history, plots_dir / "training.png"),
+            "Accuracy per epoch (the best-validation-loss weights are kept).",
+        )
+    return Section("Models and training", body)
+
+
+def accuracy_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
+    task = result.require_task()
+    body = ""
+    evaluations = {r: result.evaluations[r] for r in ROLES if r in result.evaluations}
+    if any(len(ev.snr_db) for ev in evaluations.values()):
+        body += image(
+            plots.accuracy_vs_snr(evaluations, plots_dir / "accuracy_vs_snr.png"),
+            "Test accuracy per SNR bucket.",
+        )
+    for role, ev in evaluations.items():
+        body += image(
+            plots.confusion_matrix(
+                ev, task.class_names, f"{role} model", plots_dir / f"confusion_{role}.png"
+            ),
+            f"Confusion matrix of the {role} model (row-normalised, %).",
+        )
+    rows = [
+        [name] + [_pct(metrics["models"][r]["accuracy_by_class"][name]) for r in evaluations]
+        for name in task.class_names
+    ]
+    body += table(["class", *evaluations], rows)
+    return Section("Accuracy", body)
+
+
+def run_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
+    timings = metrics["timing_s"]
+    body = table(["stage", "wall time (s)"], [[k, f"{v:.1f}"] for k, v in timings.items()])
+    body += paragraph(
+        "The resolved scenario (saved as scenario.toml; re-running it gives the same numbers):",
+        "note",
+    )
+    body += preformatted(scenario_to_toml(result.scenario))
+    return Section("Run", body)
+
+
+#: Report sections in order.
+SECTIONS: tuple[SectionBuilder, ...] = (
+    summary_section,
+    task_section,
+    devices_section,
+    models_section,
+    accuracy_section,
+    run_section,
+)

@@ -1,0 +1,50 @@
+"""`write(result, run_dir)`: the run directory with scenario, metrics, plots, models and report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+from tinylarge.config import scenario_to_toml
+from tinylarge.models.persistence import save_model
+from tinylarge.report.html import page
+from tinylarge.report.metrics import collect
+from tinylarge.report.sections import SECTIONS
+from tinylarge.sim.state import RunResult
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a truncated file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, "utf-8")
+    tmp.replace(path)
+
+
+def write(result: RunResult, run_dir: str | Path) -> Path:
+    """Write the run directory and return the path of ``report.html``.
+
+    Layout: ``scenario.toml`` (resolved), ``metrics.json``, ``plots/*.png``,
+    ``models/<role>.safetensors`` + ``models/<role>.json``, ``report.html`` (self-contained).
+    """
+    run_dir = Path(run_dir)
+    plots_dir = run_dir / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    _write_text(run_dir / "scenario.toml", scenario_to_toml(result.scenario))
+    for role, trained in result.models.items():
+        extra = {"role": role, "cache_key": trained.cache_key}
+        if trained.training is not None:
+            extra["training"] = trained.training.to_dict()  # type: ignore[assignment]
+        save_model(trained.model, run_dir / "models" / role, trained.manifest, extra)
+    metrics = collect(result)
+    _write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    sections = [s for build in SECTIONS if (s := build(result, metrics, plots_dir)) is not None]
+    scenario = result.scenario
+    subtitle = (
+        f"scenario '{scenario.name}', seed {scenario.seed}, written "
+        f"{dt.datetime.now().astimezone().isoformat(timespec='seconds')}"
+    )
+    report = run_dir / "report.html"
+    _write_text(report, page(f"tinylarge report: {scenario.name}", subtitle, sections))
+    return report

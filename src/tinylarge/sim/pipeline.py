@@ -1,0 +1,76 @@
+"""The main job as an explicit list of stages: `run(scenario) -> RunResult`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from tinylarge.config.scenario import Scenario
+from tinylarge.models.cache import ModelCache
+from tinylarge.sim.progress import Reporter, SilentReporter
+from tinylarge.sim.stages import (
+    StageContext,
+    check_scenario,
+    devices_stage,
+    evaluate_stage,
+    task_stage,
+    train_large_stage,
+    train_tiny_stage,
+)
+from tinylarge.sim.state import RunResult, RunState
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the main job: a name (metrics key), a title (terminal) and the function."""
+
+    name: str
+    title: str
+    run: Callable[[RunState, StageContext], str]
+
+
+#: The main job, in order. Later stages (quantization, network, policies, co-learning,
+#: security) are appended here as their issues land.
+PIPELINE: tuple[Stage, ...] = (
+    Stage("task", "Build the task", task_stage),
+    Stage("devices", "Spread the training data over the devices", devices_stage),
+    Stage("train_large", "Train the large model", train_large_stage),
+    Stage("train_tiny", "Train the tiny model", train_tiny_stage),
+    Stage("evaluate", "Evaluate on the test set", evaluate_stage),
+)
+
+
+def run(
+    scenario: Scenario,
+    *,
+    cache: ModelCache | None = None,
+    reporter: Reporter | None = None,
+    stages: tuple[Stage, ...] = PIPELINE,
+) -> RunResult:
+    """Run every stage of the main job on ``scenario`` and return the final state.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The complete run description (seed included).
+    cache : ModelCache, optional
+        Where trained models are cached (default: the user cache directory).
+    reporter : Reporter, optional
+        Receives progress events (default: silent).
+    stages : tuple of Stage
+        The stages to run, in order (default: the whole main job).
+    """
+    check_scenario(scenario)
+    ctx = StageContext(cache=cache or ModelCache(), reporter=reporter or SilentReporter())
+    state = RunState(scenario=scenario)
+    with torch.random.fork_rng(devices=[]):  # stages seed torch explicitly; leave callers' state
+        for stage in stages:
+            ctx.reporter.stage_started(stage.name, stage.title)
+            started = time.perf_counter()
+            summary = stage.run(state, ctx)
+            state.timings_s[stage.name] = time.perf_counter() - started
+            ctx.reporter.stage_finished(stage.name, state.timings_s[stage.name], summary)
+    return state

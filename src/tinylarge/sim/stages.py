@@ -1,0 +1,179 @@
+"""The stages of the main job. Each is a function of (state, context); later issues add more.
+
+A stage reads what earlier stages left in `RunState`, writes its own fields, and returns a
+one-line summary for the terminal. To add a stage: write the function, append it to
+`PIPELINE` in `tinylarge.sim.pipeline`, and give `tinylarge.report` a section for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import tinylarge
+from tinylarge.config.scenario import ModelSpec, Scenario, TaskConfig, TrainingSpec
+from tinylarge.data import (
+    Task,
+    load_npz_task,
+    make_digits_task,
+    make_radio_task,
+    partition_by_snr,
+    partition_dirichlet,
+    partition_iid,
+)
+from tinylarge.models.cache import ModelCache, cache_key
+from tinylarge.models.evaluation import evaluate, predict_logits
+from tinylarge.models.persistence import ModelManifest
+from tinylarge.models.registry import check_options, count_parameters
+from tinylarge.models.training import TrainingReport, train
+from tinylarge.seeding import derive_seed, rng_for
+from tinylarge.sim.progress import Reporter
+from tinylarge.sim.state import ROLES, RunState, TrainedModel
+
+#: Bump when a change to training or data generation makes old cache entries wrong.
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What every stage may use besides the state: the model cache and the progress reporter."""
+
+    cache: ModelCache
+    reporter: Reporter
+
+
+def check_scenario(scenario: Scenario) -> None:
+    """Fail before any work when the scenario names models or options that do not exist."""
+    for role in ROLES:
+        spec: ModelSpec = getattr(scenario.models, role)
+        try:
+            check_options(spec.name, spec.options)
+        except ValueError as error:
+            raise ValueError(f"models.{role}: {error}") from None
+    npz = scenario.task.npz
+    if scenario.task.name == "npz" and npz is not None and not Path(npz.path).is_file():
+        raise ValueError(f"task.npz.path = {npz.path!r}: no such file")
+
+
+def build_task(config: TaskConfig, seed: int) -> Task:
+    """Generate or load the task a scenario names."""
+    if config.name == "radio":
+        return make_radio_task(seed, **config.radio.model_dump())
+    if config.name == "digits":
+        return make_digits_task(seed, test_fraction=config.digits.test_fraction)
+    if config.npz is None:  # TaskConfig's validator already rejects this; kept for the type checker
+        raise ValueError("task.name = 'npz' needs a [task.npz] section with path = '...'")
+    return load_npz_task(config.npz.path)
+
+
+def task_stage(state: RunState, ctx: StageContext) -> str:
+    task = build_task(state.scenario.task, state.scenario.seed)
+    state.task = task
+    return (
+        f"{task.name}: {task.n_train} train / {task.n_test} test samples of shape "
+        f"{task.input_shape}, {task.num_classes} classes"
+    )
+
+
+def devices_stage(state: RunState, ctx: StageContext) -> str:
+    task, config = state.require_task(), state.scenario.devices
+    if config.count > task.n_train:
+        raise ValueError(
+            f"devices.count = {config.count} exceeds the {task.n_train} training samples to share; "
+            "use fewer devices or more training data"
+        )
+    rng = rng_for(state.scenario.seed, "devices", "partition")
+    if config.partition == "iid":
+        partition = partition_iid(task.n_train, config.count, rng)
+    elif config.partition == "dirichlet":
+        partition = partition_dirichlet(task.y_train, config.count, config.dirichlet_alpha, rng)
+    else:
+        if "snr_db" not in task.meta_train:
+            raise ValueError(
+                f"devices.partition = 'snr' needs per-sample snr_db metadata, which task "
+                f"{task.name!r} lacks; use 'iid' or 'dirichlet'"
+            )
+        partition = partition_by_snr(
+            task.meta_train["snr_db"], config.count, rng, mixing=config.snr_mixing
+        )
+    state.partition = partition
+    sizes = partition.sizes
+    return f"{config.count} devices ({config.partition}), {sizes.min()}-{sizes.max()} samples each"
+
+
+def _task_fingerprint(config: TaskConfig) -> dict[str, object]:
+    """The task config, with an npz file's content hash instead of only its path."""
+    fingerprint: dict[str, object] = config.model_dump(mode="json")
+    if config.name == "npz" and config.npz is not None:
+        fingerprint["npz_sha256"] = hashlib.sha256(Path(config.npz.path).read_bytes()).hexdigest()
+    return fingerprint
+
+
+def train_or_load(role: str, state: RunState, ctx: StageContext) -> TrainedModel:
+    """Return the ``role`` model, from the cache when an identical one was trained before."""
+    scenario, task = state.scenario, state.require_task()
+    spec: ModelSpec = getattr(scenario.models, role)
+    training: TrainingSpec = getattr(scenario.training, role)
+    seed = derive_seed(scenario.seed, "models", role)
+    manifest = ModelManifest(spec.name, dict(spec.options), task.input_shape, task.num_classes)
+    key = cache_key(
+        {
+            "cache_format": CACHE_FORMAT,
+            "tinylarge": tinylarge.__version__,
+            "torch": torch.__version__,
+            "task": _task_fingerprint(scenario.task),
+            "task_seed": scenario.seed,
+            "model": spec.model_dump(mode="json"),
+            "training": training.model_dump(mode="json"),
+            "model_seed": seed,
+        }
+    )
+    cached = ctx.cache.get(key)
+    if cached is not None:
+        model, document = cached
+        history = document.get("extra", {}).get("training")
+        report = TrainingReport.from_dict(history) if history else None
+        return TrainedModel(role, model, manifest, count_parameters(model), key, True, report)
+
+    model = manifest.build(seed=seed)
+
+    def progress(epoch: int, batch: int, batches: int, val_acc: float | None) -> None:
+        ctx.reporter.training(role, epoch, training.epochs, batch, batches, val_acc)
+
+    report = train(model, task.x_train, task.y_train, training, seed=seed, progress=progress)
+    ctx.cache.put(key, model, manifest, {"training": report.to_dict(), "role": role})
+    return TrainedModel(role, model, manifest, count_parameters(model), key, False, report)
+
+
+def _training_summary(trained: TrainedModel) -> str:
+    origin = "from cache" if trained.from_cache else "trained"
+    epochs = f", {trained.training.epochs_run} epochs" if trained.training else ""
+    return f"{trained.manifest.name}, {trained.params:,} params, {origin}{epochs}"
+
+
+def train_large_stage(state: RunState, ctx: StageContext) -> str:
+    state.models["large"] = train_or_load("large", state, ctx)
+    return _training_summary(state.models["large"])
+
+
+def train_tiny_stage(state: RunState, ctx: StageContext) -> str:
+    state.models["tiny"] = train_or_load("tiny", state, ctx)
+    return _training_summary(state.models["tiny"])
+
+
+def evaluate_stage(state: RunState, ctx: StageContext) -> str:
+    task = state.require_task()
+    snr = task.meta_test.get("snr_db")
+    parts = []
+    for role in ROLES:
+        logits = predict_logits(state.require_model(role).model, task.x_test)
+        state.logits[role] = logits
+        state.evaluations[role] = evaluate(
+            np.argmax(logits, axis=1), task.y_test, task.num_classes, snr
+        )
+        parts.append(f"{role} {state.evaluations[role].accuracy:.1%}")
+    return "test accuracy: " + ", ".join(parts)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinylarge.config import load_preset, scenario_from_table, scenario_to_toml, with_seed
+from tinylarge.config.loading import scenario_to_table
+from tinylarge.models.cache import ModelCache
+from tinylarge.sim import PIPELINE, RunResult, run
+from tinylarge.sim.state import RunState, StageOrderError
+
+
+def _small(overrides: dict[str, object]) -> dict[str, object]:
+    table = scenario_to_table(load_preset("smoke"))
+    table["task"]["radio"].update({"n_train": 600, "n_test": 300})  # type: ignore[index]
+    table.update(overrides)
+    return table
+
+
+def test_smoke_run_fills_every_part_of_the_result(smoke_result: RunResult) -> None:
+    task = smoke_result.require_task()
+    assert task.name == "radio"
+    assert [s.name for s in PIPELINE] == list(smoke_result.timings_s)
+    assert smoke_result.partition is not None and smoke_result.partition.n_devices == 10
+    for role in ("tiny", "large"):
+        logits = smoke_result.logits[role]
+        assert logits.shape == (task.n_test, task.num_classes)
+        ev = smoke_result.evaluations[role]
+        assert ev.accuracy == pytest.approx(float((logits.argmax(1) == task.y_test).mean()))
+        assert ev.confusion.sum() == task.n_test
+        assert len(ev.snr_db) == 16  # the default -10..20 dB grid in 2 dB steps
+    # Two epochs on toy data still beat chance (1/8) on this 8-class task.
+    assert smoke_result.evaluations["large"].accuracy > 0.2
+
+
+def test_second_identical_run_comes_from_the_cache_with_identical_outputs(tmp_path: Path) -> None:
+    scenario = scenario_from_table(_small({}), "test")
+    cache = ModelCache(tmp_path)
+    first = run(scenario, cache=cache)
+    second = run(scenario, cache=cache)
+    assert not first.models["tiny"].from_cache and second.models["tiny"].from_cache
+    assert second.models["large"].from_cache
+    for role in ("tiny", "large"):
+        np.testing.assert_array_equal(first.logits[role], second.logits[role])
+    assert second.models["tiny"].training == first.models["tiny"].training
+
+
+def test_rerun_from_saved_scenario_without_cache_gives_the_same_numbers(tmp_path: Path) -> None:
+    scenario = scenario_from_table(_small({}), "test")
+    saved = tmp_path / "scenario.toml"
+    saved.write_text(scenario_to_toml(scenario))
+    from tinylarge.config import load_scenario
+
+    a = run(scenario, cache=ModelCache(tmp_path / "a", enabled=False))
+    b = run(load_scenario(saved), cache=ModelCache(tmp_path / "b", enabled=False))
+    for role in ("tiny", "large"):
+        np.testing.assert_array_equal(a.logits[role], b.logits[role])
+    other = run(with_seed(scenario, 1), cache=ModelCache(tmp_path / "c"))
+    assert not np.array_equal(a.logits["tiny"], other.logits["tiny"])
+
+
+def test_digits_task_runs_end_to_end(tmp_path: Path) -> None:
+    table = _small({"task": {"name": "digits"}})
+    scenario = scenario_from_table(table, "test")
+    result = run(scenario, cache=ModelCache(tmp_path))
+    assert result.require_task().input_shape == (1, 8, 8)
+    assert result.evaluations["tiny"].snr_db.size == 0
+
+
+def test_bad_model_option_fails_before_any_work(tmp_path: Path) -> None:
+    table = _small({})
+    table["models"]["tiny"]["options"] = {"widht": 3}  # type: ignore[index]
+    scenario = scenario_from_table(table, "test")
+    with pytest.raises(ValueError, match=r"models.tiny: model 'tiny_cnn' has no option widht"):
+        run(scenario, cache=ModelCache(tmp_path))
+
+
+def test_snr_partition_needs_snr_metadata(tmp_path: Path) -> None:
+    table = _small({"task": {"name": "digits"}, "devices": {"count": 5, "partition": "snr"}})
+    with pytest.raises(ValueError, match="needs per-sample snr_db metadata"):
+        run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+
+
+def test_more_devices_than_samples_is_an_error(tmp_path: Path) -> None:
+    table = _small({"devices": {"count": 100_000}})
+    with pytest.raises(
+        ValueError, match=r"devices.count = 100000 exceeds the \d+ training samples"
+    ):
+        run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+
+
+def test_stages_out_of_order_say_what_is_missing() -> None:
+    state = RunState(scenario=load_preset("smoke"))
+    with pytest.raises(StageOrderError, match="the 'task' stage must run first"):
+        state.require_task()
+    with pytest.raises(StageOrderError, match="no 'tiny' model yet"):
+        state.require_model("tiny")
+
+
+def test_radio_config_keys_are_exactly_the_generator_parameters() -> None:
+    import inspect
+
+    from tinylarge.config import RadioTaskConfig
+    from tinylarge.data import make_radio_task
+
+    parameters = set(inspect.signature(make_radio_task).parameters) - {"seed"}
+    assert set(RadioTaskConfig().model_dump()) == parameters
