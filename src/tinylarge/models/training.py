@@ -23,6 +23,16 @@ from tinylarge.seeding import derive_seed
 #: last validation accuracy or None); the CLI hangs a rich progress bar on it.
 ProgressCallback = Callable[[int, int, int, float | None], None]
 
+#: A training loss: (logits of the batch, hard labels of the batch, indices of the batch's samples
+#: into the ``x`` given to `train`) -> scalar loss. The default is cross-entropy on the labels;
+#: knowledge distillation (`tinylarge.tiny.distill`) plugs in a soft-target loss here.
+BatchLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` against the hard labels ``y`` (``idx`` unused)."""
+    return nn.functional.cross_entropy(logits, y)
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -107,8 +117,10 @@ def train(
     *,
     seed: int,
     progress: ProgressCallback | None = None,
+    loss_fn: BatchLoss = cross_entropy_loss,
 ) -> TrainingReport:
-    """Train ``model`` in place with Adam and cross-entropy; keep the best validation weights.
+    """Train ``model`` in place with Adam (cross-entropy by default); keep the best validation
+    weights (validation always uses cross-entropy on the hard labels).
 
     Parameters
     ----------
@@ -122,6 +134,8 @@ def train(
         Seeds the validation split and batch order.
     progress : callable, optional
         Called after every batch (see `ProgressCallback`).
+    loss_fn : callable, optional
+        The training loss (see `BatchLoss`); cross-entropy on ``y`` by default.
 
     Returns
     -------
@@ -166,7 +180,7 @@ def train(
             if len(idx) < 2 and b > 0:  # a batch of one breaks batch norm; drop the stray sample
                 continue
             logits = model(x_train[idx])
-            loss = nn.functional.cross_entropy(logits, y_train[idx])
+            loss = loss_fn(logits, y_train[idx], train_idx[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()

@@ -1,0 +1,1 @@
+"""LargeML -> TinyML: distillation, int8 quantization, integer-only runtime, MCU cost model."""
