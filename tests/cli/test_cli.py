@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from tinylarge.cli.main import app
@@ -50,3 +53,101 @@ def test_run_smoke_writes_a_run_directory_and_refuses_to_overwrite(tmp_path: Pat
     assert "Results" in result.output
     again = runner.invoke(app, ["run", "--preset", "smoke", "--out", str(out)])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_models_lists_the_zoo_with_options() -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    assert "tiny_cnn" in result.output and "large_resnet" in result.output
+    assert "width=8" in result.output
+
+
+@pytest.fixture(scope="module")
+def tlm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tinylarge.models.registry import build_model
+    from tinylarge.tiny.model_file import save_tiny_model
+    from tinylarge.tiny.quantize import quantize_model
+
+    model = build_model("tiny_cnn", (2, 128), 8, {"width": 6}, seed=0).eval()
+    x = np.random.default_rng(0).standard_normal((64, 2, 128)).astype(np.float32)
+    tiny = quantize_model(model, x, tuple("abcdefgh"))
+    return save_tiny_model(tiny, tmp_path_factory.mktemp("tlm") / "tiny.tlm")
+
+
+def test_tiny_inspect_prints_layers_and_whether_it_fits(tlm_file: Path) -> None:
+    result = runner.invoke(app, ["tiny", "inspect", str(tlm_file), "--mcu", "nrf52840"])
+    assert result.exit_code == 0, result.output
+    assert "blocks_0_0" in result.output and "MACs" in result.output
+    assert "fits on nrf52840" in result.output
+    bad = runner.invoke(app, ["tiny", "inspect", str(tlm_file), "--mcu", "z80"])
+    assert bad.exit_code == 2 and "unknown MCU 'z80'; known:" in bad.output
+
+
+def test_tiny_inspect_reports_the_budget_a_model_exceeds(tmp_path: Path) -> None:
+    from tinylarge.models.registry import build_model
+    from tinylarge.tiny.model_file import save_tiny_model
+    from tinylarge.tiny.quantize import quantize_model
+
+    model = build_model("large_resnet", (2, 1024), 8, {"width": 64}, seed=0).eval()
+    x = np.random.default_rng(0).standard_normal((8, 2, 1024)).astype(np.float32)
+    path = save_tiny_model(quantize_model(model, x, tuple("abcdefgh")), tmp_path / "big.tlm")
+    result = runner.invoke(app, ["tiny", "inspect", str(path), "--mcu", "nrf52840"])
+    assert result.exit_code == 1
+    assert re.search(
+        r"does not fit on nrf52840: Flash: needs [\d,]+ B, has 1,048,576 B", result.output
+    )
+
+
+def test_tiny_export_and_run_give_onnx_runtime_bytes(tlm_file: Path, tmp_path: Path) -> None:
+    from tinylarge.tiny.onnx_export import run_onnxruntime
+
+    onnx_path = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["tiny", "export", str(tlm_file), "--out", str(onnx_path)])
+    assert result.exit_code == 0, result.output
+    x = np.random.default_rng(1).integers(-128, 128, (32, 2, 128), dtype=np.int8)
+    np.save(tmp_path / "x.npy", x)
+    args = [
+        "tiny",
+        "run",
+        str(tlm_file),
+        "-i",
+        str(tmp_path / "x.npy"),
+        "-o",
+        str(tmp_path / "y.npy"),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.int8 and y.shape == (32, 8)
+    np.testing.assert_array_equal(y, run_onnxruntime(onnx_path, x))
+
+
+def test_tiny_run_refuses_wrong_dtype_shape_and_damaged_models(
+    tlm_file: Path, tmp_path: Path
+) -> None:
+    np.save(tmp_path / "f.npy", np.zeros((4, 2, 128), np.float32))
+    np.save(tmp_path / "s.npy", np.zeros((4, 2, 64), np.int8))
+    for name, message in (
+        (
+            "f.npy",
+            "holds float32 of shape (4, 2, 128); the model needs int8 of shape (batch, 2, 128)",
+        ),
+        ("s.npy", "holds int8 of shape (4, 2, 64)"),
+    ):
+        args = [
+            "tiny",
+            "run",
+            str(tlm_file),
+            "-i",
+            str(tmp_path / name),
+            "-o",
+            str(tmp_path / "y.npy"),
+        ]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    broken = tmp_path / "broken.tlm"
+    broken.write_bytes(tlm_file.read_bytes()[:100])
+    result = runner.invoke(app, ["tiny", "inspect", str(broken)])
+    assert result.exit_code == 2 and "not a valid TinyModel file" in result.output
+    result = runner.invoke(app, ["tiny", "export", str(tlm_file), "--format", "tflite"])
+    assert result.exit_code == 2 and "supported: onnx" in result.output

@@ -8,7 +8,7 @@ from tinylarge.models import BlockModel, build_model, count_parameters, model_en
 
 def test_zoo_has_the_named_models() -> None:
     assert {"tiny_cnn", "large_resnet"} <= set(model_names())
-    assert model_entry("tiny_cnn").options["width"] == 16
+    assert model_entry("tiny_cnn").options["width"] == 8
 
 
 def test_tiny_cnn_fits_the_10k_parameter_budget_on_radio() -> None:
@@ -56,7 +56,7 @@ def test_build_is_deterministic_and_leaves_global_rng_alone() -> None:
 def test_unknown_model_and_option_errors_list_what_is_allowed() -> None:
     with pytest.raises(ValueError, match=r"unknown model 'resnet9000'; registered models: .*tiny"):
         build_model("resnet9000", (2, 128), 8, seed=0)
-    with pytest.raises(ValueError, match=r"no option widht; options: width \(default 16\)"):
+    with pytest.raises(ValueError, match=r"no option widht; options: width \(default 8\)"):
         build_model("tiny_cnn", (2, 128), 8, {"widht": 3}, seed=0)
     with pytest.raises(ValueError, match=r"invalid option: width = 'wide'"):
         build_model("tiny_cnn", (2, 128), 8, {"width": "wide"}, seed=0)

@@ -5,6 +5,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tinylarge.config import load_scenario
@@ -75,3 +76,43 @@ def test_saved_scenario_and_models_load_back(run_dir: Path, smoke_result: RunRes
     original = smoke_result.models["tiny"].model.state_dict()
     for key, value in model.state_dict().items():
         assert (value == original[key]).all(), key
+
+
+def test_int8_model_and_its_onnx_export_are_saved_and_agree(
+    run_dir: Path, smoke_result: RunResult
+) -> None:
+    from tinylarge.tiny.model_file import load_tiny_model
+    from tinylarge.tiny.onnx_export import run_onnxruntime
+    from tinylarge.tiny.runtime import run as run_int8
+
+    model = load_tiny_model(run_dir / "tiny_int8.tlm")
+    x = model.quantize_input(smoke_result.require_task().x_test[:64])
+    np.testing.assert_array_equal(
+        run_onnxruntime(run_dir / "tiny_int8.onnx", x), run_int8(model, x, arithmetic="onnx")
+    )
+
+
+def test_metrics_json_has_the_int8_and_distillation_keys(
+    run_dir: Path, smoke_result: RunResult
+) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    m = metrics["models"]["tiny_int8"]
+    assert m["accuracy"] == pytest.approx(smoke_result.evaluations["tiny_int8"].accuracy)
+    fp = smoke_result.footprints[m["target_mcu"]]
+    assert (m["flash_bytes"], m["peak_sram_bytes"], m["macs"]) == (
+        fp.flash_bytes,
+        fp.peak_sram_bytes,
+        fp.macs,
+    )
+    assert set(m["latency_s"]) == set(m["energy_j"]) == set(smoke_result.footprints)
+    assert m["energy_j"]["stm32l4r5"] == pytest.approx(
+        m["latency_s"]["stm32l4r5"] * smoke_result.footprints["stm32l4r5"].mcu.active_power_w
+    )
+    d = metrics["distillation"]
+    assert d["accuracy_labels_only"] == metrics["models"]["tiny_labels"]["accuracy"]
+    assert d["gain_pp"] == pytest.approx(
+        100 * (metrics["models"]["tiny"]["accuracy"] - d["accuracy_labels_only"])
+    )
+    assert (
+        "TinyML: distillation, int8 and microcontrollers" in (run_dir / "report.html").read_text()
+    )

@@ -31,8 +31,48 @@ def test_smoke_run_fills_every_part_of_the_result(smoke_result: RunResult) -> No
         assert ev.accuracy == pytest.approx(float((logits.argmax(1) == task.y_test).mean()))
         assert ev.confusion.sum() == task.n_test
         assert len(ev.snr_db) == 16  # the default -10..20 dB grid in 2 dB steps
-    # Two epochs on toy data still beat chance (1/8) on this 8-class task.
+    # Three epochs on toy data still beat chance (1/8) on this 8-class task.
     assert smoke_result.evaluations["large"].accuracy > 0.2
+
+
+def test_smoke_run_distils_quantizes_and_checks_the_int8_model(smoke_result: RunResult) -> None:
+    task = smoke_result.require_task()
+    # Labels-only baseline and distilled model: same architecture, same initial weights.
+    labels, distilled = smoke_result.models["tiny_labels"], smoke_result.models["tiny"]
+    assert labels.manifest == distilled.manifest and labels.cache_key != distilled.cache_key
+    model = smoke_result.require_tiny_int8()
+    int8_logits = smoke_result.logits["tiny_int8"]
+    assert int8_logits.shape == (task.n_test, task.num_classes)
+    # The int8 logits are the integer runtime's output, dequantized: on the int8 grid.
+    q = int8_logits / model.output_spec.scale + model.output_spec.zero_point
+    np.testing.assert_allclose(q, np.round(q), atol=1e-3)
+    checks = smoke_result.int8_checks
+    assert checks["onnx_arithmetic_equal_frames_fraction"] == 1.0
+    assert checks["onnx_arithmetic_max_abs_diff_lsb"] == 0
+    assert checks["int8_vs_float_same_class_fraction"] > 0.9
+    assert set(smoke_result.footprints) >= {"stm32l4r5", "nrf52840", "esp32s3"}
+    assert smoke_result.quantization["check_frames"] == 500
+
+
+def test_unknown_target_mcu_fails_early_and_custom_mcus_are_costed(tmp_path: Path) -> None:
+    table = _small({})
+    table["tiny"]["target_mcu"] = "pdp11"  # type: ignore[index]
+    with pytest.raises(ValueError, match=r"tiny.target_mcu = 'pdp11' is not a known MCU; known:"):
+        run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+    profile = {
+        "part": "my board",
+        "core": "Cortex-M4F",
+        "clock_hz": 100e6,
+        "sram_bytes": 1024,  # below the ~1.3 KB arena of the smoke tiny model
+        "flash_bytes": 1 << 20,
+        "active_power_w": 0.01,
+        "cycles_per_mac": 4.0,
+    }
+    table["tiny"]["mcu_profiles"] = {"pdp11": profile}  # type: ignore[index]
+    result = run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+    fp = result.footprints["pdp11"]
+    assert fp.latency_s == pytest.approx(fp.macs * 4.0 / 100e6)
+    assert not fp.fits and any(v.startswith("SRAM") for v in fp.violations)
 
 
 def test_second_identical_run_comes_from_the_cache_with_identical_outputs(tmp_path: Path) -> None:
@@ -62,7 +102,7 @@ def test_rerun_from_saved_scenario_without_cache_gives_the_same_numbers(tmp_path
 
 
 def test_digits_task_runs_end_to_end(tmp_path: Path) -> None:
-    table = _small({"task": {"name": "digits"}})
+    table = _small({"task": {"name": "digits"}, "devices": {"count": 10, "partition": "iid"}})
     scenario = scenario_from_table(table, "test")
     result = run(scenario, cache=ModelCache(tmp_path))
     assert result.require_task().input_shape == (1, 8, 8)

@@ -7,16 +7,14 @@ most 1 LSB per op, checked on single-op models.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import random_models
 
 from tinylarge.tiny.examples import random_tiny_cnn
 from tinylarge.tiny.graph import TinyModel
@@ -29,19 +27,6 @@ from tinylarge.tiny.onnx_export import (
     to_onnx,
 )
 from tinylarge.tiny.runtime import run
-
-
-def _load_random_models() -> ModuleType:
-    path = Path(__file__).with_name("random_models.py")
-    spec = importlib.util.spec_from_file_location("tiny_random_models", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-random_models = _load_random_models()
 
 SEED_BLOCKS = 10
 SEEDS_PER_BLOCK = 40  # 400 random models in all

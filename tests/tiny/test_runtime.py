@@ -8,15 +8,12 @@ TFLite ``AveragePool``); the working is in the comments.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from dataclasses import replace
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+import random_models
 
 from tinylarge.tiny.fixed_point import (
     INT32_MAX,
@@ -31,19 +28,6 @@ from tinylarge.tiny.graph import Op, TensorSpec, TinyModel, TinyModelError
 from tinylarge.tiny.program import compile_model
 from tinylarge.tiny.requantize import add, average
 from tinylarge.tiny.runtime import execute, run
-
-
-def _load_random_models() -> ModuleType:
-    path = Path(__file__).with_name("random_models.py")
-    spec = importlib.util.spec_from_file_location("tiny_random_models", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-random_models = _load_random_models()
 
 
 # -- fixed point: TFLite's published test vectors -------------------------------------------

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tinylarge.cli.tiny import tiny_app
 from tinylarge.config import (
     Scenario,
     ScenarioError,
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect scenario configurations.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(tiny_app, name="tiny")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -70,7 +72,8 @@ def _results_table(metrics: dict[str, Any]) -> Table:
     if has_snr:
         table.add_column("accuracy, SNR >= 6 dB", justify="right")
     for role, m in metrics["models"].items():
-        row = [role, m["name"], f"{m['params']:,}", f"{100 * m['accuracy']:.1f} %"]
+        name = m.get("name", "int8 (integer runtime)")
+        row = [role, name, f"{m['params']:,}", f"{100 * m['accuracy']:.1f} %"]
         if has_snr:
             row.append(f"{100 * m[high]:.1f} %" if m.get(high) is not None else "n/a")
         table.add_row(*row)
@@ -125,6 +128,21 @@ def presets() -> None:
     table.add_column("description")
     for name, description in preset_descriptions().items():
         table.add_row(name, description)
+    console.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models with their options and defaults."""
+    from tinylarge.models import model_entry, model_names
+
+    table = Table(title="Models (use in a scenario as [models.tiny] / [models.large])")
+    for column in ("name", "options (defaults)", "description"):
+        table.add_column(column)
+    for name in model_names():
+        entry = model_entry(name)
+        options = ", ".join(f"{k}={v!r}" for k, v in entry.options.items())
+        table.add_row(name, options, entry.description)
     console.print(table)
 
 

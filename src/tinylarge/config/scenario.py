@@ -11,7 +11,10 @@ import math
 import typing
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from tinylarge.config.base import Section
+from tinylarge.config.tiny_config import TinyConfig
 
 #: Modulation classes of the built-in `radio` task, in label order.
 RADIO_CLASS_NAMES: tuple[str, ...] = (
@@ -21,12 +24,6 @@ RADIO_CLASS_NAMES: tuple[str, ...] = (
 RadioClass = Literal["BPSK", "QPSK", "8PSK", "16QAM", "64QAM", "PAM4", "GFSK", "CPFSK"]
 _RADIO_CLASSES: tuple[RadioClass, ...] = typing.get_args(RadioClass)
 OptionValue = bool | int | float | str
-
-
-class Section(BaseModel):
-    """Base of every config section: immutable, unknown keys rejected, defaults validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class RadioTaskConfig(Section):
@@ -162,3 +159,4 @@ class Scenario(Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
+    tiny: TinyConfig = Field(default_factory=TinyConfig)

@@ -13,7 +13,8 @@ import numpy as np
 
 import tinylarge
 from tinylarge.models.evaluation import Evaluation
-from tinylarge.sim.state import ROLES, RunResult, TrainedModel
+from tinylarge.sim.state import TINY_INT8_ROLE, TINY_LABELS_ROLE, RunResult, TrainedModel
+from tinylarge.tiny.graph import WEIGHTED
 
 #: Frames at or above this SNR are where the large model's edge is measured (issue 2).
 HIGH_SNR_DB = 6.0
@@ -39,13 +40,8 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _model_metrics(
-    trained: TrainedModel, evaluation: Evaluation, class_names: tuple[str, ...]
-) -> dict[str, Any]:
+def _evaluation_metrics(evaluation: Evaluation, class_names: tuple[str, ...]) -> dict[str, Any]:
     metrics: dict[str, Any] = {
-        "name": trained.manifest.name,
-        "options": trained.manifest.options,
-        "params": trained.params,
         "accuracy": evaluation.accuracy,
         "accuracy_by_snr": {
             snr_key(s): a
@@ -56,11 +52,23 @@ def _model_metrics(
         },
         "accuracy_by_class": dict(zip(class_names, evaluation.accuracy_by_class, strict=True)),
         "confusion_matrix": evaluation.confusion,
-        "from_cache": trained.from_cache,
-        "cache_key": trained.cache_key,
     }
     if len(evaluation.snr_db):
         metrics[f"accuracy_snr_ge_{HIGH_SNR_DB:g}db"] = evaluation.accuracy_where(HIGH_SNR_DB)
+    return metrics
+
+
+def _model_metrics(
+    trained: TrainedModel, evaluation: Evaluation, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "name": trained.manifest.name,
+        "options": trained.manifest.options,
+        "params": trained.params,
+        **_evaluation_metrics(evaluation, class_names),
+        "from_cache": trained.from_cache,
+        "cache_key": trained.cache_key,
+    }
     if trained.training is not None:
         history = trained.training.history
         best = history[trained.training.best_epoch] if history else None
@@ -90,8 +98,8 @@ def collect(result: RunResult) -> dict[str, Any]:
         },
         "models": {
             role: _model_metrics(result.models[role], result.evaluations[role], task.class_names)
-            for role in ROLES
-            if role in result.models and role in result.evaluations
+            for role in result.models
+            if role in result.evaluations
         },
         "timing_s": {**result.timings_s, "total": sum(result.timings_s.values())},
     }
@@ -107,6 +115,11 @@ def collect(result: RunResult) -> dict[str, Any]:
             },
         }
     models = metrics["models"]
+    if result.tiny_int8 is not None and TINY_INT8_ROLE in result.evaluations:
+        models[TINY_INT8_ROLE] = tiny_int8_metrics(result, task.class_names)
+    distillation = distillation_metrics(result)
+    if distillation is not None:
+        metrics["distillation"] = distillation
     if "tiny" in models and "large" in models:
         comparison = {
             "large_minus_tiny_accuracy": models["large"]["accuracy"] - models["tiny"]["accuracy"]
@@ -116,3 +129,52 @@ def collect(result: RunResult) -> dict[str, Any]:
             comparison[f"large_minus_tiny_{key}"] = models["large"][key] - models["tiny"][key]
         metrics["comparison"] = comparison
     return dict(_clean(metrics))
+
+
+def tiny_int8_metrics(result: RunResult, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """``models.tiny_int8``: accuracy of the integer runtime plus footprint and MCU costs."""
+    model = result.require_tiny_int8()
+    target = result.scenario.tiny.target_mcu
+    fp = result.footprints[target]
+    params = sum(
+        model.constants[f"{op.name}.{part}"].size
+        for op in model.ops
+        if op.kind in WEIGHTED
+        for part in ("weight", "bias")
+    )
+    return {
+        **_evaluation_metrics(result.evaluations[TINY_INT8_ROLE], class_names),
+        "params": params,
+        "macs": fp.macs,
+        "flash_bytes": fp.flash_bytes,
+        "peak_sram_bytes": fp.peak_sram_bytes,
+        "target_mcu": target,
+        "latency_s": {name: f.latency_s for name, f in result.footprints.items()},
+        "energy_j": {name: f.energy_j for name, f in result.footprints.items()},
+        "fits": {name: f.fits for name, f in result.footprints.items()},
+        "footprint": fp.to_dict(),
+        "quantization": result.quantization,
+        "onnxruntime_check": result.int8_checks,
+        "source_model_sha256": model.manifest.get("source_model_sha256"),
+    }
+
+
+def distillation_metrics(result: RunResult) -> dict[str, Any] | None:
+    """``distillation``: the tiny model from labels alone vs distilled (same data and seed)."""
+    config = result.scenario.tiny.distillation
+    evaluations = result.evaluations
+    if not config.enabled or TINY_LABELS_ROLE not in evaluations or "tiny" not in evaluations:
+        return None
+    labels, distilled = evaluations[TINY_LABELS_ROLE], evaluations["tiny"]
+    metrics: dict[str, Any] = {
+        "temperature": config.temperature,
+        "alpha": config.alpha,
+        "accuracy_labels_only": labels.accuracy,
+        "accuracy_distilled": distilled.accuracy,
+        "gain_pp": 100.0 * (distilled.accuracy - labels.accuracy),
+    }
+    if len(labels.snr_db):
+        key = f"accuracy_snr_ge_{HIGH_SNR_DB:g}db"
+        metrics[f"{key}_labels_only"] = labels.accuracy_where(HIGH_SNR_DB)
+        metrics[f"{key}_distilled"] = distilled.accuracy_where(HIGH_SNR_DB)
+    return metrics

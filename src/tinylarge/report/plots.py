@@ -12,7 +12,12 @@ from tinylarge.data import Partition, Task
 from tinylarge.models.evaluation import Evaluation
 from tinylarge.models.training import TrainingReport
 
-_COLORS = {"tiny": "#1f77b4", "large": "#d62728"}
+_COLORS = {
+    "tiny": "#1f77b4",
+    "large": "#d62728",
+    "tiny_labels": "#9ecae1",
+    "tiny_int8": "#2ca02c",
+}
 _DPI = 110
 
 
@@ -161,4 +166,33 @@ def device_snr(partition: Partition, snr_db: np.ndarray, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Training-frame SNR per device")
+    return _save(fig, path)
+
+
+def mcu_costs(
+    latency_s: Mapping[str, float],
+    energy_j: Mapping[str, float],
+    fits: Mapping[str, bool],
+    path: Path,
+) -> Path:
+    """Latency (ms) and energy (uJ) of one int8 inference per MCU; hatched bars do not fit."""
+    names = list(latency_s)
+    fig = Figure(figsize=(8.0, 3.6))
+    for i, (values, label, factor) in enumerate(
+        (
+            (latency_s, "latency per inference (ms)", 1e3),
+            (energy_j, "energy per inference (uJ)", 1e6),
+        )
+    ):
+        ax = fig.add_subplot(1, 2, i + 1)
+        bars = ax.bar(names, [factor * values[n] for n in names], color="#2ca02c")
+        for bar, name in zip(bars, names, strict=True):
+            if not fits[name]:
+                bar.set_hatch("//")
+                bar.set_facecolor("#cccccc")
+        ax.set_ylabel(label)
+        ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=45)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("The int8 tiny model on each microcontroller (grey hatched: does not fit)")
     return _save(fig, path)

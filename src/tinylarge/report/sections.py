@@ -7,10 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from tinylarge.config import scenario_to_toml
+from tinylarge.models.evaluation import evaluate
 from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, preformatted, table
 from tinylarge.report.metrics import HIGH_SNR_DB
-from tinylarge.sim.state import ROLES, RunResult
+from tinylarge.report.tiny_section import tiny_section
+from tinylarge.sim.state import ROLES, TINY_INT8_ROLE, RunResult
+
+#: Models whose confusion matrices the report shows.
+CONFUSION_ROLES = (*ROLES, TINY_INT8_ROLE)
 
 SectionBuilder = Callable[[RunResult, dict[str, Any], Path], Section | None]
 
@@ -27,7 +32,8 @@ def summary_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
     header += [f"accuracy, SNR >= {HIGH_SNR_DB:g} dB"] if has_snr else []
     rows = []
     for role, m in models.items():
-        row = [role, m["name"], f"{m['params']:,}", _pct(m["accuracy"])]
+        name = m.get("name", f"int8 of {metrics['models'].get('tiny', {}).get('name', 'tiny')}")
+        row = [role, name, f"{m['params']:,}", _pct(m["accuracy"])]
         rows.append(row + ([_pct(m.get(high))] if has_snr else []))
     body = table(header, rows)
     comparison = metrics.get("comparison", {})
@@ -91,6 +97,8 @@ def devices_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
 def models_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
     rows = []
     for role, m in metrics["models"].items():
+        if "name" not in m:  # the int8 model has its own section
+            continue
         t = m.get("training", {})
         rows.append(
             [
@@ -117,7 +125,7 @@ def models_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) 
         ],
         rows,
     )
-    reports = {r: result.models[r].training for r in ROLES if r in result.models}
+    reports = {r: m.training for r, m in result.models.items()}
     with_history = {r: rep for r, rep in reports.items() if rep is not None and rep.history}
     if with_history:
         body += image(
@@ -130,19 +138,34 @@ def models_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) 
 def accuracy_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
     task = result.require_task()
     body = ""
-    evaluations = {r: result.evaluations[r] for r in ROLES if r in result.evaluations}
+    evaluations = dict(result.evaluations)
     if any(len(ev.snr_db) for ev in evaluations.values()):
         body += image(
             plots.accuracy_vs_snr(evaluations, plots_dir / "accuracy_vs_snr.png"),
-            "Test accuracy per SNR bucket.",
+            "Test accuracy per SNR bucket (tiny_labels: the tiny model trained from labels "
+            "alone; tiny: distilled; tiny_int8: its int8 version on the integer runtime).",
         )
+    snr = task.meta_test.get("snr_db")
     for role, ev in evaluations.items():
+        if role not in CONFUSION_ROLES:
+            continue
+        path = plots_dir / f"confusion_{role}.png"
         body += image(
-            plots.confusion_matrix(
-                ev, task.class_names, f"{role} model", plots_dir / f"confusion_{role}.png"
-            ),
-            f"Confusion matrix of the {role} model (row-normalised, %).",
+            plots.confusion_matrix(ev, task.class_names, f"{role} model, all SNRs", path),
+            f"Confusion matrix of the {role} model over all test frames (row-normalised, %).",
         )
+        high = snr >= HIGH_SNR_DB if snr is not None else None
+        if high is not None and high.any() and role in result.logits:
+            high_ev = evaluate(
+                result.logits[role][high].argmax(1), task.y_test[high], task.num_classes
+            )
+            title = f"{role} model, SNR >= {HIGH_SNR_DB:g} dB"
+            body += image(
+                plots.confusion_matrix(
+                    high_ev, task.class_names, title, plots_dir / f"confusion_{role}_high_snr.png"
+                ),
+                f"Confusion matrix of the {role} model on frames with SNR >= {HIGH_SNR_DB:g} dB.",
+            )
     rows = [
         [name] + [_pct(metrics["models"][r]["accuracy_by_class"][name]) for r in evaluations]
         for name in task.class_names
@@ -169,5 +192,6 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     devices_section,
     models_section,
     accuracy_section,
+    tiny_section,
     run_section,
 )

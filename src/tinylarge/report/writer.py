@@ -13,6 +13,12 @@ from tinylarge.report.html import page
 from tinylarge.report.metrics import collect
 from tinylarge.report.sections import SECTIONS
 from tinylarge.sim.state import RunResult
+from tinylarge.tiny.model_file import save_tiny_model
+from tinylarge.tiny.onnx_export import export_onnx
+
+#: The int8 tiny model in the run directory, and its ONNX export beside it.
+TINY_INT8_FILE = "tiny_int8.tlm"
+TINY_INT8_ONNX_FILE = "tiny_int8.onnx"
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -26,7 +32,8 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
     """Write the run directory and return the path of ``report.html``.
 
     Layout: ``scenario.toml`` (resolved), ``metrics.json``, ``plots/*.png``,
-    ``models/<role>.safetensors`` + ``models/<role>.json``, ``report.html`` (self-contained).
+    ``models/<role>.safetensors`` + ``models/<role>.json``, ``tiny_int8.tlm`` (the int8 model)
+    and ``tiny_int8.onnx`` (its ONNX export), ``report.html`` (self-contained).
     """
     run_dir = Path(run_dir)
     plots_dir = run_dir / "plots"
@@ -37,6 +44,9 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
         if trained.training is not None:
             extra["training"] = trained.training.to_dict()  # type: ignore[assignment]
         save_model(trained.model, run_dir / "models" / role, trained.manifest, extra)
+    if result.tiny_int8 is not None:
+        save_tiny_model(result.tiny_int8, run_dir / TINY_INT8_FILE)
+        export_onnx(result.tiny_int8, run_dir / TINY_INT8_ONNX_FILE)
     metrics = collect(result)
     _write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     sections = [s for build in SECTIONS if (s := build(result, metrics, plots_dir)) is not None]

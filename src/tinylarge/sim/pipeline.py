@@ -21,6 +21,12 @@ from tinylarge.sim.stages import (
     train_tiny_stage,
 )
 from tinylarge.sim.state import RunResult, RunState
+from tinylarge.sim.tiny_stages import (
+    check_tiny_config,
+    distill_tiny_stage,
+    evaluate_int8_stage,
+    quantize_tiny_stage,
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,11 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("task", "Build the task", task_stage),
     Stage("devices", "Spread the training data over the devices", devices_stage),
     Stage("train_large", "Train the large model", train_large_stage),
-    Stage("train_tiny", "Train the tiny model", train_tiny_stage),
-    Stage("evaluate", "Evaluate on the test set", evaluate_stage),
+    Stage("train_tiny", "Train the tiny model from labels", train_tiny_stage),
+    Stage("distill_tiny", "Distil the tiny model from the large one", distill_tiny_stage),
+    Stage("quantize_tiny", "Quantize the tiny model to int8", quantize_tiny_stage),
+    Stage("evaluate", "Evaluate the float models on the test set", evaluate_stage),
+    Stage("evaluate_int8", "Run the int8 model, check it, cost it on MCUs", evaluate_int8_stage),
 )
 
 
@@ -64,6 +73,7 @@ def run(
         The stages to run, in order (default: the whole main job).
     """
     check_scenario(scenario)
+    check_tiny_config(scenario)
     ctx = StageContext(cache=cache or ModelCache(), reporter=reporter or SilentReporter())
     state = RunState(scenario=scenario)
     with torch.random.fork_rng(devices=[]):  # stages seed torch explicitly; leave callers' state

@@ -8,6 +8,7 @@ one-line summary for the terminal. To add a stage: write the function, append it
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,13 @@ from tinylarge.models.cache import ModelCache, cache_key
 from tinylarge.models.evaluation import evaluate, predict_logits
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.registry import check_options, count_parameters
-from tinylarge.models.training import TrainingReport, train
+from tinylarge.models.training import BatchLoss, TrainingReport, cross_entropy_loss, train
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.progress import Reporter
-from tinylarge.sim.state import ROLES, RunState, TrainedModel
+from tinylarge.sim.state import ROLES, TINY_LABELS_ROLE, RunState, TrainedModel
+
+#: Builds a training loss only when a model must really be trained (not on a cache hit).
+LossFactory = Callable[[], BatchLoss]
 
 #: Bump when a change to training or data generation makes old cache entries wrong.
 CACHE_FORMAT = 1
@@ -113,12 +117,26 @@ def _task_fingerprint(config: TaskConfig) -> dict[str, object]:
     return fingerprint
 
 
-def train_or_load(role: str, state: RunState, ctx: StageContext) -> TrainedModel:
-    """Return the ``role`` model, from the cache when an identical one was trained before."""
+def train_or_load(
+    role: str,
+    state: RunState,
+    ctx: StageContext,
+    *,
+    spec_role: str | None = None,
+    loss: LossFactory | None = None,
+    key_extra: dict[str, object] | None = None,
+) -> TrainedModel:
+    """Return the ``role`` model, from the cache when an identical one was trained before.
+
+    ``spec_role`` names the scenario's model/training section (default: ``role``); ``loss``
+    builds a custom training loss when training is needed (e.g. distillation), and
+    ``key_extra`` adds what that loss depends on to the cache key.
+    """
     scenario, task = state.scenario, state.require_task()
-    spec: ModelSpec = getattr(scenario.models, role)
-    training: TrainingSpec = getattr(scenario.training, role)
-    seed = derive_seed(scenario.seed, "models", role)
+    spec_role = spec_role or role
+    spec: ModelSpec = getattr(scenario.models, spec_role)
+    training: TrainingSpec = getattr(scenario.training, spec_role)
+    seed = derive_seed(scenario.seed, "models", spec_role)
     manifest = ModelManifest(spec.name, dict(spec.options), task.input_shape, task.num_classes)
     key = cache_key(
         {
@@ -130,6 +148,7 @@ def train_or_load(role: str, state: RunState, ctx: StageContext) -> TrainedModel
             "model": spec.model_dump(mode="json"),
             "training": training.model_dump(mode="json"),
             "model_seed": seed,
+            **(key_extra or {}),
         }
     )
     cached = ctx.cache.get(key)
@@ -144,7 +163,10 @@ def train_or_load(role: str, state: RunState, ctx: StageContext) -> TrainedModel
     def progress(epoch: int, batch: int, batches: int, val_acc: float | None) -> None:
         ctx.reporter.training(role, epoch, training.epochs, batch, batches, val_acc)
 
-    report = train(model, task.x_train, task.y_train, training, seed=seed, progress=progress)
+    loss_fn = loss() if loss is not None else cross_entropy_loss
+    report = train(
+        model, task.x_train, task.y_train, training, seed=seed, progress=progress, loss_fn=loss_fn
+    )
     ctx.cache.put(key, model, manifest, {"training": report.to_dict(), "role": role})
     return TrainedModel(role, model, manifest, count_parameters(model), key, False, report)
 
@@ -161,16 +183,22 @@ def train_large_stage(state: RunState, ctx: StageContext) -> str:
 
 
 def train_tiny_stage(state: RunState, ctx: StageContext) -> str:
-    state.models["tiny"] = train_or_load("tiny", state, ctx)
-    return _training_summary(state.models["tiny"])
+    """Train the tiny model from labels alone: the deployed tiny model when distillation is off,
+    else the baseline (role ``tiny_labels``) that the distilled one is compared with."""
+    role = TINY_LABELS_ROLE if state.scenario.tiny.distillation.enabled else "tiny"
+    state.models[role] = train_or_load(role, state, ctx, spec_role="tiny")
+    return _training_summary(state.models[role])
 
 
 def evaluate_stage(state: RunState, ctx: StageContext) -> str:
+    """Test-set logits and evaluation of every float model of the run."""
     task = state.require_task()
     snr = task.meta_test.get("snr_db")
     parts = []
     for role in ROLES:
-        logits = predict_logits(state.require_model(role).model, task.x_test)
+        state.require_model(role)
+    for role, trained in state.models.items():
+        logits = predict_logits(trained.model, task.x_test)
         state.logits[role] = logits
         state.evaluations[role] = evaluate(
             np.argmax(logits, axis=1), task.y_test, task.num_classes, snr

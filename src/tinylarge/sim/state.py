@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -12,9 +13,15 @@ from tinylarge.data import Partition, Task
 from tinylarge.models.evaluation import Evaluation
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.training import TrainingReport
+from tinylarge.tiny.footprint import Footprint
+from tinylarge.tiny.graph import TinyModel
 
 #: The two model roles of every run: on the device, and at the edge/cloud.
 ROLES: tuple[str, ...] = ("tiny", "large")
+#: The tiny model trained from labels alone, kept beside the distilled one to measure the gain.
+TINY_LABELS_ROLE = "tiny_labels"
+#: The int8 tiny model executed by the integer runtime (key of its logits and evaluation).
+TINY_INT8_ROLE = "tiny_int8"
 
 
 @dataclass
@@ -42,6 +49,14 @@ class RunState:
     ----------
     logits : dict of role -> ndarray, float32, shape (n_test, num_classes)
         Test-set outputs of each model: the trace that later stages index into.
+    tiny_int8 : TinyModel, optional
+        The quantized tiny model (after the ``quantize_tiny`` stage).
+    quantization : dict
+        How it was quantized: accuracy before/after on held-out training frames, QAT or not.
+    int8_checks : dict
+        Agreement of the integer runtime with ONNX Runtime on the test set.
+    footprints : dict of MCU name -> Footprint
+        Flash, peak SRAM, latency and energy of ``tiny_int8`` on each MCU profile.
     timings_s : dict of stage name -> wall seconds
     """
 
@@ -51,12 +66,21 @@ class RunState:
     models: dict[str, TrainedModel] = field(default_factory=dict)
     logits: dict[str, np.ndarray] = field(default_factory=dict)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    tiny_int8: TinyModel | None = None
+    quantization: dict[str, Any] = field(default_factory=dict)
+    int8_checks: dict[str, Any] = field(default_factory=dict)
+    footprints: dict[str, Footprint] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def require_task(self) -> Task:
         if self.task is None:
             raise StageOrderError("no task yet: the 'task' stage must run first")
         return self.task
+
+    def require_tiny_int8(self) -> TinyModel:
+        if self.tiny_int8 is None:
+            raise StageOrderError("no int8 tiny model yet: 'quantize_tiny' must run first")
+        return self.tiny_int8
 
     def require_model(self, role: str) -> TrainedModel:
         if role not in self.models:

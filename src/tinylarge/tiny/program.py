@@ -176,6 +176,23 @@ def _spatial(shape: tuple[int, ...], dims: int, kind: str) -> tuple[int, tuple[i
 Built = tuple[tuple[int, ...], Kernel]
 
 
+def _weighted_requantizer(
+    model: TinyModel, op: Op, arith: Arithmetic, weight: Int8Array
+) -> Requantizer:
+    """The int32 -> int8 step of a conv/linear op: its scales, bias and fused ReLU."""
+    x_spec, y_spec = model.tensors[op.inputs[0]], model.tensors[op.output]
+    return conv_requantizer(
+        arith,
+        input_scale=x_spec.scale,
+        weight_scale=op.constant(model, "weight_scale"),
+        output_scale=y_spec.scale,
+        output_zero_point=y_spec.zero_point,
+        bias=op.constant(model, "bias"),
+        relu=bool(op.attrs.get("relu", False)),
+        acc_bound=kernels.accumulator_bound(weight, x_spec.zero_point),
+    )
+
+
 def _conv(model: TinyModel, op: Op, shapes: list[tuple[int, ...]], arith: Arithmetic) -> Built:
     weight = op.constant(model, "weight")
     dims = weight.ndim - 2
@@ -196,17 +213,8 @@ def _conv(model: TinyModel, op: Op, shapes: list[tuple[int, ...]], arith: Arithm
     )
     if min(out) < 1:
         raise ValueError(f"kernel {kernel} does not fit input {size} with padding {padding}")
-    x_spec, y_spec = model.tensors[op.inputs[0]], model.tensors[op.output]
-    requant = conv_requantizer(
-        arith,
-        input_scale=x_spec.scale,
-        weight_scale=op.constant(model, "weight_scale"),
-        output_scale=y_spec.scale,
-        output_zero_point=y_spec.zero_point,
-        bias=op.constant(model, "bias"),
-        relu=bool(op.attrs.get("relu", False)),
-        acc_bound=kernels.accumulator_bound(weight, x_spec.zero_point),
-    )
+    x_spec = model.tensors[op.inputs[0]]
+    requant = _weighted_requantizer(model, op, arith, weight)
 
     def accumulate(xs: Sequence[Int8Array]) -> npt.NDArray[np.floating]:
         return kernels.conv(
@@ -222,17 +230,8 @@ def _linear(model: TinyModel, op: Op, shapes: list[tuple[int, ...]], arith: Arit
         raise ValueError(
             f"weight {weight.shape} needs input ({weight.shape[-1]},), got {shapes[0]}"
         )
-    x_spec, y_spec = model.tensors[op.inputs[0]], model.tensors[op.output]
-    requant = conv_requantizer(
-        arith,
-        input_scale=x_spec.scale,
-        weight_scale=op.constant(model, "weight_scale"),
-        output_scale=y_spec.scale,
-        output_zero_point=y_spec.zero_point,
-        bias=op.constant(model, "bias"),
-        relu=bool(op.attrs.get("relu", False)),
-        acc_bound=kernels.accumulator_bound(weight, x_spec.zero_point),
-    )
+    x_spec = model.tensors[op.inputs[0]]
+    requant = _weighted_requantizer(model, op, arith, weight)
 
     def accumulate(xs: Sequence[Int8Array]) -> npt.NDArray[np.floating]:
         return kernels.linear(xs[0], x_spec.zero_point, weight)

@@ -1,0 +1,114 @@
+"""The report's TinyML section: distillation, int8 quantization, ONNX Runtime check, MCU costs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tinylarge.report import plots
+from tinylarge.report.html import Section, image, paragraph, table
+from tinylarge.sim.state import TINY_INT8_ROLE, RunResult
+from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, layer_table_rows
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _distillation(metrics: dict[str, Any]) -> str:
+    d = metrics.get("distillation")
+    if d is None:
+        return paragraph("Distillation is disabled: the tiny model is trained from labels only.")
+    high = [k for k in d if k.endswith("_labels_only") and k.startswith("accuracy_snr")]
+    header = ["tiny model", "test accuracy"] + (["accuracy, SNR >= 6 dB"] if high else [])
+    rows = []
+    for label, suffix in (("from labels only", "labels_only"), ("distilled", "distilled")):
+        row = [label, _pct(d[f"accuracy_{suffix}"])]
+        if high:
+            row.append(_pct(d[high[0].replace("labels_only", suffix)]))
+        rows.append(row)
+    body = paragraph(
+        f"Knowledge distillation from the large model (temperature {d['temperature']:g}, soft "
+        f"weight {d['alpha']:g}), same architecture, data and seed as the labels-only model: "
+        f"{d['gain_pp']:+.1f} percentage points."
+    )
+    return body + table(header, rows)
+
+
+def _quantization(metrics: dict[str, Any]) -> str:
+    m = metrics["models"][TINY_INT8_ROLE]
+    q, check = m["quantization"], m["onnxruntime_check"]
+    float_acc = metrics["models"].get("tiny", {}).get("accuracy")
+    rows = [
+        ["float tiny model, test set", _pct(float_acc)],
+        ["int8 tiny model (integer runtime, TFLM arithmetic), test set", _pct(m["accuracy"])],
+        [f"float, {q['check_frames']:,} training frames", _pct(q["float_accuracy_check"])],
+        ["int8 post-training, same frames", _pct(q["ptq_accuracy_check"])],
+    ]
+    if q.get("qat_applied"):
+        rows.append(["int8 after quantization-aware fine-tuning", _pct(q["qat_accuracy_check"])])
+    body = table(["model", "accuracy"], rows)
+    body += paragraph(
+        "Integer runtime vs ONNX Runtime on the exported QLinear ONNX model, over "
+        f"{check['frames']:,} test frames: ONNX arithmetic mode bit-exact on "
+        f"{_pct(check['onnx_arithmetic_equal_frames_fraction'])} of frames (max difference "
+        f"{check['onnx_arithmetic_max_abs_diff_lsb']} LSB); TFLite Micro arithmetic mode equal "
+        f"on {_pct(check['tflm_arithmetic_equal_frames_fraction'])} (max "
+        f"{check['tflm_arithmetic_max_abs_diff_lsb']} LSB, same class on "
+        f"{_pct(check['tflm_vs_onnxruntime_same_class_fraction'])})."
+    )
+    return body
+
+
+def _footprint(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> str:
+    m = metrics["models"][TINY_INT8_ROLE]
+    rows = []
+    for name, fp in result.footprints.items():
+        rows.append(
+            [
+                name,
+                fp.mcu.part,
+                f"{fp.flash_bytes:,}",
+                f"{fp.mcu.flash_bytes:,}",
+                f"{fp.peak_sram_bytes:,}",
+                f"{fp.mcu.sram_bytes:,}",
+                f"{fp.latency_s * 1e3:.3f}",
+                f"{fp.energy_j * 1e6:.1f}",
+                "yes" if fp.fits else "no: " + "; ".join(fp.violations),
+            ]
+        )
+    body = paragraph(
+        f"{m['macs']:,} MACs and {m['params']:,} int8/int32 parameters per inference. Latency "
+        "= MACs x measured cycles per MAC / clock; energy = power during inference x latency "
+        "(sources in tinylarge.tiny.mcu)."
+    )
+    body += table(
+        [
+            "MCU",
+            "part",
+            "flash (B)",
+            "flash available (B)",
+            "peak SRAM (B)",
+            "SRAM available (B)",
+            "latency (ms)",
+            "energy (uJ)",
+            "fits",
+        ],
+        rows,
+    )
+    body += image(
+        plots.mcu_costs(m["latency_s"], m["energy_j"], m["fits"], plots_dir / "mcu_costs.png"),
+        "Latency and energy of one inference of the int8 tiny model per microcontroller.",
+    )
+    target = result.footprints[m["target_mcu"]]
+    body += paragraph(f"Per layer (target MCU {m['target_mcu']}):")
+    body += table(LAYER_TABLE_COLUMNS, layer_table_rows(target))
+    return body
+
+
+def tiny_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section | None:
+    """Distillation, quantization and microcontroller footprint of the tiny model."""
+    if TINY_INT8_ROLE not in metrics["models"]:
+        return None
+    body = _distillation(metrics) + _quantization(metrics) + _footprint(result, metrics, plots_dir)
+    return Section("TinyML: distillation, int8 and microcontrollers", body)

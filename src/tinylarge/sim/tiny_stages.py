@@ -1,0 +1,194 @@
+"""Stages of the LargeML -> TinyML direction: distil the tiny model, quantize it to int8,
+evaluate the int8 model with the integer runtime, check it against ONNX Runtime, and cost it
+on every microcontroller profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinylarge.config.scenario import Scenario, TrainingSpec
+from tinylarge.models.evaluation import evaluate, predict_logits
+from tinylarge.models.training import BatchLoss
+from tinylarge.seeding import derive_seed, rng_for
+from tinylarge.sim.stages import StageContext, train_or_load
+from tinylarge.sim.state import TINY_INT8_ROLE, TINY_LABELS_ROLE, RunState
+from tinylarge.tiny.distill import distillation_loss
+from tinylarge.tiny.footprint import footprint
+from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.mcu import MCU_PROFILES, McuProfile
+from tinylarge.tiny.onnx_export import run_onnxruntime
+from tinylarge.tiny.qat import quantization_aware_finetune
+from tinylarge.tiny.quantize import quantize_model
+from tinylarge.tiny.runtime import run as run_int8
+
+
+def mcu_profiles(scenario: Scenario) -> dict[str, McuProfile]:
+    """The built-in MCU profiles plus the scenario's own (which may replace a built-in)."""
+    custom = {
+        name: McuProfile(**profile.model_dump())
+        for name, profile in scenario.tiny.mcu_profiles.items()
+    }
+    return {**MCU_PROFILES, **custom}
+
+
+def check_tiny_config(scenario: Scenario) -> None:
+    """Fail early when ``tiny.target_mcu`` names no known profile."""
+    profiles = mcu_profiles(scenario)
+    if scenario.tiny.target_mcu not in profiles:
+        raise ValueError(
+            f"tiny.target_mcu = {scenario.tiny.target_mcu!r} is not a known MCU; known: "
+            f"{', '.join(sorted(profiles))} (or define it under [tiny.mcu_profiles.<name>])"
+        )
+
+
+def distill_tiny_stage(state: RunState, ctx: StageContext) -> str:
+    """Train the deployed tiny model by distillation from the large one (same data and seed
+    as the labels-only baseline)."""
+    config = state.scenario.tiny.distillation
+    if not config.enabled:
+        return "disabled: the tiny model is trained from labels only"
+    task, large = state.require_task(), state.require_model("large")
+
+    def loss() -> BatchLoss:
+        teacher_logits = predict_logits(large.model, task.x_train)
+        return distillation_loss(teacher_logits, temperature=config.temperature, alpha=config.alpha)
+
+    trained = train_or_load(
+        "tiny",
+        state,
+        ctx,
+        loss=loss,
+        key_extra={"distillation": {"teacher": large.cache_key, **config.model_dump()}},
+    )
+    state.models["tiny"] = trained
+    origin = "from cache" if trained.from_cache else "distilled"
+    return (
+        f"{trained.manifest.name}, {origin} at T = {config.temperature:g}, alpha = {config.alpha:g}"
+    )
+
+
+def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, axis=1) == y))
+
+
+def _int8_accuracy(model: TinyModel, x: np.ndarray, y: np.ndarray) -> float:
+    out = run_int8(model, model.quantize_input(x), arithmetic="tflm")
+    return _accuracy(out.reshape(len(x), -1).astype(np.float32), y)
+
+
+def quantize_tiny_stage(state: RunState, ctx: StageContext) -> str:
+    """Quantize the tiny model to int8 (post-training), with quantization-aware fine-tuning
+    when the scenario asks for it or when post-training loses too much accuracy."""
+    scenario, task = state.scenario, state.require_task()
+    config = scenario.tiny.quantization
+    tiny = state.require_model("tiny")
+    order = rng_for(scenario.seed, "tiny", "quantization").permutation(task.n_train)
+    calibration_x = task.x_train[order[: config.calibration_samples]]
+    check = order[-config.check_samples :]
+    x_check, y_check = task.x_train[check], task.y_train[check]
+    manifest = {
+        "source_model": {"name": tiny.manifest.name, "options": dict(tiny.manifest.options)},
+        "source_model_cache_key": tiny.cache_key,
+    }
+    model = quantize_model(tiny.model, calibration_x, task.class_names, extra_manifest=manifest)
+    float_acc = _accuracy(predict_logits(tiny.model, x_check), y_check)
+    ptq_acc = _int8_accuracy(model, x_check, y_check)
+    drop_pp = 100.0 * (float_acc - ptq_acc)
+    info: dict[str, Any] = {
+        "check_frames": len(check),
+        "float_accuracy_check": float_acc,
+        "ptq_accuracy_check": ptq_acc,
+        "ptq_drop_pp": drop_pp,
+        "qat": config.qat,
+        "qat_applied": False,
+    }
+    if config.qat == "on" or (config.qat == "auto" and drop_pp > config.qat_threshold_pp):
+        training = scenario.training.tiny
+        spec = TrainingSpec(
+            epochs=config.qat_epochs,
+            batch_size=training.batch_size,
+            learning_rate=config.qat_learning_rate,
+            weight_decay=training.weight_decay,
+            val_fraction=training.val_fraction,
+            patience_epochs=0,
+        )
+
+        def progress(epoch: int, batch: int, batches: int, val_acc: float | None) -> None:
+            ctx.reporter.training("tiny (QAT)", epoch, spec.epochs, batch, batches, val_acc)
+
+        folded, report = quantization_aware_finetune(
+            tiny.model,
+            task.x_train,
+            task.y_train,
+            spec,
+            calibration_x=calibration_x,
+            seed=derive_seed(scenario.seed, "tiny", "qat"),
+            progress=progress,
+        )
+        qat_model = quantize_model(folded, calibration_x, task.class_names, extra_manifest=manifest)
+        qat_acc = _int8_accuracy(qat_model, x_check, y_check)
+        info.update(qat_applied=True, qat_accuracy_check=qat_acc, qat_epochs=report.epochs_run)
+        if qat_acc > ptq_acc:
+            model = qat_model
+    state.tiny_int8 = model
+    state.quantization = info
+    method = "QAT" if info.get("qat_accuracy_check", -1.0) > ptq_acc else "post-training"
+    return (
+        f"int8 ({method}): {len(model.ops)} ops; on {len(check):,} training frames float "
+        f"{float_acc:.1%} -> int8 {max(ptq_acc, info.get('qat_accuracy_check', 0.0)):.1%}"
+    )
+
+
+def evaluate_int8_stage(state: RunState, ctx: StageContext) -> str:
+    """Run the int8 model on the test set with the integer runtime (TFLM arithmetic), compare
+    its ONNX-arithmetic output with ONNX Runtime's, and cost it on every MCU profile."""
+    task, model = state.require_task(), state.require_tiny_int8()
+    x_q = model.quantize_input(task.x_test)
+    out_tflm = run_int8(model, x_q, arithmetic="tflm").reshape(task.n_test, -1)
+    logits = model.dequantize_output(out_tflm)
+    state.logits[TINY_INT8_ROLE] = logits
+    state.evaluations[TINY_INT8_ROLE] = evaluate(
+        np.argmax(logits, axis=1), task.y_test, task.num_classes, task.meta_test.get("snr_db")
+    )
+    out_onnx_mode = run_int8(model, x_q, arithmetic="onnx").reshape(task.n_test, -1)
+    out_ort = run_onnxruntime(model, x_q).reshape(task.n_test, -1)
+    diff_onnx = np.abs(out_onnx_mode.astype(np.int16) - out_ort.astype(np.int16))
+    diff_tflm = np.abs(out_tflm.astype(np.int16) - out_ort.astype(np.int16))
+    float_tiny = state.logits.get("tiny")
+    state.int8_checks = {
+        "frames": task.n_test,
+        "onnx_arithmetic_equal_frames_fraction": float(np.mean(diff_onnx.max(axis=1) == 0)),
+        "onnx_arithmetic_max_abs_diff_lsb": int(diff_onnx.max()),
+        "tflm_arithmetic_equal_frames_fraction": float(np.mean(diff_tflm.max(axis=1) == 0)),
+        "tflm_arithmetic_max_abs_diff_lsb": int(diff_tflm.max()),
+        "tflm_vs_onnxruntime_same_class_fraction": float(
+            np.mean(out_tflm.argmax(axis=1) == out_ort.argmax(axis=1))
+        ),
+    }
+    if float_tiny is not None:
+        state.int8_checks["int8_vs_float_same_class_fraction"] = float(
+            np.mean(out_tflm.argmax(axis=1) == float_tiny.argmax(axis=1))
+        )
+    state.footprints = {
+        name: footprint(model, profile) for name, profile in mcu_profiles(state.scenario).items()
+    }
+    target = state.scenario.tiny.target_mcu
+    fp = state.footprints[target]
+    exact = state.int8_checks["onnx_arithmetic_equal_frames_fraction"]
+    return (
+        f"int8 accuracy {state.evaluations[TINY_INT8_ROLE].accuracy:.1%}; ONNX Runtime "
+        f"bit-exact on {exact:.2%} of frames; {target}: {fp.latency_s * 1e3:.2f} ms, "
+        f"{fp.energy_j * 1e6:.0f} uJ, {'fits' if fp.fits else 'does NOT fit'}"
+    )
+
+
+__all__ = [
+    "TINY_LABELS_ROLE",
+    "check_tiny_config",
+    "distill_tiny_stage",
+    "evaluate_int8_stage",
+    "mcu_profiles",
+    "quantize_tiny_stage",
+]
