@@ -2,10 +2,12 @@
 
 Run by hand::
 
-    python benchmarks/bench_tiny_runtime.py [--frames 4096] [--repeats 7] [--seed 0] [--width 6]
+    python benchmarks/bench_tiny_runtime.py [--frames 4096] [--repeats 7] [--seed 0] [--width 5]
+    python benchmarks/bench_tiny_runtime.py --model runs/<run>/tiny_int8.tlm
 
-The model is `tinylarge.tiny.examples.random_tiny_cnn` (the tiny CNN's layout on a (2, 128)
-radio frame, random int8 weights). Prints, for ``run(..., arithmetic="tflm")``, ``run(...,
+The model is `tinylarge.tiny.examples.random_tiny_cnn` (the default tiny CNN's layout on a
+(2, 128) radio frame, random int8 weights), or a saved TinyModel given with ``--model``.
+Prints, for ``run(..., arithmetic="tflm")``, ``run(...,
 arithmetic="onnx")``, ONNX Runtime as the reference runs it (graph optimizations disabled) and
 ONNX Runtime with its default optimizations, the median wall time over the repeats (after one
 warm-up run, with a pause between contenders) and frames per second; then each mode's speed
@@ -21,11 +23,13 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from tinylarge.tiny.examples import random_tiny_cnn
+from tinylarge.tiny.model_file import load_tiny_model
 from tinylarge.tiny.onnx_export import make_session, run_onnxruntime
 from tinylarge.tiny.runtime import run
 
@@ -59,11 +63,17 @@ def main() -> None:
     parser.add_argument("--frames", type=_positive_int, default=4096, help="batch size")
     parser.add_argument("--repeats", type=_positive_int, default=7)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--width", type=_positive_int, default=6, help="tiny CNN width")
+    parser.add_argument("--width", type=_positive_int, default=5, help="tiny CNN width")
+    parser.add_argument("--model", type=Path, default=None, help="a .tlm file to time instead")
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
-    model = random_tiny_cnn(rng, input_shape=(2, 128), width=args.width, num_classes=8)
+    if args.model is not None:
+        model = load_tiny_model(args.model)
+        described = f"{args.model}, input {model.input_spec.shape}"
+    else:
+        model = random_tiny_cnn(rng, input_shape=(2, 128), width=args.width, num_classes=8)
+        described = f"random_tiny_cnn width {args.width}, input (2, 128), 8 classes"
     x = rng.integers(-128, 128, (args.frames, *model.input_spec.shape)).astype(np.int8)
     reference = make_session(model)  # graph optimizations disabled
     optimized = make_session(model, ort.SessionOptions())  # ONNX Runtime's defaults
@@ -75,7 +85,7 @@ def main() -> None:
         "tinylarge onnx": lambda: run(model, x, arithmetic="onnx", batch_size=args.frames),
     }
     medians_s = {}
-    print(f"model             : random_tiny_cnn width {args.width}, input (2, 128), 8 classes")
+    print(f"model             : {described}")
     print(f"frames per batch  : {args.frames}, repeats: {args.repeats} (after 1 warm-up)")
     for name, fn in contenders.items():
         time.sleep(PAUSE_S)  # let the previous contender's spinning worker threads go idle

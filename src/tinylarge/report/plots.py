@@ -177,22 +177,23 @@ def mcu_costs(
 ) -> Path:
     """Latency (ms) and energy (uJ) of one int8 inference per MCU; hatched bars do not fit."""
     names = list(latency_s)
-    fig = Figure(figsize=(8.0, 3.6))
-    for i, (values, label, factor) in enumerate(
-        (
-            (latency_s, "latency per inference (ms)", 1e3),
-            (energy_j, "energy per inference (uJ)", 1e6),
-        )
-    ):
+    fig = Figure(figsize=(8.0, 0.32 * len(names) + 1.4))
+    panels = (
+        (latency_s, "latency per inference (ms)", 1e3),
+        (energy_j, "energy per inference (uJ)", 1e6),
+    )
+    for i, (values, label, factor) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
-        bars = ax.bar(names, [factor * values[n] for n in names], color="#2ca02c")
+        bars = ax.barh(names, [factor * values[n] for n in names], color="#2ca02c")
         for bar, name in zip(bars, names, strict=True):
             if not fits[name]:
                 bar.set_hatch("//")
                 bar.set_facecolor("#cccccc")
-        ax.set_ylabel(label)
-        ax.set_yscale("log")
-        ax.tick_params(axis="x", rotation=45)
-        ax.grid(alpha=0.3, axis="y")
+        ax.set_xlabel(label)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.grid(alpha=0.3, axis="x")
+        if i:
+            ax.tick_params(axis="y", labelleft=False)
     fig.suptitle("The int8 tiny model on each microcontroller (grey hatched: does not fit)")
     return _save(fig, path)
