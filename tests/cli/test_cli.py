@@ -151,3 +151,12 @@ def test_tiny_run_refuses_wrong_dtype_shape_and_damaged_models(
     assert result.exit_code == 2 and "not a valid TinyModel file" in result.output
     result = runner.invoke(app, ["tiny", "export", str(tlm_file), "--format", "tflite"])
     assert result.exit_code == 2 and "supported: onnx" in result.output
+
+
+def test_net_inspect_prints_coverage_per_profile_and_writes_the_map(tmp_path: Path) -> None:
+    out = tmp_path / "map.png"
+    result = runner.invoke(app, ["net", "inspect", "--preset", "smoke", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("nb_iot", "redcap", "fr2_mmwave", "sub_thz"):
+        assert name in result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -147,3 +147,25 @@ def test_radio_config_keys_are_exactly_the_generator_parameters() -> None:
 
     parameters = set(inspect.signature(make_radio_task).parameters) - {"seed"}
     assert set(RadioTaskConfig().model_dump()) == parameters
+
+
+def test_smoke_run_simulates_the_network(smoke_result: RunResult) -> None:
+    from tinylarge.report.metrics import collect
+
+    net = collect(smoke_result)["network"]
+    assert net["profile"] == "redcap"
+    assert set(net["coverage"]) >= {"nb_iot", "lte_m", "redcap", "embb_fr1", "sub_thz"}
+    up = net["uplink"]
+    messages = smoke_result.network["messages"]
+    assert up["messages"] == messages.device.size > 0
+    lat = up["latency_s"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    assert up["energy_j_per_message"] > 0
+    assert net["edge_server"]["source"].startswith("measured on this machine")
+
+
+def test_unknown_radio_profile_fails_early(tmp_path: Path) -> None:
+    table = _small({})
+    table["network"] = {"profile": "6g_magic"}
+    with pytest.raises(ValueError, match=r"network: unknown radio profile '6g_magic'"):
+        run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))

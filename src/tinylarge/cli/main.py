@@ -7,18 +7,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tinylarge.cli.common import (
+    ConfigOption,
+    PresetOption,
+    console,
+)
+from tinylarge.cli.common import fail as _fail
+from tinylarge.cli.common import resolve_scenario as _resolve
+from tinylarge.cli.net import net_app
 from tinylarge.cli.tiny import tiny_app
 from tinylarge.config import (
     Scenario,
     ScenarioError,
-    load_preset,
-    load_scenario,
     preset_descriptions,
     scenario_to_toml,
-    with_seed,
 )
 
 app = typer.Typer(
@@ -30,32 +34,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect scenario configurations.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(tiny_app, name="tiny")
-
-console = Console()
-err_console = Console(stderr=True)
-
-PresetOption = Annotated[
-    str | None, typer.Option("--preset", "-p", help="Built-in preset (see `tinylarge presets`).")
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Scenario TOML file.", dir_okay=False)
-]
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=2)
-
-
-def _resolve(preset: str | None, config: Path | None, seed: int | None) -> Scenario:
-    """The scenario from --preset or --config (default preset: 'default'), with --seed applied."""
-    if preset is not None and config is not None:
-        raise _fail("give either --preset or --config, not both")
-    try:
-        scenario = load_scenario(config) if config is not None else load_preset(preset or "default")
-        return with_seed(scenario, seed) if seed is not None else scenario
-    except ScenarioError as error:
-        raise _fail(str(error)) from None
+app.add_typer(net_app, name="net")
 
 
 def _default_run_dir(scenario: Scenario) -> Path:

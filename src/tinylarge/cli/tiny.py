@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tinylarge.cli.common import console
+from tinylarge.cli.common import fail as _fail
 from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, footprint, layer_table_rows
 from tinylarge.tiny.graph import TinyModel, TinyModelError
 from tinylarge.tiny.mcu import MCU_PROFILES, UnknownMcuError, mcu_profile
@@ -20,17 +21,10 @@ from tinylarge.tiny.runtime import run as run_int8
 tiny_app = typer.Typer(
     help="Inspect, export and run int8 tiny models (.tlm files).", no_args_is_help=True
 )
-console = Console()
-err_console = Console(stderr=True)
 
 ModelArgument = Annotated[
     Path, typer.Argument(help="A TinyModel file, e.g. <run dir>/tiny_int8.tlm.", dir_okay=False)
 ]
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def _load(path: Path) -> TinyModel:

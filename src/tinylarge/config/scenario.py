@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tinylarge.config.base import Section
+from tinylarge.config.network_config import NetworkConfig
 from tinylarge.config.tiny_config import TinyConfig
 
 #: Modulation classes of the built-in `radio` task, in label order.
@@ -160,3 +161,4 @@ class Scenario(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     tiny: TinyConfig = Field(default_factory=TinyConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)

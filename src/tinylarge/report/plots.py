@@ -197,3 +197,51 @@ def mcu_costs(
             ax.tick_params(axis="y", labelleft=False)
     fig.suptitle("The int8 tiny model on each microcontroller (grey hatched: does not fit)")
     return _save(fig, path)
+
+
+def network_coverage(
+    snr_map: tuple[np.ndarray, np.ndarray, np.ndarray],
+    map_title: str,
+    rates_bps: Mapping[str, np.ndarray],
+    path: Path,
+) -> Path:
+    """Uplink SNR over the cell (left) and the CDF of each profile's uplink rate (right)."""
+    x_m, y_m, snr_db = snr_map
+    fig = Figure(figsize=(10.0, 4.2))
+    ax = fig.add_subplot(1, 2, 1)
+    points = ax.scatter(x_m, y_m, c=snr_db, s=3, cmap="viridis", vmin=-10, vmax=40)
+    fig.colorbar(points, ax=ax, label="uplink SNR (dB)")
+    ax.scatter([0.0], [0.0], marker="^", color="red", s=60, label="base station")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_title(map_title)
+    ax.legend(loc="upper right")
+    ax = fig.add_subplot(1, 2, 2)
+    for name, rate in rates_bps.items():
+        values = np.sort(np.maximum(rate, 1.0))
+        ax.plot(values, np.linspace(0, 100, values.size), label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("uplink rate, whole band (b/s)")
+    ax.set_ylabel("devices (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Rate across the cell per radio profile")
+    return _save(fig, path)
+
+
+def latency_cdf(latency_s: np.ndarray, title: str, path: Path) -> Path:
+    """CDF of message latency (ms) with the p50/p95/p99 marks."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    values = np.sort(latency_s[np.isfinite(latency_s)]) * 1e3
+    if values.size:
+        ax.plot(values, np.linspace(0, 100, values.size), color="#d62728")
+        for q in (50, 95, 99):
+            ax.axvline(np.percentile(values, q), color="grey", ls=":", lw=1)
+            ax.text(np.percentile(values, q), 3, f"p{q}", rotation=90, fontsize=8)
+    ax.set_xlabel("latency device -> edge -> device (ms)")
+    ax.set_ylabel("messages (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    return _save(fig, path)

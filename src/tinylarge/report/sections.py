@@ -11,6 +11,7 @@ from tinylarge.models.evaluation import evaluate
 from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, preformatted, table
 from tinylarge.report.metrics import HIGH_SNR_DB
+from tinylarge.report.network_section import network_section
 from tinylarge.report.tiny_section import tiny_section
 from tinylarge.sim.state import ROLES, TINY_INT8_ROLE, RunResult
 
@@ -193,5 +194,6 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     models_section,
     accuracy_section,
     tiny_section,
+    network_section,
     run_section,
 )

@@ -10,6 +10,7 @@ import torch
 
 from tinylarge.config.scenario import Scenario
 from tinylarge.models.cache import ModelCache
+from tinylarge.sim.net_stages import check_network_config, network_stage
 from tinylarge.sim.progress import Reporter, SilentReporter
 from tinylarge.sim.stages import (
     StageContext,
@@ -49,6 +50,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("quantize_tiny", "Quantize the tiny model to int8", quantize_tiny_stage),
     Stage("evaluate", "Evaluate the float models on the test set", evaluate_stage),
     Stage("evaluate_int8", "Run the int8 model, check it, cost it on MCUs", evaluate_int8_stage),
+    Stage("network", "Simulate the 6G cell: coverage, messages, queues, energy", network_stage),
 )
 
 
@@ -74,6 +76,7 @@ def run(
     """
     check_scenario(scenario)
     check_tiny_config(scenario)
+    check_network_config(scenario)
     ctx = StageContext(cache=cache or ModelCache(), reporter=reporter or SilentReporter())
     state = RunState(scenario=scenario)
     with torch.random.fork_rng(devices=[]):  # stages seed torch explicitly; leave callers' state

@@ -57,6 +57,8 @@ class RunState:
         Agreement of the integer runtime with ONNX Runtime on the test set.
     footprints : dict of MCU name -> Footprint
         Flash, peak SRAM, latency and energy of ``tiny_int8`` on each MCU profile.
+    network : dict
+        The network stage's coverage per radio profile, devices and message outcomes.
     timings_s : dict of stage name -> wall seconds
     """
 
@@ -70,6 +72,7 @@ class RunState:
     quantization: dict[str, Any] = field(default_factory=dict)
     int8_checks: dict[str, Any] = field(default_factory=dict)
     footprints: dict[str, Footprint] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def require_task(self) -> Task:

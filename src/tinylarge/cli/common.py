@@ -1,0 +1,37 @@
+"""What every `tinylarge` subcommand shares: consoles, errors, scenario options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tinylarge.config import Scenario, ScenarioError, load_preset, load_scenario, with_seed
+
+console = Console()
+err_console = Console(stderr=True)
+
+PresetOption = Annotated[
+    str | None, typer.Option("--preset", "-p", help="Built-in preset (see `tinylarge presets`).")
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Scenario TOML file.", dir_okay=False)
+]
+
+
+def fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def resolve_scenario(preset: str | None, config: Path | None, seed: int | None) -> Scenario:
+    """The scenario from --preset or --config (default preset: 'default'), with --seed applied."""
+    if preset is not None and config is not None:
+        raise fail("give either --preset or --config, not both")
+    try:
+        scenario = load_scenario(config) if config is not None else load_preset(preset or "default")
+        return with_seed(scenario, seed) if seed is not None else scenario
+    except ScenarioError as error:
+        raise fail(str(error)) from None

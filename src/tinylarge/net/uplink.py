@@ -1,0 +1,327 @@
+"""Messages over the cell: uplink to the edge, (batched) edge service, downlink reply.
+
+Vectorized over messages (arrays in, arrays out). The model, per message ``i`` sent by device
+``d`` in cell ``c`` at time ``A``:
+
+1. **Slot alignment**: transmission can start at the next slot boundary ``t0``.
+2. **Scheduling**: the messages of a cell that start in the same slot share its uplink band
+   (``equal``: 1/n each; ``proportional_fair``: PF throughput with multi-user diversity, see
+   `tinylarge.net.link.proportional_fair_rate_bps`). A device's power is concentrated on its
+   share, so its SNR is the full-band SNR + fast fading - 10 log10(share).
+3. **Outage**: a link SNR below the profile's minimum (or a rate of 0) means the message is not
+   sent; it is counted and gets no latency.
+4. **Rate and airtime**: share x bandwidth x spectral efficiency (CQI table or truncated
+   Shannon), airtime rounded up to whole slots; HARQ retransmissions at the target BLER.
+5. **Cell uplink queue**: the messages starting in one slot form a group that holds the band
+   until its longest member (airtime x transmissions + retransmission round trips) is done;
+   groups of a cell are served first-in first-out (exact Lindley recursion in
+   `tinylarge.net.queues`), so a message waits for the backlog of earlier slots.
+6. **Edge**: after propagation (and backhaul to the cloud, when set) the request joins the
+   edge server's batching queue (`tinylarge.net.queues.batch_queue`).
+7. **Reply**: the downlink reply goes at the full downlink rate (the base station's downlink is
+   not the bottleneck for small replies; no downlink queue).
+
+Device energy = radio (TX during the uplink airtime of every transmission, RX during the reply,
+connected idle while waiting for the reply) + the compute energy given per message (e.g. the
+tiny model's MCU estimate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from tinylarge.net.batching import batch_queue, linear_batch_service
+from tinylarge.net.cell import CellDevices
+from tinylarge.net.energy import RadioEnergyModel, message_energy_j
+from tinylarge.net.fading import FadingKind, fading_gain_db, fading_power_gain
+from tinylarge.net.latency import harq_rtt_s, propagation_delay_s, slot_alignment_s
+from tinylarge.net.link import (
+    airtime_s,
+    equal_share,
+    harq_transmissions,
+    outage,
+    proportional_fair_rate_bps,
+    spectral_efficiency,
+)
+from tinylarge.net.queues import fifo_queue_grouped
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """How the link is abstracted (see the module docstring)."""
+
+    spectral_efficiency: Literal["cqi", "shannon"] = "cqi"
+    scheduler: Literal["equal", "proportional_fair"] = "equal"
+    fading: FadingKind = "rayleigh"
+    rician_k_db: float = 3.0
+    bler_target: float = 0.1
+    max_transmissions: int = 4
+    backhaul_s: float = 0.0
+    energy: RadioEnergyModel = field(default_factory=RadioEnergyModel)
+
+
+@dataclass(frozen=True)
+class EdgeServer:
+    """The edge's large model as a batching server: a batch of b takes setup_s + b x per_item_s.
+
+    ``source`` says where the figures come from (measured on this machine, or a profile).
+    """
+
+    setup_s: float
+    per_item_s: float
+    max_batch: int = 64
+    max_wait_s: float | None = 0.002
+    source: str = "profile"
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    """Per-message outcome (arrays of shape (n_messages,), in the input order)."""
+
+    device: IntArray
+    arrival_s: FloatArray
+    snr_db: FloatArray
+    outage: BoolArray
+    delivered: BoolArray
+    share: FloatArray
+    rate_bps: FloatArray
+    airtime_s: FloatArray
+    transmissions: IntArray
+    uplink_queue_wait_s: FloatArray
+    edge_wait_s: FloatArray
+    latency_s: FloatArray  # NaN when not delivered
+    energy_j: FloatArray
+    bytes_up: IntArray
+    bytes_down: IntArray
+
+    def summary(self) -> dict[str, Any]:
+        """Delivery, latency percentiles (delivered messages), energy and bytes per message."""
+        ok = self.delivered
+        lat = self.latency_s[ok]
+        pct = (
+            {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)}
+            if lat.size
+            else {"p50": None, "p95": None, "p99": None}
+        )
+        return {
+            "messages": int(self.device.size),
+            "delivered_fraction": float(ok.mean()) if ok.size else 0.0,
+            "outage_fraction": float(self.outage.mean()) if ok.size else 0.0,
+            "latency_s": {**pct, "mean": float(lat.mean()) if lat.size else None},
+            "uplink_queue_wait_s_mean": float(self.uplink_queue_wait_s[ok].mean())
+            if lat.size
+            else None,
+            "energy_j_per_message": float(self.energy_j[~self.outage].mean())
+            if (~self.outage).any()
+            else None,
+            "mean_transmissions": float(self.transmissions[~self.outage].mean())
+            if (~self.outage).any()
+            else None,
+            "bytes_up_per_message": float(self.bytes_up.mean()) if ok.size else 0.0,
+            "bytes_down_per_message": float(self.bytes_down.mean()) if ok.size else 0.0,
+        }
+
+
+def _uplink_rate(
+    cells: CellDevices,
+    settings: LinkSettings,
+    device: IntArray,
+    group: IntArray,
+    fading_db: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Share, link SNR (dB, on the share) and rate (b/s) of every message (``group``: its
+    (cell, slot) group)."""
+    profile = cells.profile
+    active = np.ones(device.size, dtype=np.bool_)
+    share = equal_share(group, active)
+    se_fn = partial(
+        spectral_efficiency,
+        method=settings.spectral_efficiency,
+        cqi_table=profile.cqi_table,
+        max_spectral_efficiency=profile.max_spectral_efficiency,
+        snr_min_db=profile.min_snr_db,
+        max_repetitions=profile.max_repetitions,
+    )
+    mean_snr = cells.uplink_mean_snr_db[device] - 10.0 * np.log10(share)
+    link_snr = mean_snr + fading_db
+    if settings.scheduler == "proportional_fair":
+        rate = proportional_fair_rate_bps(
+            cells.uplink_mean_snr_db[device],
+            group,
+            active,
+            bandwidth_hz=profile.uplink_bandwidth_hz,
+            spectral_efficiency_fn=se_fn,
+        )
+    else:
+        rate = share * profile.uplink_bandwidth_hz * se_fn(link_snr)
+    return share, link_snr, np.asarray(rate, dtype=np.float64)
+
+
+def _slot_groups(slot_index: IntArray, cell: IntArray, n_cells: int) -> tuple[IntArray, IntArray]:
+    """Group messages by (slot, cell): each message's group id, and one member of each group.
+
+    A stable sort of the key slot x n_cells + cell: messages come roughly in time order, so the
+    key is nearly sorted and the sort cheap.
+    """
+    key = slot_index * n_cells + cell
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    first = np.ones(key.size, dtype=np.bool_)
+    first[1:] = sorted_key[1:] != sorted_key[:-1]
+    group_of = np.empty(key.size, dtype=np.int64)
+    group_of[order] = np.cumsum(first) - 1
+    return group_of, order[first]
+
+
+def send_messages(
+    rng: np.random.Generator,
+    cells: CellDevices,
+    settings: LinkSettings,
+    edge: EdgeServer,
+    *,
+    device: npt.ArrayLike,
+    arrival_s: npt.ArrayLike,
+    bytes_up: npt.ArrayLike,
+    bytes_down: npt.ArrayLike,
+    compute_energy_j: npt.ArrayLike = 0.0,
+) -> MessageResult:
+    """Send one uplink message per element and its reply; return per-message outcomes.
+
+    Parameters
+    ----------
+    device : int array, shape (n,)
+        Sending device (index into ``cells``).
+    arrival_s : float array, shape (n,)
+        When the message is ready on the device, s (any order).
+    bytes_up, bytes_down : int, scalar or shape (n,)
+        Uplink payload and downlink reply sizes, bytes.
+    compute_energy_j : float, scalar or shape (n,)
+        On-device compute energy attributed to the message, J.
+    """
+    dev = np.asarray(device, dtype=np.int64)
+    arrival = np.asarray(arrival_s, dtype=np.float64)
+    if dev.ndim != 1 or arrival.shape != dev.shape:
+        raise ValueError(
+            f"device and arrival_s must be 1-D of the same length, got {dev.shape} and "
+            f"{arrival.shape}"
+        )
+    if dev.size and (dev.min() < 0 or dev.max() >= cells.n_devices):
+        raise ValueError(f"device indices must be in [0, {cells.n_devices}), got {dev.max()}")
+    n = dev.size
+    up = np.broadcast_to(np.asarray(bytes_up, dtype=np.int64), (n,))
+    down = np.broadcast_to(np.asarray(bytes_down, dtype=np.int64), (n,))
+    profile = cells.profile
+    slot = profile.slot_s
+    cell = cells.topology.cell[dev].astype(np.int64)
+
+    slot_wait = slot_alignment_s(arrival, slot)
+    start = arrival + slot_wait
+    slot_index = np.rint(start / slot).astype(np.int64)
+    group_of, group_first = _slot_groups(slot_index, cell, cells.topology.n_cells)
+    fading = fading_power_gain(rng, n, kind=settings.fading, k_factor_db=settings.rician_k_db)
+    share, link_snr, rate = _uplink_rate(cells, settings, dev, group_of, fading_gain_db(fading))
+    in_outage = outage(link_snr, profile.min_snr_db) | (rate <= 0)
+    tx, delivered = harq_transmissions(
+        rng, n, bler=settings.bler_target, max_transmissions=settings.max_transmissions
+    )
+    delivered &= ~in_outage
+    air = np.where(in_outage, 0.0, airtime_s(8 * up, np.where(in_outage, 1.0, rate), slot))
+    rtt = float(harq_rtt_s(slot))
+    busy = air * tx + (tx - 1) * rtt
+    busy = np.where(in_outage, 0.0, busy)
+
+    # Cell uplink: one group per (cell, slot) holds the band for its longest member; groups of a
+    # cell are served FIFO.
+    group_busy = np.zeros(group_first.size)
+    np.maximum.at(group_busy, group_of, busy)
+    queue = fifo_queue_grouped(cell[group_first], start[group_first], group_busy)
+    uplink_wait = queue.wait_s[group_of]
+
+    distance = cells.topology.d_2d_m[dev]
+    propagation = propagation_delay_s(distance)
+    at_edge = start + uplink_wait + busy + propagation + settings.backhaul_s
+    served = np.flatnonzero(delivered)
+    edge_wait = np.zeros(n)
+    edge_done = np.full(n, np.nan)
+    if served.size:
+        # Stable sort: at_edge is nearly sorted already, which timsort exploits.
+        order = served[np.argsort(at_edge[served], kind="stable")]
+        batches = batch_queue(
+            at_edge[order],
+            max_batch=edge.max_batch,
+            batch_service_s=linear_batch_service(edge.setup_s, edge.per_item_s),
+            max_wait_s=edge.max_wait_s,
+        )
+        edge_wait[order] = batches.wait_s
+        edge_done[order] = batches.departure_s
+
+    dl_fading = fading_power_gain(rng, n, kind=settings.fading, k_factor_db=settings.rician_k_db)
+    dl_snr = cells.downlink_mean_snr_db[dev] + fading_gain_db(dl_fading)
+    dl_se = spectral_efficiency(
+        dl_snr,
+        method=settings.spectral_efficiency,
+        cqi_table=profile.cqi_table,
+        max_spectral_efficiency=profile.max_spectral_efficiency,
+        snr_min_db=profile.min_snr_db,
+        max_repetitions=profile.max_repetitions,
+    )
+    dl_rate = profile.downlink_bandwidth_hz * dl_se
+    dl_ok = dl_rate > 0
+    dl_air = np.where(dl_ok, airtime_s(8 * down, np.where(dl_ok, dl_rate, 1.0), slot), 0.0)
+    delivered &= dl_ok
+    done = edge_done + settings.backhaul_s + propagation + dl_air
+    latency = np.where(delivered, done - arrival, np.nan)
+
+    idle = np.where(delivered, np.nan_to_num(latency) - busy - dl_air, 0.0)
+    energy = message_energy_j(
+        air * tx,
+        profile.device_tx_power_dbm,
+        model=settings.energy,
+        rx_time_s=dl_air,
+        idle_time_s=np.maximum(idle, 0.0),
+        compute_energy_j=compute_energy_j,
+    )
+    return MessageResult(
+        device=dev,
+        arrival_s=arrival,
+        snr_db=link_snr,
+        outage=in_outage,
+        delivered=delivered,
+        share=share,
+        rate_bps=rate,
+        airtime_s=air,
+        transmissions=tx,
+        uplink_queue_wait_s=uplink_wait,
+        edge_wait_s=edge_wait,
+        latency_s=latency,
+        energy_j=np.asarray(energy, dtype=np.float64),
+        bytes_up=np.where(in_outage, 0, up).astype(np.int64),
+        bytes_down=np.where(delivered, down, 0).astype(np.int64),
+    )
+
+
+def poisson_arrivals(
+    rng: np.random.Generator, n_devices: int, rate_hz: float, duration_s: float
+) -> tuple[IntArray, FloatArray]:
+    """Poisson message arrivals of every device over ``duration_s``: (device, time), by time.
+
+    Equivalent to one Poisson process of rate ``n_devices x rate_hz`` whose points pick a
+    device uniformly (superposition/thinning of independent Poisson processes).
+    """
+    if n_devices < 1 or not rate_hz > 0 or not duration_s > 0:
+        raise ValueError(
+            f"need n_devices >= 1, rate_hz > 0, duration_s > 0; got {n_devices}, {rate_hz}, "
+            f"{duration_s}"
+        )
+    n = int(rng.poisson(n_devices * rate_hz * duration_s))
+    times = np.sort(rng.uniform(0.0, duration_s, n))
+    return rng.integers(0, n_devices, n).astype(np.int64), times

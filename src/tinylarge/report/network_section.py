@@ -1,0 +1,123 @@
+"""The report's 6G network section: coverage per radio profile, message latency and energy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tinylarge.report import plots
+from tinylarge.report.html import Section, image, paragraph, table
+from tinylarge.sim.state import RunResult
+
+
+def _rate(bps: float) -> str:
+    for unit, factor in (("Gb/s", 1e9), ("Mb/s", 1e6), ("kb/s", 1e3)):
+        if bps >= factor:
+            return f"{bps / factor:.3g} {unit}"
+    return f"{bps:.3g} b/s"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 1e3:.2f}"
+
+
+def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section | None:
+    """Coverage table and map, message latency CDF, energy and bytes per message."""
+    net = metrics.get("network")
+    if net is None:
+        return None
+    rows = [
+        [
+            name,
+            f"{c['carrier_ghz']:g} GHz / {_rate(c['uplink_bandwidth_hz']).replace('b/s', 'Hz')}",
+            c["scenario"],
+            f"{c['cell_radius_m']:.0f}",
+            f"{c['snr_db_median']:.1f}",
+            f"{c['snr_db_p5']:.1f}",
+            _rate(c["rate_bps_median"]),
+            _rate(c["rate_bps_p5"]),
+            _rate(c["shared_rate_bps_median"]),
+            f"{100 * c['outage_fraction']:.2f} %",
+        ]
+        for name, c in net["coverage"].items()
+    ]
+    per_cell = next(iter(net["coverage"].values()))["devices_per_cell"]
+    body = paragraph(
+        "Uplink coverage of each radio profile: devices dropped uniformly over the cell (TR "
+        "38.901 path loss with LOS probability, shadow fading and outdoor-to-indoor loss, one "
+        "fast-fading draw each). Rates use the whole uplink band, and the band shared by "
+        f"{per_cell} devices at once."
+    )
+    body += table(
+        [
+            "profile",
+            "carrier / band",
+            "scenario",
+            "cell radius (m)",
+            "SNR median (dB)",
+            "SNR 5th pct (dB)",
+            "rate median",
+            "rate 5th pct",
+            f"rate, {per_cell} sharing",
+            "outage",
+        ],
+        rows,
+    )
+    coverages = result.network["coverage"]
+    chosen = coverages[net["profile"]]
+    topo = chosen.cells.topology
+    body += image(
+        plots.network_coverage(
+            (topo.x_m, topo.y_m, chosen.snr_db),
+            f"{net['profile']}: uplink SNR over the cell",
+            {name: c.rate_bps for name, c in coverages.items()},
+            plots_dir / "network_coverage.png",
+        ),
+        "Left: uplink SNR of devices over the chosen profile's cell. Right: distribution of the "
+        "whole-band uplink rate per profile.",
+    )
+    up, traffic, edge = net["uplink"], net["traffic"], net["edge_server"]
+    body += paragraph(
+        f"{result.scenario.devices.count} devices send Poisson messages of "
+        f"{traffic['message_bytes']} bytes (one int8 frame) at {traffic['rate_per_device_hz']:g} "
+        f"per second each for {traffic['duration_s']:g} s over {net['profile']}; the edge's "
+        f"large model answers in batches of up to {edge['max_batch']} ({edge['source']}) with "
+        f"{traffic['reply_bytes']} bytes. Latency covers slot alignment, the cell's uplink "
+        "queue, airtime, HARQ retransmissions, propagation, the edge's batching queue and the "
+        "downlink reply."
+    )
+    lat = up["latency_s"]
+    energy = up["energy_j_per_message"]
+    body += table(
+        [
+            "messages",
+            "delivered",
+            "outage",
+            "p50 (ms)",
+            "p95 (ms)",
+            "p99 (ms)",
+            "energy / message",
+            "mean transmissions",
+        ],
+        [
+            [
+                f"{up['messages']:,}",
+                f"{100 * up['delivered_fraction']:.2f} %",
+                f"{100 * up['outage_fraction']:.2f} %",
+                _ms(lat["p50"]),
+                _ms(lat["p95"]),
+                _ms(lat["p99"]),
+                "n/a" if energy is None else f"{energy * 1e6:.1f} uJ",
+                "n/a" if up["mean_transmissions"] is None else f"{up['mean_transmissions']:.2f}",
+            ]
+        ],
+    )
+    body += image(
+        plots.latency_cdf(
+            result.network["messages"].latency_s,
+            f"Message latency over {net['profile']}",
+            plots_dir / "latency_cdf.png",
+        ),
+        "Distribution of the latency of delivered messages.",
+    )
+    return Section("6G network", body)

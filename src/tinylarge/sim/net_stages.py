@@ -1,0 +1,174 @@
+"""The network stage: coverage of every radio profile, and the devices' messages over the
+chosen profile's cell to the edge server (whose batch service time is measured on the run's
+own large model)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinylarge.config.scenario import Scenario
+from tinylarge.net import (
+    EdgeServer,
+    LinkSettings,
+    RadioEnergyModel,
+    RadioProfile,
+    UnknownRadioProfileError,
+    attach_devices,
+    coverage,
+    poisson_arrivals,
+    radio_profile,
+    send_messages,
+)
+from tinylarge.seeding import rng_for
+from tinylarge.sim.stages import StageContext
+from tinylarge.sim.state import RunState
+
+#: Default edge server when no large model was trained in the run (setup, per item), s.
+FALLBACK_EDGE = EdgeServer(setup_s=0.002, per_item_s=0.0002, source="fallback profile")
+
+
+def network_profiles(scenario: Scenario) -> dict[str, RadioProfile]:
+    """The profiles a run uses (the devices' one first, then the compared ones), validated."""
+    config = scenario.network
+    names = [config.profile] + [n for n in config.compare_profiles if n != config.profile]
+    try:
+        return {name: radio_profile(name, config.custom_profiles) for name in names}
+    except UnknownRadioProfileError as error:
+        raise ValueError(f"network: {error.args[0]}") from None
+    except ValueError as error:  # pydantic ValidationError of a custom profile
+        raise ValueError(f"network.custom_profiles: {error}") from None
+
+
+def check_network_config(scenario: Scenario) -> None:
+    """Fail before any work on an unknown or invalid radio profile."""
+    if scenario.network.enabled:
+        network_profiles(scenario)
+
+
+def measure_edge_server(
+    model: nn.Module, input_shape: tuple[int, ...], *, max_batch: int
+) -> EdgeServer:
+    """Time the large model on this machine at batch 1 and ``max_batch``; fit setup + per item.
+
+    Median of 5 timed runs each after a warm-up, torch inference mode.
+    """
+    model.eval()
+
+    def seconds(batch: int) -> float:
+        x = torch.zeros((batch, *input_shape))
+        times = []
+        with torch.inference_mode():
+            model(x)
+            for _ in range(5):
+                started = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - started)
+        return float(np.median(times))
+
+    t1, tb = seconds(1), seconds(max_batch)
+    per_item = max((tb - t1) / (max_batch - 1), 1e-7) if max_batch > 1 else t1
+    setup = max(t1 - per_item, 0.0)
+    return EdgeServer(
+        setup_s=setup,
+        per_item_s=per_item,
+        max_batch=max_batch,
+        source=f"measured on this machine: batch 1 {t1 * 1e3:.2f} ms, batch {max_batch} "
+        f"{tb * 1e3:.2f} ms",
+    )
+
+
+def network_stage(state: RunState, ctx: StageContext) -> str:
+    """Coverage per profile; Poisson uplink messages of every device over the chosen cell."""
+    scenario = state.scenario
+    config = scenario.network
+    if not config.enabled:
+        return "disabled"
+    profiles = network_profiles(scenario)
+    per_cell = max(1, scenario.devices.count // config.n_cells)
+    coverages = {
+        name: coverage(
+            rng_for(scenario.seed, "network", "coverage", name),
+            name,
+            profile,
+            config.coverage_devices,
+            devices_per_cell=per_cell,
+            indoor_fraction=config.indoor_fraction,
+            device_height_m=config.device_height_m,
+            fading=config.fading,
+            rician_k_db=config.rician_k_db,
+            method=config.spectral_efficiency,
+        )
+        for name, profile in profiles.items()
+    }
+    large = state.models.get("large")
+    task = state.require_task()
+    edge = (
+        measure_edge_server(large.model, task.input_shape, max_batch=64)
+        if large is not None
+        else FALLBACK_EDGE
+    )
+    rng = rng_for(scenario.seed, "network", "messages")
+    cells = attach_devices(
+        rng,
+        profiles[config.profile],
+        scenario.devices.count,
+        n_cells=config.n_cells,
+        indoor_fraction=config.indoor_fraction,
+        device_height_m=config.device_height_m,
+    )
+    traffic = config.traffic
+    device, arrival = poisson_arrivals(
+        rng, scenario.devices.count, traffic.rate_per_device_hz, traffic.duration_s
+    )
+    settings = LinkSettings(
+        spectral_efficiency=config.spectral_efficiency,
+        scheduler=config.scheduler,
+        fading=config.fading,
+        rician_k_db=config.rician_k_db,
+        bler_target=config.bler_target,
+        max_transmissions=config.max_transmissions,
+        energy=RadioEnergyModel(**config.energy.model_dump()),
+    )
+    messages = send_messages(
+        rng,
+        cells,
+        settings,
+        edge,
+        device=device,
+        arrival_s=arrival,
+        bytes_up=traffic.message_bytes,
+        bytes_down=traffic.reply_bytes,
+    )
+    state.network = {"coverage": coverages, "cells": cells, "messages": messages, "edge": edge}
+    summary = messages.summary()
+    p99 = summary["latency_s"]["p99"]
+    lat = f"p99 latency {p99 * 1e3:.1f} ms" if p99 is not None else "nothing delivered"
+    return (
+        f"{len(profiles)} profiles; {summary['messages']:,} messages over {config.profile}: "
+        f"{summary['delivered_fraction']:.1%} delivered, {lat}"
+    )
+
+
+def network_metrics(state: RunState) -> dict[str, Any] | None:
+    """``network``: coverage per profile and the uplink messages' summary."""
+    if not state.network:
+        return None
+    config = state.scenario.network
+    edge: EdgeServer = state.network["edge"]
+    return {
+        "profile": config.profile,
+        "coverage": {n: c.summary() for n, c in state.network["coverage"].items()},
+        "uplink": state.network["messages"].summary(),
+        "traffic": config.traffic.model_dump(),
+        "edge_server": {
+            "setup_s": edge.setup_s,
+            "per_item_s": edge.per_item_s,
+            "max_batch": edge.max_batch,
+            "source": edge.source,
+        },
+    }
