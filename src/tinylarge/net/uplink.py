@@ -22,8 +22,8 @@ Vectorized over messages (arrays in, arrays out). The model, per message ``i`` s
    not the bottleneck for small replies; no downlink queue).
 
 Device energy = radio (TX during the uplink airtime of every transmission, RX during the reply,
-connected idle while waiting for the reply) + the compute energy given per message (e.g. the
-tiny model's MCU estimate).
+connected idle while waiting for the reply, and the sleep time given per message) + the compute
+energy given per message (e.g. the tiny model's MCU estimate).
 """
 
 from __future__ import annotations
@@ -193,6 +193,7 @@ def send_messages(
     bytes_up: npt.ArrayLike,
     bytes_down: npt.ArrayLike,
     compute_energy_j: npt.ArrayLike = 0.0,
+    sleep_time_s: npt.ArrayLike = 0.0,
 ) -> MessageResult:
     """Send one uplink message per element and its reply; return per-message outcomes.
 
@@ -206,6 +207,9 @@ def send_messages(
         Uplink payload and downlink reply sizes, bytes.
     compute_energy_j : float, scalar or shape (n,)
         On-device compute energy attributed to the message, J.
+    sleep_time_s : float, scalar or shape (n,)
+        Time in power-saving sleep attributed to the message (e.g. the device's idle time
+        between messages), s; charged at the energy model's sleep power.
     """
     dev = np.asarray(device, dtype=np.int64)
     arrival = np.asarray(arrival_s, dtype=np.float64)
@@ -288,6 +292,7 @@ def send_messages(
         model=settings.energy,
         rx_time_s=dl_air,
         idle_time_s=np.maximum(idle, 0.0),
+        sleep_time_s=sleep_time_s,
         compute_energy_j=compute_energy_j,
     )
     return MessageResult(

@@ -84,7 +84,10 @@ def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
         f"large model answers in batches of up to {edge['max_batch']} ({edge['source']}) with "
         f"{traffic['reply_bytes']} bytes. Latency covers slot alignment, the cell's uplink "
         "queue, airtime, HARQ retransmissions, propagation, the edge's batching queue and the "
-        "downlink reply."
+        "downlink reply. Energy per message: radio (TX, RX of the reply, connected idle while "
+        f"waiting, {up['sleep_s_per_message']:g} s of sleep until the next message) plus "
+        f"{up['compute_energy_j_per_message'] * 1e6:.1f} uJ for one int8 tiny-model inference "
+        "on the target MCU."
     )
     lat = up["latency_s"]
     energy = up["energy_j_per_message"]

@@ -134,6 +134,12 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         max_transmissions=config.max_transmissions,
         energy=RadioEnergyModel(**config.energy.model_dump()),
     )
+    # Compute: the device runs the int8 tiny model on every frame it senses (its MCU estimate);
+    # sleep: between messages a device sleeps for the mean inter-message time (the exchange
+    # itself, a few ms, is charged at TX/RX/idle power on top: a slight overcount).
+    target = state.footprints.get(scenario.tiny.target_mcu)
+    compute_j = target.energy_j if target is not None else 0.0
+    sleep_s = 1.0 / traffic.rate_per_device_hz
     messages = send_messages(
         rng,
         cells,
@@ -143,8 +149,17 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         arrival_s=arrival,
         bytes_up=traffic.message_bytes,
         bytes_down=traffic.reply_bytes,
+        compute_energy_j=compute_j,
+        sleep_time_s=sleep_s,
     )
-    state.network = {"coverage": coverages, "cells": cells, "messages": messages, "edge": edge}
+    state.network = {
+        "coverage": coverages,
+        "cells": cells,
+        "messages": messages,
+        "edge": edge,
+        "compute_energy_j_per_message": compute_j,
+        "sleep_s_per_message": sleep_s,
+    }
     summary = messages.summary()
     p99 = summary["latency_s"]["p99"]
     lat = f"p99 latency {p99 * 1e3:.1f} ms" if p99 is not None else "nothing delivered"
@@ -163,7 +178,11 @@ def network_metrics(state: RunState) -> dict[str, Any] | None:
     return {
         "profile": config.profile,
         "coverage": {n: c.summary() for n, c in state.network["coverage"].items()},
-        "uplink": state.network["messages"].summary(),
+        "uplink": {
+            **state.network["messages"].summary(),
+            "compute_energy_j_per_message": state.network["compute_energy_j_per_message"],
+            "sleep_s_per_message": state.network["sleep_s_per_message"],
+        },
         "traffic": config.traffic.model_dump(),
         "edge_server": {
             "setup_s": edge.setup_s,
