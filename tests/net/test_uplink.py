@@ -145,3 +145,12 @@ def test_sub_thz_path_loss_extrapolates_with_the_free_space_term() -> None:
     a = attach_devices(np.random.default_rng(6), sub_thz, 500)
     b = attach_devices(np.random.default_rng(6), at_100, 500)
     np.testing.assert_allclose(a.path_loss_db - b.path_loss_db, 20 * np.log10(1.4))
+
+
+def test_backhaul_to_a_cloud_server_adds_its_delay_both_ways() -> None:
+    cells = _cells([8.0, 12.0])
+    kwargs = {"device": [0, 1], "arrival_s": [0.0, 0.003], "bytes_up": 300, "bytes_down": 30}
+    edge = send_messages(np.random.default_rng(7), cells, NO_FADING, EDGE, **kwargs)
+    cloud_settings = replace(NO_FADING, backhaul_s=0.01)
+    cloud = send_messages(np.random.default_rng(7), cells, cloud_settings, EDGE, **kwargs)
+    np.testing.assert_allclose(cloud.latency_s - edge.latency_s, 0.02, atol=2e-9)

@@ -59,7 +59,13 @@ class NetworkConfig(Section):
     scheduler: Literal["equal", "proportional_fair"] = "equal"
     bler_target: float = Field(0.1, ge=0.0, lt=1.0, description="first-transmission BLER")
     max_transmissions: int = Field(4, ge=1, le=32, description="HARQ: first + retransmissions")
-    backhaul_s: float = Field(0.005, ge=0.0, le=10.0, description="edge -> cloud one way")
+    backhaul_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="one-way delay base station -> server: 0 for an edge server at the base "
+        "station, ~0.005-0.02 for the cloud",
+    )
     coverage_devices: int = Field(20_000, ge=100, le=10_000_000, description="per profile")
     traffic: TrafficConfig = Field(default_factory=TrafficConfig)
     energy: RadioEnergyConfig = Field(default_factory=RadioEnergyConfig)

@@ -132,6 +132,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         rician_k_db=config.rician_k_db,
         bler_target=config.bler_target,
         max_transmissions=config.max_transmissions,
+        backhaul_s=config.backhaul_s,
         energy=RadioEnergyModel(**config.energy.model_dump()),
     )
     # Compute: the device runs the int8 tiny model on every frame it senses (its MCU estimate);
