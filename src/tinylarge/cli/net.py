@@ -14,13 +14,6 @@ from tinylarge.cli.common import fail as _fail
 net_app = typer.Typer(help="Inspect the 6G network model.", no_args_is_help=True)
 
 
-def _rate(bps: float) -> str:
-    for unit, factor in (("Gb/s", 1e9), ("Mb/s", 1e6), ("kb/s", 1e3)):
-        if bps >= factor:
-            return f"{bps / factor:.3g} {unit}"
-    return f"{bps:.3g} b/s"
-
-
 @net_app.command()
 def inspect(
     preset: PresetOption = None,
@@ -30,10 +23,9 @@ def inspect(
     ] = Path("network_coverage.png"),
 ) -> None:
     """Per-profile coverage across the cell: SNR and rate (median, 5th percentile), outage."""
-    from tinylarge.net import coverage
+    from tinylarge.report.network_section import format_rate
     from tinylarge.report.plots import network_coverage
-    from tinylarge.seeding import rng_for
-    from tinylarge.sim.net_stages import network_profiles
+    from tinylarge.sim.net_stages import network_profiles, scenario_coverage
 
     scenario = resolve_scenario(preset, config, None)
     net = scenario.network
@@ -41,22 +33,8 @@ def inspect(
         profiles = network_profiles(scenario)
     except ValueError as error:
         raise _fail(str(error)) from None
-    per_cell = max(1, scenario.devices.count // net.n_cells)
-    results = {
-        name: coverage(
-            rng_for(scenario.seed, "network", "coverage", name),
-            name,
-            profile,
-            net.coverage_devices,
-            devices_per_cell=per_cell,
-            indoor_fraction=net.indoor_fraction,
-            device_height_m=net.device_height_m,
-            fading=net.fading,
-            rician_k_db=net.rician_k_db,
-            method=net.spectral_efficiency,
-        )
-        for name, profile in profiles.items()
-    }
+    results = scenario_coverage(scenario, profiles)
+    per_cell = next(iter(results.values())).devices_per_cell
     title = f"Uplink coverage, scenario '{scenario.name}' ({net.coverage_devices:,} devices each)"
     table = Table(title=title)
     columns = (
@@ -78,9 +56,9 @@ def inspect(
             f"{s['carrier_ghz']:g} GHz",
             f"{s['snr_db_median']:.1f} dB",
             f"{s['snr_db_p5']:.1f} dB",
-            _rate(s["rate_bps_median"]),
-            _rate(s["rate_bps_p5"]),
-            _rate(s["shared_rate_bps_median"]),
+            format_rate(s["rate_bps_median"]),
+            format_rate(s["rate_bps_p5"]),
+            format_rate(s["shared_rate_bps_median"]),
             f"{100 * s['outage_fraction']:.2f} %",
         )
     console.print(table)

@@ -9,8 +9,9 @@ import numpy as np
 
 from tinylarge.net.cell import CellDevices, attach_devices
 from tinylarge.net.fading import FadingKind, fading_gain_db, fading_power_gain
-from tinylarge.net.link import outage, spectral_efficiency
+from tinylarge.net.link import outage
 from tinylarge.net.profiles import RadioProfile
+from tinylarge.net.uplink import efficiency_fn
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,10 @@ def coverage(
     fast = fading_gain_db(fading_power_gain(rng, n_devices, kind=fading, k_factor_db=rician_k_db))
     snr = cells.uplink_mean_snr_db + fast
 
+    se_fn = efficiency_fn(profile, "cqi" if method == "cqi" else "shannon")
+
     def rate(snr_db: np.ndarray, share: float) -> np.ndarray:
-        se = spectral_efficiency(
-            snr_db,
-            method="cqi" if method == "cqi" else "shannon",
-            cqi_table=profile.cqi_table,
-            max_spectral_efficiency=profile.max_spectral_efficiency,
-            snr_min_db=profile.min_snr_db,
-            max_repetitions=profile.max_repetitions,
-        )
-        return np.asarray(share * profile.uplink_bandwidth_hz * se, dtype=np.float64)
+        return np.asarray(share * profile.uplink_bandwidth_hz * se_fn(snr_db), dtype=np.float64)
 
     share = 1.0 / devices_per_cell
     return Coverage(

@@ -28,6 +28,7 @@ energy given per message (e.g. the tiny model's MCU estimate).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -48,6 +49,7 @@ from tinylarge.net.link import (
     proportional_fair_rate_bps,
     spectral_efficiency,
 )
+from tinylarge.net.profiles import RadioProfile
 from tinylarge.net.queues import fifo_queue_grouped
 
 FloatArray = npt.NDArray[np.float64]
@@ -131,6 +133,21 @@ class MessageResult:
         }
 
 
+def efficiency_fn(
+    profile: RadioProfile, method: Literal["cqi", "shannon"]
+) -> Callable[[FloatArray], FloatArray]:
+    """SNR (dB) -> spectral efficiency (b/s/Hz) with the profile's CQI table, cap, minimum SNR
+    and repetitions."""
+    return partial(
+        spectral_efficiency,
+        method=method,
+        cqi_table=profile.cqi_table,
+        max_spectral_efficiency=profile.max_spectral_efficiency,
+        snr_min_db=profile.min_snr_db,
+        max_repetitions=profile.max_repetitions,
+    )
+
+
 def _uplink_rate(
     cells: CellDevices,
     settings: LinkSettings,
@@ -143,14 +160,7 @@ def _uplink_rate(
     profile = cells.profile
     active = np.ones(device.size, dtype=np.bool_)
     share = equal_share(group, active)
-    se_fn = partial(
-        spectral_efficiency,
-        method=settings.spectral_efficiency,
-        cqi_table=profile.cqi_table,
-        max_spectral_efficiency=profile.max_spectral_efficiency,
-        snr_min_db=profile.min_snr_db,
-        max_repetitions=profile.max_repetitions,
-    )
+    se_fn = efficiency_fn(profile, settings.spectral_efficiency)
     mean_snr = cells.uplink_mean_snr_db[device] - 10.0 * np.log10(share)
     link_snr = mean_snr + fading_db
     if settings.scheduler == "proportional_fair":
@@ -270,14 +280,7 @@ def send_messages(
 
     dl_fading = fading_power_gain(rng, n, kind=settings.fading, k_factor_db=settings.rician_k_db)
     dl_snr = cells.downlink_mean_snr_db[dev] + fading_gain_db(dl_fading)
-    dl_se = spectral_efficiency(
-        dl_snr,
-        method=settings.spectral_efficiency,
-        cqi_table=profile.cqi_table,
-        max_spectral_efficiency=profile.max_spectral_efficiency,
-        snr_min_db=profile.min_snr_db,
-        max_repetitions=profile.max_repetitions,
-    )
+    dl_se = efficiency_fn(profile, settings.spectral_efficiency)(dl_snr)
     dl_rate = profile.downlink_bandwidth_hz * dl_se
     dl_ok = dl_rate > 0
     dl_air = np.where(dl_ok, airtime_s(8 * down, np.where(dl_ok, dl_rate, 1.0), slot), 0.0)

@@ -10,11 +10,16 @@ from tinylarge.report.html import Section, image, paragraph, table
 from tinylarge.sim.state import RunResult
 
 
-def _rate(bps: float) -> str:
+def format_rate(bps: float) -> str:
+    """A bit rate with its unit: 1.5 Mb/s, 158 kb/s."""
     for unit, factor in (("Gb/s", 1e9), ("Mb/s", 1e6), ("kb/s", 1e3)):
         if bps >= factor:
             return f"{bps / factor:.3g} {unit}"
     return f"{bps:.3g} b/s"
+
+
+def _hz(hz: float) -> str:
+    return format_rate(hz).replace("b/s", "Hz")
 
 
 def _ms(value: float | None) -> str:
@@ -29,14 +34,14 @@ def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
     rows = [
         [
             name,
-            f"{c['carrier_ghz']:g} GHz / {_rate(c['uplink_bandwidth_hz']).replace('b/s', 'Hz')}",
+            f"{c['carrier_ghz']:g} GHz / {_hz(c['uplink_bandwidth_hz'])}",
             c["scenario"],
             f"{c['cell_radius_m']:.0f}",
             f"{c['snr_db_median']:.1f}",
             f"{c['snr_db_p5']:.1f}",
-            _rate(c["rate_bps_median"]),
-            _rate(c["rate_bps_p5"]),
-            _rate(c["shared_rate_bps_median"]),
+            format_rate(c["rate_bps_median"]),
+            format_rate(c["rate_bps_p5"]),
+            format_rate(c["shared_rate_bps_median"]),
             f"{100 * c['outage_fraction']:.2f} %",
         ]
         for name, c in net["coverage"].items()

@@ -13,6 +13,7 @@ from torch import nn
 
 from tinylarge.config.scenario import Scenario
 from tinylarge.net import (
+    Coverage,
     EdgeServer,
     LinkSettings,
     RadioEnergyModel,
@@ -82,15 +83,11 @@ def measure_edge_server(
     )
 
 
-def network_stage(state: RunState, ctx: StageContext) -> str:
-    """Coverage per profile; Poisson uplink messages of every device over the chosen cell."""
-    scenario = state.scenario
+def scenario_coverage(scenario: Scenario, profiles: dict[str, RadioProfile]) -> dict[str, Coverage]:
+    """Coverage of each profile with the scenario's network settings and devices per cell."""
     config = scenario.network
-    if not config.enabled:
-        return "disabled"
-    profiles = network_profiles(scenario)
     per_cell = max(1, scenario.devices.count // config.n_cells)
-    coverages = {
+    return {
         name: coverage(
             rng_for(scenario.seed, "network", "coverage", name),
             name,
@@ -105,6 +102,16 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         )
         for name, profile in profiles.items()
     }
+
+
+def network_stage(state: RunState, ctx: StageContext) -> str:
+    """Coverage per profile; Poisson uplink messages of every device over the chosen cell."""
+    scenario = state.scenario
+    config = scenario.network
+    if not config.enabled:
+        return "disabled"
+    profiles = network_profiles(scenario)
+    coverages = scenario_coverage(scenario, profiles)
     large = state.models.get("large")
     task = state.require_task()
     edge = (
