@@ -169,3 +169,24 @@ def test_unknown_radio_profile_fails_early(tmp_path: Path) -> None:
     table["network"] = {"profile": "6g_magic"}
     with pytest.raises(ValueError, match=r"network: unknown radio profile '6g_magic'"):
         run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+
+
+def test_smoke_run_compares_the_policies_on_the_same_requests(smoke_result: RunResult) -> None:
+    from tinylarge.report.metrics import collect
+
+    pol = collect(smoke_result)["policies"]
+    assert {"tiny", "large", "cascade", "router", "oracle", "large_compressed_4b"} <= set(pol)
+    assert pol["tiny"]["offload_fraction"] == 0.0 and pol["large"]["offload_fraction"] == 1.0
+    assert pol["tiny"]["bytes_up_per_inference"] == 0.0
+    assert pol["large"]["bytes_up_per_inference"] == 256.0
+    # The oracle offloads exactly what the large model fixes: no policy of the run beats it.
+    best = max(v["accuracy"] for k, v in pol.items() if not k.startswith("_"))
+    assert pol["oracle"]["accuracy"] == best
+    # Tuned on validation frames to offload 40 %: close to it on the test requests.
+    assert abs(pol["cascade"]["offload_fraction"] - 0.4) < 0.1
+    outcomes = smoke_result.policies["outcomes"]
+    n = smoke_result.policies["requests"].device.size
+    assert all(o.correct.size == n for o in outcomes.values())
+    for key in ("accuracy", "offload_fraction", "energy_j_per_inference", "deadline_met_fraction"):
+        assert key in pol["router"]
+    assert set(pol["cascade"]["latency_s"]) == {"p50", "p95", "p99"}

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from tinylarge.config.base import Section
 from tinylarge.config.network_config import NetworkConfig
+from tinylarge.config.policies_config import PoliciesConfig
 from tinylarge.config.tiny_config import TinyConfig
 
 #: Modulation classes of the built-in `radio` task, in label order.
@@ -162,3 +163,4 @@ class Scenario(Section):
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     tiny: TinyConfig = Field(default_factory=TinyConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    policies: PoliciesConfig = Field(default_factory=PoliciesConfig)

@@ -14,6 +14,7 @@ import numpy as np
 import tinylarge
 from tinylarge.models.evaluation import Evaluation
 from tinylarge.sim.net_stages import network_metrics
+from tinylarge.sim.policy_stages import policy_metrics
 from tinylarge.sim.state import TINY_INT8_ROLE, TINY_LABELS_ROLE, RunResult, TrainedModel
 from tinylarge.tiny.graph import WEIGHTED
 
@@ -118,6 +119,9 @@ def collect(result: RunResult) -> dict[str, Any]:
     models = metrics["models"]
     if result.tiny_int8 is not None and TINY_INT8_ROLE in result.evaluations:
         models[TINY_INT8_ROLE] = tiny_int8_metrics(result, task.class_names)
+    policies = policy_metrics(result)
+    if policies is not None:
+        metrics["policies"] = policies
     network = network_metrics(result)
     if network is not None:
         metrics["network"] = network

@@ -245,3 +245,78 @@ def latency_cdf(latency_s: np.ndarray, title: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def policy_tradeoffs(summaries: Mapping[str, Mapping[str, float]], path: Path) -> Path:
+    """Accuracy vs offload fraction (left) and vs device energy per inference (right)."""
+    fig = Figure(figsize=(10.0, 4.0))
+    panels = (
+        ("offload_fraction", "offload fraction (%)", 100.0, False),
+        ("energy_j_per_inference", "device energy per inference (uJ)", 1e6, True),
+    )
+    for i, (key, label, factor, log) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, s in summaries.items():
+            marker = "*" if name == "oracle" else "o"
+            ax.scatter(factor * s[key], 100 * s["accuracy"], marker=marker, s=60)
+            ax.annotate(name, (factor * s[key], 100 * s["accuracy"]), fontsize=8,
+                        xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Inference policies: accuracy vs offloading and vs device energy")
+    return _save(fig, path)
+
+
+def policy_latency_cdf(latency_s: Mapping[str, np.ndarray], path: Path) -> Path:
+    """CDF of the answer latency (ms) of every policy."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    for name, lat in latency_s.items():
+        values = np.sort(lat[np.isfinite(lat)]) * 1e3
+        if values.size:
+            ax.plot(values, np.linspace(0, 100, values.size), label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency of the answer (ms)")
+    ax.set_ylabel("requests (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Latency per policy")
+    return _save(fig, path)
+
+
+def policy_energy_breakdown(summaries: Mapping[str, Mapping[str, float]], path: Path) -> Path:
+    """Device energy per inference split into compute and radio (uJ), per policy."""
+    names = list(summaries)
+    compute = [1e6 * summaries[n]["compute_energy_j_per_inference"] for n in names]
+    radio = [1e6 * summaries[n]["radio_energy_j_per_inference"] for n in names]
+    fig = Figure(figsize=(7.0, 0.35 * len(names) + 1.5))
+    ax = fig.add_subplot()
+    ax.barh(names, compute, color="#2ca02c", label="compute (MCU)")
+    ax.barh(names, radio, left=compute, color="#1f77b4", label="radio")
+    ax.invert_yaxis()
+    ax.set_xlabel("device energy per inference (uJ)")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def policy_accuracy_by_snr(
+    snr_db: np.ndarray, correct: Mapping[str, np.ndarray], path: Path
+) -> Path:
+    """Accuracy of each policy per SNR value of the requested frames."""
+    levels = np.unique(snr_db)
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    for name, ok in correct.items():
+        acc = [100 * ok[snr_db == s].mean() if (snr_db == s).any() else np.nan for s in levels]
+        ax.plot(levels, acc, "o-", label=name, ms=3)
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Accuracy per SNR, per policy")
+    return _save(fig, path)

@@ -12,6 +12,7 @@ from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, preformatted, table
 from tinylarge.report.metrics import HIGH_SNR_DB
 from tinylarge.report.network_section import network_section
+from tinylarge.report.policies_section import policies_section
 from tinylarge.report.tiny_section import tiny_section
 from tinylarge.sim.state import ROLES, TINY_INT8_ROLE, RunResult
 
@@ -195,5 +196,6 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     accuracy_section,
     tiny_section,
     network_section,
+    policies_section,
     run_section,
 )

@@ -161,6 +161,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         sleep_time_s=sleep_s,
     )
     state.network = {
+        "settings": settings,
         "coverage": coverages,
         "cells": cells,
         "messages": messages,

@@ -59,6 +59,8 @@ class RunState:
         Flash, peak SRAM, latency and energy of ``tiny_int8`` on each MCU profile.
     network : dict
         The network stage's coverage per radio profile, devices and message outcomes.
+    policies : dict
+        The policies stage's per-request outcomes of every inference policy.
     timings_s : dict of stage name -> wall seconds
     """
 
@@ -73,6 +75,7 @@ class RunState:
     int8_checks: dict[str, Any] = field(default_factory=dict)
     footprints: dict[str, Footprint] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)
+    policies: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def require_task(self) -> Task:

@@ -1,0 +1,1 @@
+"""Collaborative inference: policies that decide, per request, where a sample is computed."""

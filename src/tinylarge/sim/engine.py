@@ -1,0 +1,191 @@
+"""The trace-driven engine: requests of many devices, a policy's decisions, the network's cost.
+
+Model outputs are computed once per test sample (a `tinylarge.integrate.policy.Trace`); each
+device issues Poisson requests that draw test samples matching its own data (the same SNR, or
+the same class, as a random training sample of the device: a device far from the base station
+sees low-SNR frames); the policy decides per request; offloaded requests go through
+`tinylarge.net.send_messages` (uplink queue, edge batching, reply); the device's compute is
+costed per multiply-accumulate from the tiny model's MCU estimate. Everything is arrays.
+
+Outcome per request: correct, offloaded, delivered, bytes up/down, latency_s, energy_j (compute +
+radio), deadline met. A request answered nowhere (offload failed and no on-device answer) is
+wrong and misses its deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tinylarge.data import Partition
+from tinylarge.integrate.policy import Policy, Trace
+from tinylarge.net import CellDevices, EdgeServer, LinkSettings, send_messages
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Requests of all devices, by time: issuing device, time (s) and test sample drawn."""
+
+    device: IntArray
+    arrival_s: FloatArray
+    sample: IntArray
+
+
+@dataclass(frozen=True)
+class DeviceCompute:
+    """On-device compute cost, linear in multiply-accumulates (from the MCU estimate)."""
+
+    seconds_per_mac: float
+    joules_per_mac: float
+
+    @classmethod
+    def from_footprint(cls, macs: int, latency_s: float, energy_j: float) -> DeviceCompute:
+        """From one model's MACs, latency and energy on the target MCU."""
+        if macs < 1:
+            raise ValueError(f"macs must be >= 1, got {macs}")
+        return cls(latency_s / macs, energy_j / macs)
+
+
+def draw_requests(
+    rng: np.random.Generator,
+    partition: Partition,
+    train_key: npt.ArrayLike,
+    test_key: npt.ArrayLike,
+    *,
+    rate_per_device_hz: float,
+    duration_s: float,
+) -> Requests:
+    """Poisson requests of every device; each draws a test sample like the device's own data.
+
+    ``train_key``/``test_key`` (e.g. per-sample SNR in dB, or the class) tie the two sets: a
+    request picks a random training sample of its device and then a random test sample with the
+    same key (if the test set has none with that key, any test sample).
+    """
+    n_devices = partition.n_devices
+    if not rate_per_device_hz > 0 or not duration_s > 0:
+        raise ValueError(
+            f"rate_per_device_hz and duration_s must be > 0, got {rate_per_device_hz}, {duration_s}"
+        )
+    train_key = np.asarray(train_key)
+    test_key = np.asarray(test_key)
+    n = int(rng.poisson(n_devices * rate_per_device_hz * duration_s))
+    arrival = np.sort(rng.uniform(0.0, duration_s, n))
+    device = rng.integers(0, n_devices, n).astype(np.int64)
+    sizes = partition.sizes[device]
+    if np.any(sizes == 0):
+        raise ValueError("every device that issues requests needs at least one training sample")
+    own = partition.offsets[device] + (rng.random(n) * sizes).astype(np.int64)
+    key = train_key[partition.indices[own]]
+    order = np.argsort(test_key, kind="stable")
+    sorted_key = test_key[order]
+    lo = np.searchsorted(sorted_key, key, side="left")
+    hi = np.searchsorted(sorted_key, key, side="right")
+    missing = hi == lo
+    lo = np.where(missing, 0, lo)
+    hi = np.where(missing, test_key.size, hi)
+    pick = lo + (rng.random(n) * (hi - lo)).astype(np.int64)
+    return Requests(device, arrival, order[pick].astype(np.int64))
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """Per-request outcome of one policy (arrays of shape (n_requests,))."""
+
+    name: str
+    correct: npt.NDArray[np.bool_]
+    offloaded: npt.NDArray[np.bool_]
+    delivered: npt.NDArray[np.bool_]
+    bytes_up: IntArray
+    latency_s: FloatArray
+    compute_energy_j: FloatArray
+    radio_energy_j: FloatArray
+    deadline_met: npt.NDArray[np.bool_]
+
+    def summary(self) -> dict[str, Any]:
+        """Accuracy, offload fraction, latency percentiles, energy and bytes per inference."""
+        answered = np.isfinite(self.latency_s)
+        lat = self.latency_s[answered]
+        pct = {f"p{q}": float(np.percentile(lat, q)) if lat.size else None for q in (50, 95, 99)}
+        n = max(self.correct.size, 1)
+        return {
+            "requests": int(self.correct.size),
+            "accuracy": float(self.correct.mean()) if self.correct.size else 0.0,
+            "offload_fraction": float(self.offloaded.mean()) if self.correct.size else 0.0,
+            "delivered_fraction_of_offloaded": float(self.delivered[self.offloaded].mean())
+            if self.offloaded.any()
+            else None,
+            "latency_s": pct,
+            "energy_j_per_inference": float(
+                (self.compute_energy_j.sum() + self.radio_energy_j.sum()) / n
+            ),
+            "compute_energy_j_per_inference": float(self.compute_energy_j.sum() / n),
+            "radio_energy_j_per_inference": float(self.radio_energy_j.sum() / n),
+            "bytes_up_per_inference": float(self.bytes_up.sum() / n),
+            "deadline_met_fraction": float(self.deadline_met.mean()) if self.correct.size else 0.0,
+        }
+
+
+def run_policy(
+    rng: np.random.Generator,
+    policy: Policy,
+    trace: Trace,
+    requests: Requests,
+    *,
+    cells: CellDevices,
+    settings: LinkSettings,
+    edge: EdgeServer,
+    compute: DeviceCompute,
+    reply_bytes: int,
+    deadline_s: float,
+) -> PolicyOutcome:
+    """Decide every request with ``policy`` and cost it on the device and the network."""
+    if not deadline_s > 0:
+        raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
+    decision = policy.decide(trace, requests.sample, rng)
+    y = trace.y[requests.sample]
+    compute_s = decision.device_macs * compute.seconds_per_mac
+    compute_j = decision.device_macs * compute.joules_per_mac
+    latency = compute_s.astype(np.float64)
+    radio_j = np.zeros(y.size)
+    delivered = np.zeros(y.size, dtype=np.bool_)
+    sent = np.flatnonzero(decision.offload)
+    if sent.size:
+        messages = send_messages(
+            rng,
+            cells,
+            settings,
+            edge,
+            device=requests.device[sent],
+            arrival_s=requests.arrival_s[sent] + compute_s[sent],
+            bytes_up=decision.bytes_up[sent],
+            bytes_down=reply_bytes,
+        )
+        delivered[sent] = messages.delivered
+        radio_j[sent] = messages.energy_j
+        latency[sent] = np.where(messages.delivered, compute_s[sent] + messages.latency_s, np.nan)
+    answer = np.where(
+        decision.offload & delivered, decision.prediction, decision.fallback_prediction
+    )
+    failed = decision.offload & ~delivered
+    # A failed offload falls back to the on-device answer at once (if there is one).
+    has_fallback = decision.fallback_prediction >= 0
+    latency = np.where(failed & has_fallback, compute_s, latency)
+    latency = np.where(answer < 0, np.inf, latency)
+    correct = answer == y
+    return PolicyOutcome(
+        name=policy.name,
+        correct=correct,
+        offloaded=decision.offload,
+        delivered=delivered,
+        bytes_up=np.where(decision.offload, decision.bytes_up, 0).astype(np.int64),
+        latency_s=latency,
+        compute_energy_j=compute_j.astype(np.float64),
+        radio_energy_j=radio_j,
+        deadline_met=np.isfinite(latency) & (latency <= deadline_s),
+    )

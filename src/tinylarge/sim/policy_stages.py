@@ -1,0 +1,184 @@
+"""The policies stage: every inference policy on the same devices, requests and network.
+
+Traces: the int8 tiny model's and the large model's outputs on the test set (from the
+evaluation stages), plus the large model on each requantized frame of the large_compressed
+baseline. Policies that tune (cascade, router) are fitted on fresh validation frames from the
+generator (radio) or, for other tasks, on the last training samples (a biased stand-in, said
+in the metrics). Each device issues Poisson requests drawing test frames like its own data (by
+SNR when the task has it), and `tinylarge.sim.engine.run_policy` costs every decision.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tinylarge.data import generate_radio_frames
+from tinylarge.integrate.frame_codec import dequantize_frames, requantize_frames
+from tinylarge.integrate.policies import Cascade, LargeCompressed, LargeOnly, Oracle, TinyOnly
+from tinylarge.integrate.policy import FRAMES_KEY, Policy, Trace, large_logits_key
+from tinylarge.integrate.router import Router
+from tinylarge.models.evaluation import predict_logits
+from tinylarge.seeding import rng_for
+from tinylarge.sim.engine import DeviceCompute, PolicyOutcome, draw_requests, run_policy
+from tinylarge.sim.stages import StageContext
+from tinylarge.sim.state import TINY_INT8_ROLE, RunState
+from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.runtime import run as run_int8
+
+
+def _int8_logits(model: TinyModel, x_q: np.ndarray) -> np.ndarray:
+    return model.dequantize_output(run_int8(model, x_q).reshape(len(x_q), -1))
+
+
+def _compressed_extra(state: RunState, x_q: np.ndarray, bits: list[int]) -> dict[str, np.ndarray]:
+    """The large model's logits on the frames requantized to each number of bits."""
+    tiny = state.require_tiny_int8()
+    spec = tiny.input_spec
+    large = state.require_model("large").model
+    extra: dict[str, np.ndarray] = {}
+    for b in bits:
+        approx = dequantize_frames(requantize_frames(x_q, b), b)
+        x_float = (approx - spec.zero_point) * np.float32(spec.scale)
+        extra[large_logits_key(b)] = predict_logits(large, x_float.astype(np.float32))
+    return extra
+
+
+def _validation_trace(state: RunState) -> tuple[Trace, str]:
+    """Outputs of both models on validation frames, and where those frames come from."""
+    scenario, task = state.scenario, state.require_task()
+    n = scenario.policies.validation_frames
+    snr: np.ndarray | None
+    if task.name == "radio":
+        radio = scenario.task.radio.model_dump(exclude={"n_train", "n_test"})
+        x, y, snr = generate_radio_frames(n, rng_for(scenario.seed, "policies", "val"), **radio)
+        source = f"{n:,} fresh frames from the generator"
+    else:
+        x, y = task.x_train[-n:], task.y_train[-n:]
+        train_snr = task.meta_train.get("snr_db")
+        snr = train_snr[-n:] if train_snr is not None else None
+        source = f"the last {len(x):,} training samples (seen in training: optimistic)"
+    tiny = state.require_tiny_int8()
+    x_q = tiny.quantize_input(x)
+    trace = Trace(
+        tiny_logits=_int8_logits(tiny, x_q),
+        large_logits=predict_logits(state.require_model("large").model, x),
+        y=np.asarray(y, dtype=np.int64),
+        snr_db=None if snr is None else np.asarray(snr, dtype=np.float64),
+    )
+    return trace, source
+
+
+def build_policies(state: RunState, validation: Trace) -> list[Policy]:
+    """The compared policies, tuned on ``validation`` where they tune."""
+    config = state.scenario.policies
+    tiny = state.require_tiny_int8()
+    target = state.footprints[state.scenario.tiny.target_mcu]
+    frame_bytes = tiny.input_spec.size  # one int8 per I/Q value
+    tiny_macs = int(target.macs)
+    policies: list[Policy] = [
+        TinyOnly(tiny_macs=tiny_macs),
+        LargeOnly(frame_bytes=frame_bytes),
+        *(LargeCompressed(b, tiny.input_spec.shape) for b in config.compressed_bits),
+        Cascade(
+            config.cascade_confidence,
+            target_offload=config.target_offload,
+            frame_bytes=frame_bytes,
+            tiny_macs=tiny_macs,
+        ).fit(validation),
+        Router(
+            tiny_macs=tiny_macs, bytes_per_offload=frame_bytes, target_offload=config.target_offload
+        ).fit(validation),
+        Oracle(frame_bytes=frame_bytes, tiny_macs=tiny_macs),
+    ]
+    return policies
+
+
+def _key(policy: Policy) -> str:
+    if isinstance(policy, LargeCompressed):
+        return f"large_compressed_{policy.bits_per_sample}b"
+    return policy.name
+
+
+def policies_stage(state: RunState, ctx: StageContext) -> str:
+    """Run every policy on the same requests over the network of the run."""
+    scenario = state.scenario
+    config = scenario.policies
+    if not config.enabled or not state.network or state.partition is None:
+        return "disabled (needs the network stage and a device partition)"
+    task = state.require_task()
+    tiny = state.require_tiny_int8()
+    x_q = tiny.quantize_input(task.x_test)
+    test = Trace(
+        tiny_logits=state.logits[TINY_INT8_ROLE],
+        large_logits=state.logits["large"],
+        y=task.y_test,
+        snr_db=task.meta_test.get("snr_db"),
+        extra={FRAMES_KEY: x_q, **_compressed_extra(state, x_q, config.compressed_bits)},
+    )
+    validation, validation_source = _validation_trace(state)
+    validation = Trace(
+        tiny_logits=validation.tiny_logits,
+        large_logits=validation.large_logits,
+        y=validation.y,
+        snr_db=validation.snr_db,
+    )
+    keys = ("snr_db", "snr_db") if "snr_db" in task.meta_test else None
+    train_key = task.meta_train[keys[0]] if keys else task.y_train
+    test_key = task.meta_test[keys[1]] if keys else task.y_test
+    requests = draw_requests(
+        rng_for(scenario.seed, "policies", "requests"),
+        state.partition,
+        train_key,
+        test_key,
+        rate_per_device_hz=config.rate_per_device_hz,
+        duration_s=config.duration_s,
+    )
+    fp = state.footprints[scenario.tiny.target_mcu]
+    compute = DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j)
+    outcomes: dict[str, PolicyOutcome] = {}
+    policies = build_policies(state, validation)
+    for policy in policies:
+        outcomes[_key(policy)] = run_policy(
+            rng_for(scenario.seed, "policies", "network", _key(policy)),
+            policy,
+            test,
+            requests,
+            cells=state.network["cells"],
+            settings=state.network["settings"],
+            edge=state.network["edge"],
+            compute=compute,
+            reply_bytes=scenario.network.traffic.reply_bytes,
+            deadline_s=config.deadline_s,
+        )
+    state.policies = {
+        "outcomes": outcomes,
+        "requests": requests,
+        "validation_source": validation_source,
+        "tuned": {
+            _key(p): {
+                k: float(v)
+                for k, v in vars(p).items()
+                if k.endswith("_") and isinstance(v, int | float) and math.isfinite(float(v))
+            }
+            for p in policies
+        },
+    }
+    best = max((o for k, o in outcomes.items() if k != "oracle"), key=lambda o: o.correct.mean())
+    return (
+        f"{len(outcomes)} policies on {requests.device.size:,} requests; best accuracy "
+        f"{best.correct.mean():.1%} ({best.name})"
+    )
+
+
+def policy_metrics(state: RunState) -> dict[str, Any] | None:
+    """``policies.<name>``: accuracy, offload fraction, latency, energy, bytes, deadlines."""
+    if not state.policies:
+        return None
+    metrics: dict[str, Any] = {}
+    for key, outcome in state.policies["outcomes"].items():
+        metrics[key] = {**outcome.summary(), **state.policies["tuned"].get(key, {})}
+    metrics["_validation"] = state.policies["validation_source"]
+    return metrics

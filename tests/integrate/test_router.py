@@ -1,0 +1,134 @@
+"""The learned router: features, oracle, learning a separable rule, threshold tuning, costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinylarge.integrate.policy import NotFittedError, Trace
+from tinylarge.integrate.router import (
+    FEATURE_MACS_PER_CLASS,
+    Router,
+    logit_features,
+    oracle_offload,
+    router_macs,
+)
+
+N_CLASSES = 4
+
+
+def confidence_trace(n: int, seed: int, *, with_snr: bool = False) -> Trace:
+    """Tiny model unsure (margin < 1) -> wrong and the large model right ("fixable"); sure ->
+    both right. Fixable frames are separable by the tiny model's confidence."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, N_CLASSES, n)
+    margin = rng.uniform(0.0, 4.0, n)
+    unsure = margin < 1.0
+    tiny_pred = np.where(unsure, (y + 1) % N_CLASSES, y)
+    tiny = rng.normal(0.0, 0.05, (n, N_CLASSES))
+    tiny[np.arange(n), tiny_pred] += margin
+    large = rng.normal(0.0, 0.05, (n, N_CLASSES))
+    large[np.arange(n), y] += 3.0
+    snr = rng.uniform(-10, 20, n) if with_snr else None
+    return Trace(tiny_logits=tiny, large_logits=large, y=y, snr_db=snr)
+
+
+def snr_trace(n: int, seed: int) -> Trace:
+    """Fixable exactly when SNR < 0 dB; the tiny logits carry no information about it."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, N_CLASSES, n)
+    snr = rng.uniform(-10, 10, n)
+    tiny_pred = np.where(snr < 0, (y + 1) % N_CLASSES, y)
+    tiny = rng.normal(0.0, 0.05, (n, N_CLASSES))
+    tiny[np.arange(n), tiny_pred] += rng.uniform(0.5, 3.0, n)
+    large = np.eye(N_CLASSES)[y] * 3.0
+    return Trace(tiny_logits=tiny, large_logits=large, y=y, snr_db=snr)
+
+
+def test_oracle_on_a_hand_example() -> None:
+    tiny = np.eye(3)[[0, 1, 2, 0]]  # predictions 0, 1, 2, 0
+    large = np.eye(3)[[0, 2, 2, 1]]  # predictions 0, 2, 2, 1
+    y = np.array([0, 2, 1, 1])
+    trace = Trace(tiny_logits=tiny, large_logits=large, y=y)
+    # sample 0: both right; 1: large fixes; 2: both wrong; 3: large fixes
+    np.testing.assert_array_equal(oracle_offload(trace), [False, True, False, True])
+
+
+def test_features_of_a_hand_example() -> None:
+    logits = np.log(np.array([[0.1, 0.6, 0.3]]))
+    f = logit_features(logits, snr_db=np.array([7.0]))
+    entropy = -(0.1 * np.log(0.1) + 0.6 * np.log(0.6) + 0.3 * np.log(0.3))
+    np.testing.assert_allclose(f[0], [0.6, 0.3, 0.1, 0.3, entropy, 7.0])
+    with pytest.raises(ValueError, match="shape"):
+        logit_features(np.zeros((2, 1)))
+
+
+def test_router_learns_separable_fixes() -> None:
+    router = Router(tiny_macs=1000, bytes_per_offload=256).fit(confidence_trace(2000, seed=1))
+    test = confidence_trace(2000, seed=2)
+    offload = router.fix_probability(test) >= router.threshold_
+    assert np.mean(offload == oracle_offload(test)) > 0.98
+    assert router.threshold_ == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("target", [0.0, 0.1, 0.25, 0.6, 1.0])
+def test_target_offload_is_hit_on_validation(target: float) -> None:
+    validation = confidence_trace(1500, seed=3)
+    router = Router(tiny_macs=0, bytes_per_offload=1, target_offload=target).fit(validation)
+    assert abs(router.validation_offload_fraction_ - target) <= 0.01
+    decision = router.decide(validation, np.arange(1500), np.random.default_rng(0))
+    assert abs(decision.offload.mean() - target) <= 0.01
+
+
+def test_given_threshold_is_used() -> None:
+    validation = confidence_trace(1000, seed=4)
+    router = Router(tiny_macs=0, bytes_per_offload=1, threshold=0.9).fit(validation)
+    assert router.threshold_ == pytest.approx(0.9)
+    expected = router.fix_probability(validation) >= 0.9
+    got = router.decide(validation, np.arange(1000), np.random.default_rng(0)).offload
+    assert np.mean(got == expected) > 0.999  # equal up to float rounding at the boundary
+
+
+def test_decision_arrays_and_device_cost() -> None:
+    validation, test = confidence_trace(1000, seed=5), confidence_trace(50, seed=6)
+    router = Router(tiny_macs=5000, bytes_per_offload=256).fit(validation)
+    index = np.array([3, 3, 10, 49, 0])
+    d = router.decide(test, index, np.random.default_rng(0))
+    tiny, large = test.tiny_prediction[index], test.large_prediction[index]
+    np.testing.assert_array_equal(d.prediction, np.where(d.offload, large, tiny))
+    np.testing.assert_array_equal(d.fallback_prediction, tiny)
+    np.testing.assert_array_equal(d.bytes_up, np.where(d.offload, 256, 0))
+    features = N_CLASSES + 2
+    router_cost = features + FEATURE_MACS_PER_CLASS * N_CLASSES + N_CLASSES * 2  # log2(4) = 2
+    assert router_macs(N_CLASSES, features) == router_cost
+    np.testing.assert_array_equal(d.device_macs, 5000 + router_cost)
+
+
+def test_snr_feature_is_a_flag() -> None:
+    validation, test = snr_trace(2000, seed=7), snr_trace(1000, seed=8)
+    plain = Router(tiny_macs=0, bytes_per_offload=1, target_offload=0.5).fit(validation)
+    with_snr = Router(tiny_macs=0, bytes_per_offload=1, use_snr=True).fit(validation)
+    assert with_snr.coef_.size == plain.coef_.size + 1
+    oracle = oracle_offload(test)
+    plain_offload = plain.decide(test, np.arange(1000), np.random.default_rng(0)).offload
+    snr_offload = with_snr.decide(test, np.arange(1000), np.random.default_rng(0)).offload
+    assert np.mean(snr_offload == oracle) > 0.97
+    assert np.mean(plain_offload == oracle) < 0.7
+    assert with_snr.device_macs_per_request == router_macs(N_CLASSES, N_CLASSES + 3)
+
+
+def test_bad_input_fails_early() -> None:
+    with pytest.raises(ValueError, match="at most one"):
+        Router(tiny_macs=0, bytes_per_offload=1, target_offload=0.2, threshold=0.5)
+    with pytest.raises(ValueError, match="target_offload"):
+        Router(tiny_macs=0, bytes_per_offload=1, target_offload=1.5)
+    with pytest.raises(NotFittedError):
+        Router(tiny_macs=0, bytes_per_offload=1).decide(
+            confidence_trace(10, seed=0), np.arange(3), np.random.default_rng(0)
+        )
+    with pytest.raises(ValueError, match="snr_db"):
+        Router(tiny_macs=0, bytes_per_offload=1, use_snr=True).fit(confidence_trace(100, 0))
+    all_right = np.eye(N_CLASSES)[np.arange(40) % N_CLASSES]
+    trace = Trace(tiny_logits=all_right, large_logits=all_right, y=np.arange(40) % N_CLASSES)
+    with pytest.raises(ValueError, match="fixes 0 of 40"):
+        Router(tiny_macs=0, bytes_per_offload=1).fit(trace)

@@ -1,0 +1,97 @@
+"""The trace-driven engine: request drawing and the per-request accounting by hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tinylarge.data.partition import Partition
+from tinylarge.integrate.policies import LargeOnly, TinyOnly
+from tinylarge.integrate.policy import Trace
+from tinylarge.net import EdgeServer, LinkSettings, attach_devices, radio_profile, send_messages
+from tinylarge.sim.engine import DeviceCompute, Requests, draw_requests, run_policy
+
+NO_FADING = LinkSettings(fading="none", bler_target=0.0, max_transmissions=1)
+EDGE = EdgeServer(setup_s=0.001, per_item_s=0.0005, max_batch=8, max_wait_s=None)
+COMPUTE = DeviceCompute(seconds_per_mac=1e-8, joules_per_mac=2e-9)
+
+
+def _trace() -> Trace:
+    # 3 classes; tiny right on samples 0, 1; large right on 0, 2, 3.
+    tiny = np.array([[5, 0, 0], [0, 5, 0], [5, 0, 0], [0, 5, 0]], dtype=np.float32)
+    large = np.array([[5, 0, 0], [5, 0, 0], [0, 0, 5], [0, 0, 5]], dtype=np.float32)
+    return Trace(tiny_logits=tiny, large_logits=large, y=np.array([0, 1, 2, 2]))
+
+
+def _cells(snr_db: float, n: int):  # type: ignore[no-untyped-def]
+    cells = attach_devices(np.random.default_rng(0), radio_profile("redcap"), n)
+    snr = np.full(n, snr_db)
+    return replace(cells, uplink_mean_snr_db=snr, downlink_mean_snr_db=snr + 10)
+
+
+def test_tiny_only_costs_compute_and_answers_with_the_tiny_model() -> None:
+    requests = Requests(np.array([0, 1, 0, 1]), np.array([0.0, 0.1, 0.2, 0.3]), np.arange(4))
+    out = run_policy(
+        np.random.default_rng(0), TinyOnly(tiny_macs=1000), _trace(), requests,
+        cells=_cells(10.0, 2), settings=NO_FADING, edge=EDGE, compute=COMPUTE,
+        reply_bytes=8, deadline_s=1e-5 + 1e-12,
+    )  # fmt: skip
+    assert out.correct.tolist() == [True, True, False, False]
+    np.testing.assert_allclose(out.latency_s, 1000 * 1e-8)
+    np.testing.assert_allclose(out.compute_energy_j, 1000 * 2e-9)
+    assert out.radio_energy_j.sum() == 0 and out.bytes_up.sum() == 0
+    s = out.summary()
+    assert s["accuracy"] == 0.5 and s["offload_fraction"] == 0.0
+    assert s["energy_j_per_inference"] == pytest.approx(2e-6)
+    assert s["deadline_met_fraction"] == 1.0
+
+
+def test_large_only_accounting_matches_the_network_model_by_hand() -> None:
+    cells = _cells(10.0, 2)
+    device, arrival = np.array([0, 1, 0, 1]), np.array([0.0, 0.01, 0.02, 0.03])
+    requests = Requests(device, arrival, np.arange(4))
+    out = run_policy(
+        np.random.default_rng(0), LargeOnly(frame_bytes=256), _trace(), requests,
+        cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE,
+        reply_bytes=8, deadline_s=0.004,
+    )  # fmt: skip
+    direct = send_messages(
+        np.random.default_rng(0), cells, NO_FADING, EDGE,
+        device=device, arrival_s=arrival, bytes_up=256, bytes_down=8,
+    )  # fmt: skip
+    assert out.correct.tolist() == [True, False, True, True]
+    np.testing.assert_allclose(out.latency_s, direct.latency_s)
+    np.testing.assert_allclose(out.radio_energy_j, direct.energy_j)
+    assert out.compute_energy_j.sum() == 0
+    assert out.summary()["bytes_up_per_inference"] == 256.0
+    assert out.deadline_met.tolist() == (direct.latency_s <= 0.004).tolist()
+
+
+def test_failed_offload_without_an_on_device_answer_is_wrong_and_late() -> None:
+    requests = Requests(np.array([0]), np.array([0.0]), np.array([0]))
+    out = run_policy(
+        np.random.default_rng(0), LargeOnly(frame_bytes=256), _trace(), requests,
+        cells=_cells(-40.0, 1), settings=NO_FADING, edge=EDGE, compute=COMPUTE,
+        reply_bytes=8, deadline_s=1.0,
+    )  # fmt: skip
+    assert not out.delivered[0] and not out.correct[0] and not out.deadline_met[0]
+    assert np.isinf(out.latency_s[0])
+
+
+def test_requests_draw_test_samples_like_their_device_data() -> None:
+    # Device 0 holds training samples of SNR -10 dB, device 1 of +20 dB.
+    partition = Partition(indices=np.array([0, 1, 2, 3]), offsets=np.array([0, 2, 4]))
+    train_snr = np.array([-10.0, -10.0, 20.0, 20.0])
+    test_snr = np.array([20.0, -10.0, 20.0, -10.0, 0.0])
+    req = draw_requests(
+        np.random.default_rng(1), partition, train_snr, test_snr,
+        rate_per_device_hz=50.0, duration_s=10.0,
+    )  # fmt: skip
+    assert abs(req.device.size - 1000) < 5 * np.sqrt(1000)
+    assert np.all(np.diff(req.arrival_s) >= 0)
+    np.testing.assert_array_equal(test_snr[req.sample], np.where(req.device == 0, -10.0, 20.0))
+    with pytest.raises(ValueError, match="rate_per_device_hz and duration_s must be > 0"):
+        draw_requests(np.random.default_rng(1), partition, train_snr, test_snr,
+                      rate_per_device_hz=0.0, duration_s=1.0)  # fmt: skip
