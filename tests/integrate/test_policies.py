@@ -54,6 +54,11 @@ def test_trace_hand_values() -> None:
     np.testing.assert_array_equal(trace.large_prediction, LARGE_PRED)
     with pytest.raises(TypeError):
         trace.extra["new"] = np.zeros(6)  # type: ignore[index]
+    with pytest.raises(ValueError, match="read-only"):
+        trace.tiny_logits[0, 0] = 1.0
+    conf = trace.tiny_confidence("max_softmax")
+    assert conf is trace.tiny_confidence("max_softmax")  # computed once
+    np.testing.assert_array_equal(conf < 0.6, [False, False, True, True, True, False])
 
 
 def test_tiny_only() -> None:

@@ -8,13 +8,10 @@ subtracted before exponentiating). A cascade offloads a sample when its confiden
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
-ConfidenceKind = Literal["max_softmax", "margin", "entropy"]
 #: Accepted ``kind`` values of `confidence`.
 KINDS: tuple[str, ...] = ("max_softmax", "margin", "entropy")
 

@@ -34,6 +34,7 @@ from tinylarge.integrate.policy import (
     NotFittedError,
     Policy,
     Trace,
+    check_index,
     check_request,
     large_logits_key,
 )
@@ -200,9 +201,10 @@ class Cascade(Policy):
             threshold = self.threshold
         elif self.target_offload is not None:
             threshold = threshold_for_offload_fraction(conf, self.target_offload)
-        else:
-            assert self.target_accuracy is not None  # by the constructor's check
+        elif self.target_accuracy is not None:
             threshold = threshold_for_accuracy(conf, tiny_ok, large_ok, self.target_accuracy)
+        else:  # the constructor requires one of the three
+            raise RuntimeError("Cascade has no threshold, target_offload or target_accuracy")
         offload = conf < threshold
         self.threshold_ = threshold
         self.validation_offload_fraction_ = float(offload.mean())
@@ -297,16 +299,18 @@ class LargeCompressed(Policy):
         # Per-trace cache of compressed sizes (-1 = not yet computed), freed with the trace.
         self._sizes: weakref.WeakKeyDictionary[Trace, IntArray] = weakref.WeakKeyDictionary()
 
-    def frame_bytes(self, trace: Trace, index: ArrayLike) -> IntArray:
-        """Compressed uplink bytes of each requested frame, int64 of shape (m,)."""
-        idx = check_request(trace, index, np.random.default_rng(0))
+    def bytes_up(self, trace: Trace, index: ArrayLike) -> IntArray:
+        """Compressed uplink bytes of each requested frame, int64 of shape (m,); cached."""
+        idx = check_index(trace, index)
         frames = trace.require(FRAMES_KEY, "large_compressed sends the int8 frames")
         if frames.shape[1:] != self.frame_shape:
             raise ValueError(
                 f"extra[{FRAMES_KEY!r}] has frame shape {frames.shape[1:]}; this policy was "
                 f"built for frame_shape={self.frame_shape}"
             )
-        sizes = self._sizes.setdefault(trace, np.full(trace.n_samples, -1, dtype=np.int64))
+        sizes = self._sizes.get(trace)
+        if sizes is None:
+            sizes = self._sizes[trace] = np.full(trace.n_samples, -1, dtype=np.int64)
         todo = np.unique(idx[sizes[idx] < 0])
         if todo.size:
             codes = requantize_frames(frames[todo], self.bits_per_sample)
@@ -324,7 +328,7 @@ class LargeCompressed(Policy):
         return Decision(
             offload=np.ones(idx.shape, dtype=np.bool_),
             prediction=np.argmax(logits[idx], axis=1).astype(np.int64),
-            bytes_up=self.frame_bytes(trace, idx),
+            bytes_up=self.bytes_up(trace, idx),
             device_macs=np.zeros(idx.shape, dtype=np.int64),
             fallback_prediction=np.full(idx.shape, -1, dtype=np.int64),
         )

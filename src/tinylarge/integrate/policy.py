@@ -237,6 +237,14 @@ class Decision:
         return int(self.offload.shape[0])
 
 
+def check_index(trace: Trace, index: ArrayLike) -> IntArray:
+    """``index`` as int64 of shape (m,); ``ValueError`` unless 1-D integers in ``[0, n)``."""
+    idx = _ints("index", index, low=0)
+    if idx.size and idx.max() >= trace.n_samples:
+        raise ValueError(f"index must be in [0, {trace.n_samples}); got maximum {idx.max()}")
+    return idx
+
+
 def check_request(trace: Trace, index: ArrayLike, rng: np.random.Generator) -> IntArray:
     """Validate the arguments of `Policy.decide`; return ``index`` as int64 of shape (m,).
 
@@ -247,10 +255,7 @@ def check_request(trace: Trace, index: ArrayLike, rng: np.random.Generator) -> I
         raise TypeError(f"trace must be a tinylarge.integrate Trace; got {type(trace).__name__}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
-    idx = _ints("index", index, low=0)
-    if idx.size and idx.max() >= trace.n_samples:
-        raise ValueError(f"index must be in [0, {trace.n_samples}); got maximum {idx.max()}")
-    return idx
+    return check_index(trace, index)
 
 
 class Policy(abc.ABC):
