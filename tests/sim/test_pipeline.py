@@ -85,6 +85,11 @@ def test_second_identical_run_comes_from_the_cache_with_identical_outputs(tmp_pa
     for role in ("tiny", "large"):
         np.testing.assert_array_equal(first.logits[role], second.logits[role])
     assert second.models["tiny"].training == first.models["tiny"].training
+    # Network and policies draw from the scenario's seed only: the same numbers again.
+    from tinylarge.report.metrics import collect
+
+    a, b = collect(first), collect(second)
+    assert a["network"] == b["network"] and a["policies"] == b["policies"]
 
 
 def test_rerun_from_saved_scenario_without_cache_gives_the_same_numbers(tmp_path: Path) -> None:
@@ -161,7 +166,8 @@ def test_smoke_run_simulates_the_network(smoke_result: RunResult) -> None:
     lat = up["latency_s"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
     assert up["energy_j_per_message"] > 0
-    assert net["edge_server"]["source"].startswith("measured on this machine")
+    assert net["edge_server"]["source"].startswith("profile in the scenario")
+    assert net["edge_server"]["per_item_s"] == smoke_result.scenario.network.edge_per_item_s
 
 
 def test_unknown_radio_profile_fails_early(tmp_path: Path) -> None:
@@ -190,3 +196,14 @@ def test_smoke_run_compares_the_policies_on_the_same_requests(smoke_result: RunR
     for key in ("accuracy", "offload_fraction", "energy_j_per_inference", "deadline_met_fraction"):
         assert key in pol["router"]
     assert set(pol["cascade"]["latency_s"]) == {"p50", "p95", "p99"}
+
+
+def test_edge_service_can_be_measured_on_this_machine(tmp_path: Path) -> None:
+    from tinylarge.report.metrics import collect
+
+    table = _small({})
+    table["network"] = {"edge_service": "measured", "edge_max_batch": 8}
+    result = run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+    edge = collect(result)["network"]["edge_server"]
+    assert edge["source"].startswith("measured on this machine") and edge["max_batch"] == 8
+    assert edge["per_item_s"] > 0

@@ -66,6 +66,18 @@ class NetworkConfig(Section):
         description="one-way delay base station -> server: 0 for an edge server at the base "
         "station, ~0.005-0.02 for the cloud",
     )
+    edge_service: Literal["profile", "measured"] = Field(
+        "profile",
+        description="'profile': the edge_* figures below (same numbers on every machine); "
+        "'measured': time the run's large model on this machine",
+    )
+    edge_setup_s: float = Field(
+        0.0018, ge=0.0, le=10.0, description="per-batch time of the edge's large model"
+    )
+    edge_per_item_s: float = Field(
+        0.00014, ge=0.0, le=10.0, description="per-request time of the edge's large model"
+    )
+    edge_max_batch: int = Field(64, ge=1, le=100_000)
     coverage_devices: int = Field(20_000, ge=100, le=10_000_000, description="per profile")
     traffic: TrafficConfig = Field(default_factory=TrafficConfig)
     energy: RadioEnergyConfig = Field(default_factory=RadioEnergyConfig)

@@ -29,9 +29,6 @@ from tinylarge.seeding import rng_for
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
 
-#: Default edge server when no large model was trained in the run (setup, per item), s.
-FALLBACK_EDGE = EdgeServer(setup_s=0.002, per_item_s=0.0002, source="fallback profile")
-
 
 def network_profiles(scenario: Scenario) -> dict[str, RadioProfile]:
     """The profiles a run uses (the devices' one first, then the compared ones), validated."""
@@ -114,11 +111,16 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
     coverages = scenario_coverage(scenario, profiles)
     large = state.models.get("large")
     task = state.require_task()
-    edge = (
-        measure_edge_server(large.model, task.input_shape, max_batch=64)
-        if large is not None
-        else FALLBACK_EDGE
-    )
+    if config.edge_service == "measured" and large is not None:
+        edge = measure_edge_server(large.model, task.input_shape, max_batch=config.edge_max_batch)
+    else:
+        edge = EdgeServer(
+            setup_s=config.edge_setup_s,
+            per_item_s=config.edge_per_item_s,
+            max_batch=config.edge_max_batch,
+            source="profile in the scenario (default: the 545 k-parameter ResNet measured on a "
+            "2-core x86-64 machine: 1.97 ms at batch 1, 10.8 ms at batch 64)",
+        )
     rng = rng_for(scenario.seed, "network", "messages")
     cells = attach_devices(
         rng,
