@@ -95,3 +95,32 @@ def test_requests_draw_test_samples_like_their_device_data() -> None:
     with pytest.raises(ValueError, match="rate_per_device_hz and duration_s must be > 0"):
         draw_requests(np.random.default_rng(1), partition, train_snr, test_snr,
                       rate_per_device_hz=0.0, duration_s=1.0)  # fmt: skip
+
+
+def test_resource_limits_keep_late_or_costly_offloads_on_the_device() -> None:
+    from tinylarge.integrate.policies import Oracle
+    from tinylarge.sim.engine import ResourceLimits, estimate_offload_cost
+
+    cells = _cells(10.0, 2)
+    requests = Requests(np.array([0, 1, 0, 1]), np.array([0.0, 0.01, 0.02, 0.03]), np.arange(4))
+    common = {
+        "cells": cells, "settings": NO_FADING, "edge": EDGE, "compute": COMPUTE,
+        "reply_bytes": 8, "deadline_s": 1.0,
+    }  # fmt: skip
+    # A deadline no offload can meet: the oracle answers with the tiny model everywhere.
+    tight = ResourceLimits(deadline_s=1e-4)
+    out = run_policy(np.random.default_rng(0), Oracle(256, 1000), _trace(), requests,
+                     limits=tight, **common)  # fmt: skip
+    assert not out.offloaded.any() and out.bytes_up.sum() == 0
+    assert out.correct.tolist() == [True, True, False, False]  # the tiny model's answers
+    # A budget for one offload per device: each device's second request stays local (no answer).
+    decision = LargeOnly(256).decide(_trace(), requests.sample, np.random.default_rng(0))
+    _, energy = estimate_offload_cost(
+        decision, requests, cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE,
+        reply_bytes=8,
+    )  # fmt: skip
+    budget = ResourceLimits(energy_budget_j=1.5 * float(energy[0]))
+    out = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
+                     limits=budget, **common)  # fmt: skip
+    assert out.offloaded.tolist() == [True, True, False, False]
+    assert out.correct.tolist() == [True, False, False, False]

@@ -207,3 +207,15 @@ def test_edge_service_can_be_measured_on_this_machine(tmp_path: Path) -> None:
     edge = collect(result)["network"]["edge_server"]
     assert edge["source"].startswith("measured on this machine") and edge["max_batch"] == 8
     assert edge["per_item_s"] > 0
+
+
+def test_resource_aware_policies_keep_what_cannot_arrive_in_time(tmp_path: Path) -> None:
+    from tinylarge.report.metrics import collect
+
+    table = _small({})
+    table["policies"] = {"resource_aware": True, "deadline_s": 1e-4}
+    pol = collect(run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path)))["policies"]
+    # No offload can answer within 0.1 ms: everything stays on the device.
+    for name in ("large", "cascade", "router", "oracle"):
+        assert pol[name]["offload_fraction"] == 0.0, name
+    assert pol["cascade"]["accuracy"] == pol["tiny"]["accuracy"]

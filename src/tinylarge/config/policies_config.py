@@ -25,5 +25,13 @@ class PoliciesConfig(Section):
         10_000, ge=100, le=10_000_000, description="fresh frames on which policies are tuned"
     )
     deadline_s: float = Field(0.05, gt=0.0, le=100.0, description="latency deadline")
+    resource_aware: bool = Field(
+        False,
+        description="keep on the device the offloads predicted to miss deadline_s or to "
+        "overdraw energy_budget_j",
+    )
+    energy_budget_j: float | None = Field(
+        None, gt=0.0, description="per device over the whole run (resource_aware only)"
+    )
     rate_per_device_hz: float = Field(1.0, gt=0.0, le=1e4, description="inference requests")
     duration_s: float = Field(30.0, gt=0.0, le=1e6)

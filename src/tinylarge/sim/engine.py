@@ -21,8 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from tinylarge.data import Partition
-from tinylarge.integrate.policy import Policy, Trace
-from tinylarge.net import CellDevices, EdgeServer, LinkSettings, send_messages
+from tinylarge.integrate.policy import Decision, Policy, Trace
+from tinylarge.integrate.resources import apply_resource_limits
+from tinylarge.net import CellDevices, EdgeServer, LinkSettings, airtime_s, send_messages
+from tinylarge.net.uplink import efficiency_fn
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -94,6 +96,56 @@ def draw_requests(
 
 
 @dataclass(frozen=True)
+class ResourceLimits:
+    """Resource awareness: offloads predicted to miss ``deadline_s`` or to overdraw a device's
+    ``energy_budget_j`` (over the whole run) stay on the device (`apply_resource_limits`)."""
+
+    deadline_s: float | None = None
+    energy_budget_j: float | None = None
+
+
+def estimate_offload_cost(
+    decision: Decision,
+    requests: Requests,
+    *,
+    cells: CellDevices,
+    settings: LinkSettings,
+    edge: EdgeServer,
+    compute: DeviceCompute,
+    reply_bytes: int,
+) -> tuple[FloatArray, FloatArray]:
+    """What a device can predict before sending: latency (s) and energy (J) of each offload.
+
+    From the device's mean uplink/downlink SNR (no fast fading, no other devices): one slot of
+    alignment, the airtime at the whole-band rate, one edge batch of one, the reply's airtime;
+    energy = compute + TX power / PA efficiency + circuit over the airtime + RX of the reply.
+    Requests the device cannot reach the edge with (rate 0) get infinite cost.
+    """
+    profile = cells.profile
+    se_fn = efficiency_fn(profile, settings.spectral_efficiency)
+    dev = requests.device
+    up_rate = profile.uplink_bandwidth_hz * se_fn(cells.uplink_mean_snr_db[dev])
+    dl_rate = profile.downlink_bandwidth_hz * se_fn(cells.downlink_mean_snr_db[dev])
+    ok = (up_rate > 0) & (dl_rate > 0)
+    bits = 8 * decision.bytes_up
+    up_air = airtime_s(bits, np.where(ok, up_rate, 1.0), profile.slot_s)
+    dl_air = airtime_s(8 * reply_bytes, np.where(ok, dl_rate, 1.0), profile.slot_s)
+    compute_s = decision.device_macs * compute.seconds_per_mac
+    latency = compute_s + profile.slot_s + up_air + edge.setup_s + edge.per_item_s + dl_air
+    energy_model = settings.energy
+    tx_w = (
+        10.0 ** (profile.device_tx_power_dbm / 10.0) / 1000.0 / energy_model.pa_efficiency
+        + energy_model.circuit_power_w
+    )
+    energy = (
+        decision.device_macs * compute.joules_per_mac
+        + tx_w * up_air
+        + energy_model.rx_power_w * dl_air
+    )
+    return np.where(ok, latency, np.inf), np.where(ok, energy, np.inf)
+
+
+@dataclass(frozen=True)
 class PolicyOutcome:
     """Per-request outcome of one policy (arrays of shape (n_requests,))."""
 
@@ -143,11 +195,34 @@ def run_policy(
     compute: DeviceCompute,
     reply_bytes: int,
     deadline_s: float,
+    limits: ResourceLimits | None = None,
 ) -> PolicyOutcome:
-    """Decide every request with ``policy`` and cost it on the device and the network."""
+    """Decide every request with ``policy`` and cost it on the device and the network.
+
+    With ``limits``, offloads predicted (`estimate_offload_cost`) to miss the deadline or to
+    overdraw a device's energy budget stay on the device before anything is sent.
+    """
     if not deadline_s > 0:
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
     decision = policy.decide(trace, requests.sample, rng)
+    if limits is not None and decision.offload.any():
+        latency_est, energy_est = estimate_offload_cost(
+            decision,
+            requests,
+            cells=cells,
+            settings=settings,
+            edge=edge,
+            compute=compute,
+            reply_bytes=reply_bytes,
+        )
+        decision = apply_resource_limits(
+            decision,
+            latency_s=latency_est if limits.deadline_s is not None else None,
+            deadline_s=limits.deadline_s,
+            energy_j=energy_est if limits.energy_budget_j is not None else None,
+            energy_budget_j=limits.energy_budget_j,
+            device=requests.device if limits.energy_budget_j is not None else None,
+        )
     y = trace.y[requests.sample]
     compute_s = decision.device_macs * compute.seconds_per_mac
     compute_j = decision.device_macs * compute.joules_per_mac

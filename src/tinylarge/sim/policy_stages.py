@@ -22,7 +22,13 @@ from tinylarge.integrate.policy import FRAMES_KEY, Policy, Trace, large_logits_k
 from tinylarge.integrate.router import Router
 from tinylarge.models.evaluation import predict_logits
 from tinylarge.seeding import rng_for
-from tinylarge.sim.engine import DeviceCompute, PolicyOutcome, draw_requests, run_policy
+from tinylarge.sim.engine import (
+    DeviceCompute,
+    PolicyOutcome,
+    ResourceLimits,
+    draw_requests,
+    run_policy,
+)
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import TINY_INT8_ROLE, RunState
 from tinylarge.tiny.graph import TinyModel
@@ -138,6 +144,11 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
     )
     fp = state.footprints[scenario.tiny.target_mcu]
     compute = DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j)
+    limits = (
+        ResourceLimits(deadline_s=config.deadline_s, energy_budget_j=config.energy_budget_j)
+        if config.resource_aware
+        else None
+    )
     outcomes: dict[str, PolicyOutcome] = {}
     policies = build_policies(state, validation)
     for policy in policies:
@@ -152,6 +163,7 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
             compute=compute,
             reply_bytes=scenario.network.traffic.reply_bytes,
             deadline_s=config.deadline_s,
+            limits=limits,
         )
     state.policies = {
         "outcomes": outcomes,
