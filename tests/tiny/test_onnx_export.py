@@ -17,7 +17,7 @@ import pytest
 import random_models
 
 from tinylarge.tiny.examples import random_tiny_cnn
-from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.graph import OP_KINDS, TinyModel
 from tinylarge.tiny.model_file import from_bytes, to_bytes
 from tinylarge.tiny.onnx_export import (
     export_onnx,
@@ -55,16 +55,7 @@ def test_onnx_arithmetic_equals_onnxruntime_exactly(block: int) -> None:
         )
 
 
-SINGLE_OPS = (
-    "conv",
-    "linear",
-    "max_pool",
-    "avg_pool",
-    "global_avg_pool",
-    "flatten",
-    "relu",
-    "add",
-)
+SINGLE_OPS = OP_KINDS  # every op kind of the format, each alone in a model
 
 
 @pytest.mark.parametrize("kind", SINGLE_OPS)

@@ -23,7 +23,7 @@ def inspect(
     ] = Path("network_coverage.png"),
 ) -> None:
     """Per-profile coverage across the cell: SNR and rate (median, 5th percentile), outage."""
-    from tinylarge.report.network_section import format_rate
+    from tinylarge.report.network_section import coverage_cells
     from tinylarge.report.plots import network_coverage
     from tinylarge.sim.net_stages import network_profiles, scenario_coverage
 
@@ -40,8 +40,8 @@ def inspect(
     columns = (
         "profile",
         "carrier",
-        "SNR median",
-        "SNR p5",
+        "SNR median (dB)",
+        "SNR p5 (dB)",
         "rate median",
         "rate p5",
         f"rate, {per_cell} sharing",
@@ -51,16 +51,7 @@ def inspect(
         table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for name, result in results.items():
         s = result.summary()
-        table.add_row(
-            name,
-            f"{s['carrier_ghz']:g} GHz",
-            f"{s['snr_db_median']:.1f} dB",
-            f"{s['snr_db_p5']:.1f} dB",
-            format_rate(s["rate_bps_median"]),
-            format_rate(s["rate_bps_p5"]),
-            format_rate(s["shared_rate_bps_median"]),
-            f"{100 * s['outage_fraction']:.2f} %",
-        )
+        table.add_row(name, f"{s['carrier_ghz']:g} GHz", *coverage_cells(s))
     console.print(table)
     chosen = results[net.profile]
     topo = chosen.cells.topology

@@ -15,8 +15,6 @@ from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, footprint, layer_table
 from tinylarge.tiny.graph import TinyModel, TinyModelError
 from tinylarge.tiny.mcu import MCU_PROFILES, UnknownMcuError, mcu_profile
 from tinylarge.tiny.model_file import load_tiny_model
-from tinylarge.tiny.onnx_export import export_onnx
-from tinylarge.tiny.runtime import run as run_int8
 
 tiny_app = typer.Typer(
     help="Inspect, export and run int8 tiny models (.tlm files).", no_args_is_help=True
@@ -79,6 +77,8 @@ def export(
     """Export the int8 model (ONNX with QLinear operators, int8 in and out)."""
     if format != "onnx":
         raise _fail(f"--format {format!r} is not supported; supported: onnx")
+    from tinylarge.tiny.onnx_export import export_onnx  # onnx: only when exporting
+
     model = _load(model_path)
     path = export_onnx(model, out or model_path.with_suffix(".onnx"))
     console.print(f"wrote {path}", highlight=False)
@@ -113,6 +113,8 @@ def run_command(
             f"{input_path} holds {x.dtype} of shape {x.shape}; the model needs int8 of shape "
             f"(batch, {', '.join(map(str, expected))})"
         )
+    from tinylarge.tiny.runtime import run as run_int8
+
     y = run_int8(model, x, arithmetic=mode)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(output_path, y)

@@ -18,6 +18,18 @@ def format_rate(bps: float) -> str:
     return f"{bps:.3g} b/s"
 
 
+def coverage_cells(summary: dict[str, Any]) -> list[str]:
+    """SNR median and 5th percentile (dB), rate median, 5th percentile and shared, outage."""
+    return [
+        f"{summary['snr_db_median']:.1f}",
+        f"{summary['snr_db_p5']:.1f}",
+        format_rate(summary["rate_bps_median"]),
+        format_rate(summary["rate_bps_p5"]),
+        format_rate(summary["shared_rate_bps_median"]),
+        f"{100 * summary['outage_fraction']:.2f} %",
+    ]
+
+
 def _hz(hz: float) -> str:
     return format_rate(hz).replace("b/s", "Hz")
 
@@ -32,20 +44,10 @@ def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
     if net is None:
         return None
     rows = [
-        [
-            name,
-            f"{c['carrier_ghz']:g} GHz / {_hz(c['uplink_bandwidth_hz'])}",
-            c["scenario"],
-            f"{c['cell_radius_m']:.0f}",
-            f"{c['snr_db_median']:.1f}",
-            f"{c['snr_db_p5']:.1f}",
-            format_rate(c["rate_bps_median"]),
-            format_rate(c["rate_bps_p5"]),
-            format_rate(c["shared_rate_bps_median"]),
-            f"{100 * c['outage_fraction']:.2f} %",
-        ]
+        [name, f"{c['carrier_ghz']:g} GHz / {_hz(c['uplink_bandwidth_hz'])}", c["scenario"],
+         f"{c['cell_radius_m']:.0f}", *coverage_cells(c)]
         for name, c in net["coverage"].items()
-    ]
+    ]  # fmt: skip
     per_cell = next(iter(net["coverage"].values()))["devices_per_cell"]
     body = paragraph(
         "Uplink coverage of each radio profile: devices dropped uniformly over the cell (TR "

@@ -125,15 +125,10 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         extra={FRAMES_KEY: x_q, **_compressed_extra(state, x_q, config.compressed_bits)},
     )
     validation, validation_source = _validation_trace(state)
-    validation = Trace(
-        tiny_logits=validation.tiny_logits,
-        large_logits=validation.large_logits,
-        y=validation.y,
-        snr_db=validation.snr_db,
-    )
-    keys = ("snr_db", "snr_db") if "snr_db" in task.meta_test else None
-    train_key = task.meta_train[keys[0]] if keys else task.y_train
-    test_key = task.meta_test[keys[1]] if keys else task.y_test
+    # Requests draw test frames like their device's data: same SNR if known, else same class.
+    by_snr = "snr_db" in task.meta_test and "snr_db" in task.meta_train
+    train_key = task.meta_train["snr_db"] if by_snr else task.y_train
+    test_key = task.meta_test["snr_db"] if by_snr else task.y_test
     requests = draw_requests(
         rng_for(scenario.seed, "policies", "requests"),
         state.partition,
