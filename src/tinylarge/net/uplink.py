@@ -176,8 +176,11 @@ def _uplink_rate(
     return share, link_snr, np.asarray(rate, dtype=np.float64)
 
 
-def _slot_groups(slot_index: IntArray, cell: IntArray, n_cells: int) -> tuple[IntArray, IntArray]:
-    """Group messages by (slot, cell): each message's group id, and one member of each group.
+def _slot_groups(
+    slot_index: IntArray, cell: IntArray, n_cells: int
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """Group messages by (slot, cell): each message's group id, one member of each group, the
+    sort order by group and where each group starts in it.
 
     A stable sort of the key slot x n_cells + cell: messages come roughly in time order, so the
     key is nearly sorted and the sort cheap.
@@ -189,7 +192,8 @@ def _slot_groups(slot_index: IntArray, cell: IntArray, n_cells: int) -> tuple[In
     first[1:] = sorted_key[1:] != sorted_key[:-1]
     group_of = np.empty(key.size, dtype=np.int64)
     group_of[order] = np.cumsum(first) - 1
-    return group_of, order[first]
+    starts = np.flatnonzero(first)
+    return group_of, order[starts], order, starts
 
 
 def send_messages(
@@ -240,7 +244,9 @@ def send_messages(
     slot_wait = slot_alignment_s(arrival, slot)
     start = arrival + slot_wait
     slot_index = np.rint(start / slot).astype(np.int64)
-    group_of, group_first = _slot_groups(slot_index, cell, cells.topology.n_cells)
+    group_of, group_first, group_order, group_starts = _slot_groups(
+        slot_index, cell, cells.topology.n_cells
+    )
     fading = fading_power_gain(rng, n, kind=settings.fading, k_factor_db=settings.rician_k_db)
     share, link_snr, rate = _uplink_rate(cells, settings, dev, group_of, fading_gain_db(fading))
     in_outage = outage(link_snr, profile.min_snr_db) | (rate <= 0)
@@ -255,8 +261,7 @@ def send_messages(
 
     # Cell uplink: one group per (cell, slot) holds the band for its longest member; groups of a
     # cell are served FIFO.
-    group_busy = np.zeros(group_first.size)
-    np.maximum.at(group_busy, group_of, busy)
+    group_busy = np.maximum.reduceat(busy[group_order], group_starts) if n else np.zeros(0)
     queue = fifo_queue_grouped(cell[group_first], start[group_first], group_busy)
     uplink_wait = queue.wait_s[group_of]
 
