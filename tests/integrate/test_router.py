@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
 
 from tinylarge.integrate.policy import NotFittedError, Trace
 from tinylarge.integrate.router import (
@@ -58,7 +62,7 @@ def test_features_of_a_hand_example() -> None:
     logits = np.log(np.array([[0.1, 0.6, 0.3]]))
     f = logit_features(logits, snr_db=np.array([7.0]))
     entropy = -(0.1 * np.log(0.1) + 0.6 * np.log(0.6) + 0.3 * np.log(0.3))
-    np.testing.assert_allclose(f[0], [0.6, 0.3, 0.1, 0.3, entropy, 7.0])
+    np.testing.assert_allclose(f[0], [0.6, 0.3, 0.1, 0.1, 0.6, 0.3, 0.3, entropy, 7.0])
     with pytest.raises(ValueError, match="shape"):
         logit_features(np.zeros((2, 1)))
 
@@ -98,7 +102,7 @@ def test_decision_arrays_and_device_cost() -> None:
     np.testing.assert_array_equal(d.prediction, np.where(d.offload, large, tiny))
     np.testing.assert_array_equal(d.fallback_prediction, tiny)
     np.testing.assert_array_equal(d.bytes_up, np.where(d.offload, 256, 0))
-    features = N_CLASSES + 2
+    features = 2 * N_CLASSES + 2
     router_cost = features + FEATURE_MACS_PER_CLASS * N_CLASSES + N_CLASSES * 2  # log2(4) = 2
     assert router_macs(N_CLASSES, features) == router_cost
     np.testing.assert_array_equal(d.device_macs, 5000 + router_cost)
@@ -114,7 +118,7 @@ def test_snr_feature_is_a_flag() -> None:
     snr_offload = with_snr.decide(test, np.arange(1000), np.random.default_rng(0)).offload
     assert np.mean(snr_offload == oracle) > 0.97
     assert np.mean(plain_offload == oracle) < 0.7
-    assert with_snr.device_macs_per_request == router_macs(N_CLASSES, N_CLASSES + 3)
+    assert with_snr.device_macs_per_request == router_macs(N_CLASSES, 2 * N_CLASSES + 3)
 
 
 def test_bad_input_fails_early() -> None:
@@ -132,3 +136,46 @@ def test_bad_input_fails_early() -> None:
     trace = Trace(tiny_logits=all_right, large_logits=all_right, y=np.arange(40) % N_CLASSES)
     with pytest.raises(ValueError, match="fixes 0 of 40"):
         Router(tiny_macs=0, bytes_per_offload=1).fit(trace)
+
+
+def class_trace(n: int, seed: int) -> Trace:
+    """The large model fixes the tiny one exactly when the tiny model says class 1 or 2,
+    whatever its confidence: a rule on the class, invisible to sorted-confidence features."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, N_CLASSES, n)
+    tiny_pred = rng.integers(0, N_CLASSES, n)
+    tiny = rng.normal(0.0, 0.05, (n, N_CLASSES))
+    tiny[np.arange(n), tiny_pred] += rng.uniform(0.5, 3.0, n)
+    fixable = (tiny_pred == 1) | (tiny_pred == 2)
+    y = np.where(fixable, (tiny_pred + 1) % N_CLASSES, tiny_pred)
+    large = np.eye(N_CLASSES)[y] * 3.0
+    return Trace(tiny_logits=tiny, large_logits=large, y=y)
+
+
+def test_mlp_router_folds_standardization_and_learns_a_class_rule() -> None:
+    validation, test = class_trace(3000, seed=7), class_trace(1000, seed=8)
+    mlp = Router(tiny_macs=0, bytes_per_offload=1, hidden_units=8, seed=0).fit(validation)
+    # the folded weights reproduce sklearn's own MLP on standardized features
+    features = logit_features(validation.tiny_logits)
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    reference = MLPClassifier((8,), alpha=1e-4, max_iter=500, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference.fit((features - mean) / std, oracle_offload(validation))
+    test_features = (logit_features(test.tiny_logits) - mean) / std
+    np.testing.assert_allclose(
+        mlp.fix_probability(test),
+        reference.predict_proba(test_features)[:, 1],
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    offload = mlp.decide(test, np.arange(1000), np.random.default_rng(0)).offload
+    assert np.mean(offload == oracle_offload(test)) > 0.98
+    # device cost: (F + 1) x h for the two layers, F = 2C + 2 features
+    features_count = 2 * N_CLASSES + 2
+    assert mlp.device_macs_per_request == router_macs(N_CLASSES, features_count, 8)
+    assert router_macs(N_CLASSES, features_count, 8) == (features_count + 1) * 8 + (
+        FEATURE_MACS_PER_CLASS * N_CLASSES + N_CLASSES * 2
+    )
+    with pytest.raises(ValueError, match="hidden_units"):
+        Router(tiny_macs=0, bytes_per_offload=1, hidden_units=-1)
