@@ -157,6 +157,22 @@ def test_choose_split_hand_example() -> None:
         choose_split([-1.0], **HAND_SPLIT)
 
 
+def test_choose_split_counts_whole_slots() -> None:
+    # 1 Mbit/s, 1 ms slots: 264 B = 2.1 ms -> 3 slots, 40 B = 0.32 ms -> 1 slot, 520 B -> 5 slots
+    args = {**HAND_SPLIT, "activation_bytes": [264, 520, 40], "device_macs_cum": [0, 0, 0]}
+    k = choose_split([1e6], objective="energy", slot_s=1e-3, **args)
+    np.testing.assert_array_equal(k, [2])
+    # at 100 Mbit/s all three fit one slot: equal airtime, the tie goes to k = 0
+    np.testing.assert_array_equal(choose_split([1e8], slot_s=1e-3, **args), [0])
+    # slotted energy is transmit power (1e-4 J/B x 1 Mbit/s / 8 = 12.5 W) x whole slots:
+    # k = 0 costs 3 slots = 37.5 mJ; a 40 mJ budget with k = 2 made expensive keeps k = 0
+    pricey = {**args, "device_macs_cum": [0, 0, 10**9]}
+    k = choose_split([1e6], objective="latency", energy_budget_j=0.04, slot_s=1e-3, **pricey)
+    np.testing.assert_array_equal(k, [0])
+    with pytest.raises(ValueError, match="slot_s"):
+        choose_split([1e6], slot_s=0.0, **args)
+
+
 def test_split_k_distribution() -> None:
     assert split_k_distribution(np.array([2, 0, 2, 1, 2])) == {0: 1, 1: 1, 2: 3}
 

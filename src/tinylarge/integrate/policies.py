@@ -87,7 +87,13 @@ class TinyOnly(Policy):
     def __init__(self, tiny_macs: int) -> None:
         self.tiny_macs = _int_arg("tiny_macs", tiny_macs, 0)
 
-    def decide(self, trace: Trace, index: ArrayLike, rng: np.random.Generator) -> Decision:
+    def decide(
+        self,
+        trace: Trace,
+        index: ArrayLike,
+        rng: np.random.Generator,
+        device: ArrayLike | None = None,
+    ) -> Decision:
         idx = check_request(trace, index, rng)
         offload = np.zeros(idx.shape, dtype=np.bool_)
         return _answer(trace, idx, offload, frame_bytes=0, macs=self.tiny_macs)
@@ -111,7 +117,13 @@ class LargeOnly(Policy):
     def __init__(self, frame_bytes: int) -> None:
         self.frame_bytes = _int_arg("frame_bytes", frame_bytes, 1)
 
-    def decide(self, trace: Trace, index: ArrayLike, rng: np.random.Generator) -> Decision:
+    def decide(
+        self,
+        trace: Trace,
+        index: ArrayLike,
+        rng: np.random.Generator,
+        device: ArrayLike | None = None,
+    ) -> Decision:
         idx = check_request(trace, index, rng)
         return Decision(
             offload=np.ones(idx.shape, dtype=np.bool_),
@@ -211,7 +223,13 @@ class Cascade(Policy):
         self.validation_accuracy_ = float(np.where(offload, large_ok, tiny_ok).mean())
         return self
 
-    def decide(self, trace: Trace, index: ArrayLike, rng: np.random.Generator) -> Decision:
+    def decide(
+        self,
+        trace: Trace,
+        index: ArrayLike,
+        rng: np.random.Generator,
+        device: ArrayLike | None = None,
+    ) -> Decision:
         idx = check_request(trace, index, rng)
         threshold = (
             self.threshold if self.threshold is not None else getattr(self, "threshold_", None)
@@ -245,7 +263,13 @@ class Oracle(Policy):
         self.frame_bytes = _int_arg("frame_bytes", frame_bytes, 1)
         self.tiny_macs = _int_arg("tiny_macs", tiny_macs, 0)
 
-    def decide(self, trace: Trace, index: ArrayLike, rng: np.random.Generator) -> Decision:
+    def decide(
+        self,
+        trace: Trace,
+        index: ArrayLike,
+        rng: np.random.Generator,
+        device: ArrayLike | None = None,
+    ) -> Decision:
         idx = check_request(trace, index, rng)
         y = trace.y[idx]
         offload = (trace.tiny_prediction[idx] != y) & (trace.large_prediction[idx] == y)
@@ -317,7 +341,13 @@ class LargeCompressed(Policy):
             sizes[todo] = compressed_sizes(codes, self.level)
         return sizes[idx]
 
-    def decide(self, trace: Trace, index: ArrayLike, rng: np.random.Generator) -> Decision:
+    def decide(
+        self,
+        trace: Trace,
+        index: ArrayLike,
+        rng: np.random.Generator,
+        device: ArrayLike | None = None,
+    ) -> Decision:
         idx = check_request(trace, index, rng)
         key = large_logits_key(self.bits_per_sample)
         logits = np.asarray(trace.require(key, "large model on the requantized frames"))

@@ -273,7 +273,13 @@ class Policy(abc.ABC):
         return self
 
     @abc.abstractmethod
-    def decide(self, trace: Trace, index: ArrayLike, rng: np.random.Generator) -> Decision:
+    def decide(
+        self,
+        trace: Trace,
+        index: ArrayLike,
+        rng: np.random.Generator,
+        device: ArrayLike | None = None,
+    ) -> Decision:
         """Decide for the requests whose samples are ``trace[index]``.
 
         Parameters
@@ -285,6 +291,9 @@ class Policy(abc.ABC):
             `check_request`).
         rng : numpy.random.Generator
             Randomness of stochastic policies (deterministic ones ignore it).
+        device : array_like of int, shape (m,), optional
+            Device that issued each request, for policies whose choice depends on the device
+            (e.g. its split point); the others ignore it. The engine always passes it.
 
         Returns
         -------

@@ -21,6 +21,7 @@ whose cycles/MAC figures already contain the cost of batch norm, ReLU, pooling a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 
 from tinylarge.integrate.policy import Decision, Policy, Trace, check_request
 from tinylarge.models.blocks import BlockModel
+from tinylarge.net.link import airtime_s
 
 #: Per-sample header on air, bytes: float32 scale (4 B) + float32 offset ``lo`` (4 B).
 QUANT_HEADER_BYTES = 4 + 4
@@ -186,39 +188,63 @@ def _layer_macs(layer: nn.Module, out: Tensor) -> int:
     return 0
 
 
-def device_macs_per_block(model: BlockModel, input_shape: tuple[int, ...]) -> IntArray:
-    """MACs of each block for one sample, counted with forward hooks on conv1d/conv2d/linear.
+def _check_countable(module: nn.Module) -> None:
+    for name, layer in module.named_modules():
+        if isinstance(layer, _UNSUPPORTED):
+            raise ValueError(
+                f"layer {name!r} is {type(layer).__name__}; MACs are counted for Conv1d, Conv2d "
+                "and Linear only"
+            )
 
-    Returns
-    -------
-    ndarray of int64, shape (n_blocks,)
+
+def module_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """MACs of ``module`` for one sample of shape ``input_shape``, counted with forward hooks
+    on conv1d/conv2d/linear layers (see the module doc); the module runs once in eval mode.
 
     Raises
     ------
     ValueError
-        If a block holds a MAC-bearing layer that is not counted (3-D or transposed conv,
+        If the module holds a MAC-bearing layer that is not counted (3-D or transposed conv,
         attention, recurrent layers).
     """
-    counts = np.zeros(len(model.blocks), dtype=np.int64)
+    _check_countable(module)
+    count = 0
     handles = []
-    for i, block in enumerate(model.blocks):
-        for name, layer in block.named_modules():
-            if isinstance(layer, _UNSUPPORTED):
-                raise ValueError(
-                    f"block {i} layer {name!r} is {type(layer).__name__}; MACs are counted for "
-                    "Conv1d, Conv2d and Linear only"
-                )
+    for layer in module.modules():
 
-            def hook(layer: nn.Module, inputs: object, out: Tensor, i: int = i) -> None:
-                counts[i] += _layer_macs(layer, out)
+        def hook(layer: nn.Module, inputs: object, out: Tensor) -> None:
+            nonlocal count
+            count += _layer_macs(layer, out)
 
-            handles.append(layer.register_forward_hook(hook))
+        handles.append(layer.register_forward_hook(hook))
+    was_training = module.training
+    module.eval()
     try:
-        activation_shapes(model, input_shape)
+        with torch.no_grad():
+            dtype = next(iter(module.parameters()), torch.zeros(0)).dtype
+            module(torch.zeros((1, *input_shape), dtype=dtype))
     finally:
+        module.train(was_training)
         for handle in handles:
             handle.remove()
-    return counts
+    return count
+
+
+def device_macs_per_block(model: BlockModel, input_shape: tuple[int, ...]) -> IntArray:
+    """MACs of each block for one sample (`module_macs` of every block on its input).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_blocks,)
+    """
+    for i, block in enumerate(model.blocks):
+        try:
+            _check_countable(block)
+        except ValueError as error:
+            raise ValueError(f"block {i}: {error}") from None
+    shapes = activation_shapes(model, input_shape)
+    counts = [module_macs(block, shapes[i]) for i, block in enumerate(model.blocks)]
+    return np.array(counts, dtype=np.int64)
 
 
 def cumulative_macs(macs_per_block: npt.ArrayLike) -> IntArray:
@@ -238,12 +264,16 @@ def choose_split(
     tx_energy_j_per_byte: npt.ArrayLike,
     objective: Literal["latency", "energy"] = "latency",
     energy_budget_j: npt.ArrayLike | None = None,
+    slot_s: float | None = None,
 ) -> IntArray:
     """Pick each device's split point, minimising device compute + upload latency or energy.
 
     For device ``d`` and split ``k``: compute time ``t_c = macs[k] x cycles_per_mac / clock``,
-    upload time ``bytes[k] x 8 / rate[d]``; latency = sum of both; energy = ``power x t_c +
-    tx_energy_j_per_byte[d] x bytes[k]``. Edge compute and queueing are not part of the choice.
+    upload time ``t_u = bytes[k] x 8 / rate[d]``; latency = ``t_c + t_u``; energy = ``power x
+    t_c + tx_energy_j_per_byte[d] x bytes[k]``. With ``slot_s`` the upload takes whole slots
+    (`tinylarge.net.airtime_s`, as the network charges it) and its energy is the transmit power
+    (``tx_energy_j_per_byte x rate / 8``) over that slotted time: a smaller activation then only
+    pays when it saves a slot. Edge compute and queueing are not part of the choice.
     With a budget, only splits whose energy fits it are eligible; a device for which none fits
     gets its least-energy split. A device with rate 0 gets the split that sends fewest bytes.
     Ties go to the smaller ``k``.
@@ -264,6 +294,8 @@ def choose_split(
         What to minimise.
     energy_budget_j : float or array_like, shape (n_devices,), optional
         Per-inference device energy budget, J.
+    slot_s : float, optional
+        Scheduling slot, s (> 0); uploads are rounded up to whole slots.
 
     Returns
     -------
@@ -287,7 +319,17 @@ def choose_split(
     compute_s = macs * mcu_cycles_per_mac / mcu_clock_hz  # (K,)
     with np.errstate(divide="ignore"):
         upload_s = size[None, :] * 8.0 / rate[:, None]  # (n, K), inf where rate == 0
-    energy_j = mcu_power_w * compute_s[None, :] + tx_j[:, None] * size[None, :]
+    radio_j = tx_j[:, None] * size[None, :]
+    if slot_s is not None:
+        if not slot_s > 0:
+            raise ValueError(f"slot_s must be > 0, got {slot_s}")
+        slotted = airtime_s(8.0 * size[None, :], rate[:, None], slot_s)
+        upload_s = np.where(rate[:, None] > 0, slotted, np.inf)
+        power_w = tx_j * rate / 8.0  # (n,)
+        radio_j = np.where(
+            rate[:, None] > 0, power_w[:, None] * np.where(rate[:, None] > 0, slotted, 0.0), 0.0
+        )
+    energy_j = mcu_power_w * compute_s[None, :] + radio_j
     cost = compute_s[None, :] + upload_s if objective == "latency" else energy_j
     if energy_budget_j is not None:
         budget = np.broadcast_to(np.asarray(energy_budget_j, dtype=np.float64), rate.shape)
@@ -315,9 +357,13 @@ class SplitPolicy(Policy):
         Device MACs at each split point (`cumulative_macs`).
     k_per_device : array_like of int, shape (n_devices,)
         Each device's split point (`choose_split`).
+    logits_keys : sequence of str, shape (K,), optional
+        ``Trace.extra`` key of the edge's logits for each split point (default
+        ``split_logits_key(k)``). Candidates need not be the model's own cuts: a learned
+        bottleneck (`tinylarge.models.split_exit`) is one more candidate with its own key.
 
-    The trace must hold ``extra[split_logits_key(k)]`` (logits, shape (n, C)) for every ``k``
-    in use (`split_logits_extra`). The device runs no classifier, so it has no fallback answer.
+    The trace must hold the logits (shape (n, C)) of every split point in use
+    (`split_logits_extra`). The device runs no classifier, so it has no fallback answer.
     """
 
     name: ClassVar[str] = "split"
@@ -328,6 +374,7 @@ class SplitPolicy(Policy):
         activation_bytes: npt.ArrayLike,
         device_macs_cum: npt.ArrayLike,
         k_per_device: npt.ArrayLike,
+        logits_keys: Sequence[str] | None = None,
     ) -> None:
         self.activation_bytes = np.asarray(activation_bytes, dtype=np.int64)
         self.device_macs_cum = np.asarray(device_macs_cum, dtype=np.int64)
@@ -340,6 +387,16 @@ class SplitPolicy(Policy):
             )
         if (self.activation_bytes < 0).any() or (self.device_macs_cum < 0).any():
             raise ValueError("activation_bytes and device_macs_cum must be >= 0")
+        self.logits_keys = (
+            [split_logits_key(k) for k in range(n_splits)]
+            if logits_keys is None
+            else [str(key) for key in logits_keys]
+        )
+        if len(self.logits_keys) != n_splits:
+            raise ValueError(
+                f"logits_keys must name one trace key per split point ({n_splits}); got "
+                f"{len(self.logits_keys)}"
+            )
         k = self.k_per_device
         if k.ndim != 1 or k.size == 0 or k.min() < 0 or k.max() >= n_splits:
             raise ValueError(
@@ -378,7 +435,7 @@ class SplitPolicy(Policy):
             k = self.k_per_device[dev]
         prediction = np.empty(idx.shape, dtype=np.int64)
         for split in np.unique(k):
-            logits = trace.require(split_logits_key(int(split)), "split policy predictions")
+            logits = trace.require(self.logits_keys[int(split)], "split policy predictions")
             rows = k == split
             prediction[rows] = np.argmax(logits[idx[rows]], axis=1)
         return Decision(

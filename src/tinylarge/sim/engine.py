@@ -104,6 +104,29 @@ class ResourceLimits:
     energy_budget_j: float | None = None
 
 
+def mean_link_rates_bps(
+    cells: CellDevices, settings: LinkSettings
+) -> tuple[FloatArray, FloatArray]:
+    """Each device's uplink and downlink rate at its mean SNR over the whole band, bit/s.
+
+    What a device can know before sending (no fast fading, no other devices); 0 out of range.
+    """
+    profile = cells.profile
+    se_fn = efficiency_fn(profile, settings.spectral_efficiency)
+    up = profile.uplink_bandwidth_hz * se_fn(cells.uplink_mean_snr_db)
+    down = profile.downlink_bandwidth_hz * se_fn(cells.downlink_mean_snr_db)
+    return np.asarray(up, dtype=np.float64), np.asarray(down, dtype=np.float64)
+
+
+def transmit_power_w(cells: CellDevices, settings: LinkSettings) -> float:
+    """Power the device draws while transmitting: TX power / PA efficiency + TX circuit, W."""
+    energy_model = settings.energy
+    return float(
+        10.0 ** (cells.profile.device_tx_power_dbm / 10.0) / 1000.0 / energy_model.pa_efficiency
+        + energy_model.circuit_power_w
+    )
+
+
 def estimate_offload_cost(
     decision: Decision,
     requests: Requests,
@@ -122,25 +145,18 @@ def estimate_offload_cost(
     Requests the device cannot reach the edge with (rate 0) get infinite cost.
     """
     profile = cells.profile
-    se_fn = efficiency_fn(profile, settings.spectral_efficiency)
-    dev = requests.device
-    up_rate = profile.uplink_bandwidth_hz * se_fn(cells.uplink_mean_snr_db[dev])
-    dl_rate = profile.downlink_bandwidth_hz * se_fn(cells.downlink_mean_snr_db[dev])
+    up_all, down_all = mean_link_rates_bps(cells, settings)
+    up_rate, dl_rate = up_all[requests.device], down_all[requests.device]
     ok = (up_rate > 0) & (dl_rate > 0)
     bits = 8 * decision.bytes_up
     up_air = airtime_s(bits, np.where(ok, up_rate, 1.0), profile.slot_s)
     dl_air = airtime_s(8 * reply_bytes, np.where(ok, dl_rate, 1.0), profile.slot_s)
     compute_s = decision.device_macs * compute.seconds_per_mac
     latency = compute_s + profile.slot_s + up_air + edge.setup_s + edge.per_item_s + dl_air
-    energy_model = settings.energy
-    tx_w = (
-        10.0 ** (profile.device_tx_power_dbm / 10.0) / 1000.0 / energy_model.pa_efficiency
-        + energy_model.circuit_power_w
-    )
     energy = (
         decision.device_macs * compute.joules_per_mac
-        + tx_w * up_air
-        + energy_model.rx_power_w * dl_air
+        + transmit_power_w(cells, settings) * up_air
+        + settings.energy.rx_power_w * dl_air
     )
     return np.where(ok, latency, np.inf), np.where(ok, energy, np.inf)
 
@@ -204,7 +220,7 @@ def run_policy(
     """
     if not deadline_s > 0:
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
-    decision = policy.decide(trace, requests.sample, rng)
+    decision = policy.decide(trace, requests.sample, rng, device=requests.device)
     if limits is not None and decision.offload.any():
         latency_est, energy_est = estimate_offload_cost(
             decision,
