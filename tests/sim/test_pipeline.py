@@ -219,3 +219,26 @@ def test_resource_aware_policies_keep_what_cannot_arrive_in_time(tmp_path: Path)
     for name in ("large", "cascade", "router", "oracle"):
         assert pol[name]["offload_fraction"] == 0.0, name
     assert pol["cascade"]["accuracy"] == pol["tiny"]["accuracy"]
+
+
+def test_smoke_run_splits_and_exits_early(smoke_result: RunResult) -> None:
+    from tinylarge.report.metrics import collect
+
+    pol = collect(smoke_result)["policies"]
+    assert {"split", "early_exit"} <= set(pol)
+    graft = pol["_split_exit"]["graft"]
+    points = pol["_split_exit"]["split_points"]
+    distribution = pol["_split_exit"]["split_k_distribution"]
+    assert sum(distribution.values()) == smoke_result.scenario.devices.count
+    assert set(distribution) <= set(points)
+    # 4 channels x 32 samples x 4 bits = 64 B + the 8-byte scale/offset header
+    assert graft["code_shape"] == [4, 32] and graft["code_bytes"] == 72
+    assert points["bottleneck"]["bytes_up"] == 72 and points["k=0"]["bytes_up"] == 256 + 8
+    # every split request goes up, at one of the chosen points' sizes
+    assert pol["split"]["offload_fraction"] == 1.0
+    chosen = {points[label]["bytes_up"] for label in distribution}
+    sent = smoke_result.policies["outcomes"]["split"].bytes_up
+    assert set(np.unique(sent)) <= chosen
+    assert abs(pol["early_exit"]["offload_fraction"] - 0.4) < 0.1
+    exit_bytes = smoke_result.policies["outcomes"]["early_exit"].bytes_up
+    assert set(np.unique(exit_bytes)) <= {0, 72}

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,13 @@ class ModelCache:
     def entry_dir(self, key: str) -> Path:
         return self.models_dir / key
 
-    def get(self, key: str) -> tuple[nn.Module, dict[str, Any]] | None:
+    def get(
+        self, key: str, build: Callable[[ModelManifest], nn.Module] | None = None
+    ) -> tuple[nn.Module, dict[str, Any]] | None:
         """Return ``(model, manifest document)`` for ``key``, or None when absent or disabled.
 
         A damaged entry (files missing or not matching their hash) is treated as absent.
+        ``build`` makes the empty architecture (see `load_model`).
         """
         if not self.enabled:
             return None
@@ -71,7 +74,7 @@ class ModelCache:
         if not entry.is_dir():
             return None
         try:
-            return load_model(entry / "model")
+            return load_model(entry / "model", build)
         except ValueError:
             return None
 

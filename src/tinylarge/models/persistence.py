@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,8 +97,14 @@ def read_manifest(path: str | Path) -> tuple[ModelManifest, dict[str, Any]]:
     return manifest, document
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | Path, build: Callable[[ModelManifest], nn.Module] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild and load a model saved by `save_model`; return it (eval mode) and its manifest.
+
+    ``build`` makes the empty architecture from the manifest (default: the registry, via
+    `ModelManifest.build`); models that are not in the registry, such as a graft onto another
+    trained model, pass their own.
 
     Fails with ``ValueError`` when a file is missing, the weights do not match the manifest's
     SHA-256, or the tensors do not fit the architecture.
@@ -112,7 +118,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise ValueError(
             f"{weights_path} does not match its manifest's SHA-256 (corrupt or replaced)"
         )
-    model = manifest.build()
+    model = build(manifest) if build is not None else manifest.build()
     try:
         model.load_state_dict(load_file(str(weights_path)), strict=True)
     except RuntimeError as error:

@@ -13,6 +13,7 @@ from tinylarge.models.cache import ModelCache
 from tinylarge.sim.net_stages import check_network_config, network_stage
 from tinylarge.sim.policy_stages import policies_stage
 from tinylarge.sim.progress import Reporter, SilentReporter
+from tinylarge.sim.split_exit_stages import split_exit_stage
 from tinylarge.sim.stages import (
     StageContext,
     check_scenario,
@@ -52,6 +53,9 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("evaluate", "Evaluate the float models on the test set", evaluate_stage),
     Stage("evaluate_int8", "Run the int8 model, check it, cost it on MCUs", evaluate_int8_stage),
     Stage("network", "Simulate the 6G cell: coverage, messages, queues, energy", network_stage),
+    Stage(
+        "split_exit", "Graft a bottleneck and an exit head onto the large model", split_exit_stage
+    ),
     Stage("policies", "Compare the inference policies over the network", policies_stage),
 )
 

@@ -20,14 +20,23 @@ from tinylarge.integrate.frame_codec import dequantize_frames, requantize_frames
 from tinylarge.integrate.policies import Cascade, LargeCompressed, LargeOnly, Oracle, TinyOnly
 from tinylarge.integrate.policy import FRAMES_KEY, Policy, Trace, large_logits_key
 from tinylarge.integrate.router import Router
+from tinylarge.integrate.split import SplitPolicy
+from tinylarge.models.blocks import BlockModel
 from tinylarge.models.evaluation import predict_logits
-from tinylarge.seeding import rng_for
+from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.engine import (
     DeviceCompute,
     PolicyOutcome,
     ResourceLimits,
     draw_requests,
     run_policy,
+)
+from tinylarge.sim.split_exit_stages import (
+    early_exit_policy,
+    plan_split,
+    split_exit_extra,
+    split_exit_metrics,
+    split_policy_and_extra,
 )
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import TINY_INT8_ROLE, RunState
@@ -73,11 +82,14 @@ def _validation_trace(state: RunState) -> tuple[Trace, str]:
         large_logits=predict_logits(state.require_model("large").model, x),
         y=np.asarray(y, dtype=np.int64),
         snr_db=None if snr is None else np.asarray(snr, dtype=np.float64),
+        extra=split_exit_extra(state, x),
     )
     return trace, source
 
 
-def build_policies(state: RunState, validation: Trace) -> list[Policy]:
+def build_policies(
+    state: RunState, validation: Trace, split: SplitPolicy | None = None
+) -> list[Policy]:
     """The compared policies, tuned on ``validation`` where they tune."""
     config = state.scenario.policies
     tiny = state.require_tiny_int8()
@@ -95,10 +107,19 @@ def build_policies(state: RunState, validation: Trace) -> list[Policy]:
             tiny_macs=tiny_macs,
         ).fit(validation),
         Router(
-            tiny_macs=tiny_macs, bytes_per_offload=frame_bytes, target_offload=config.target_offload
+            tiny_macs=tiny_macs,
+            bytes_per_offload=frame_bytes,
+            target_offload=config.target_offload,
+            hidden_units=config.router_hidden_units,
+            seed=derive_seed(state.scenario.seed, "policies", "router"),
         ).fit(validation),
         Oracle(frame_bytes=frame_bytes, tiny_macs=tiny_macs),
     ]
+    if split is not None:
+        policies.append(split)
+    early_exit = early_exit_policy(state)
+    if early_exit is not None:
+        policies.append(early_exit.fit(validation))
     return policies
 
 
@@ -117,12 +138,21 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
     task = state.require_task()
     tiny = state.require_tiny_int8()
     x_q = tiny.quantize_input(task.x_test)
+    extra = {
+        FRAMES_KEY: x_q,
+        **_compressed_extra(state, x_q, config.compressed_bits),
+        **split_exit_extra(state, task.x_test),
+    }
+    plan = plan_split(state) if isinstance(state.require_model("large").model, BlockModel) else None
+    split = None
+    if plan is not None:
+        split, extra = split_policy_and_extra(state, plan, task.x_test, extra)
     test = Trace(
         tiny_logits=state.logits[TINY_INT8_ROLE],
         large_logits=state.logits["large"],
         y=task.y_test,
         snr_db=task.meta_test.get("snr_db"),
-        extra={FRAMES_KEY: x_q, **_compressed_extra(state, x_q, config.compressed_bits)},
+        extra=extra,
     )
     validation, validation_source = _validation_trace(state)
     # Requests draw test frames like their device's data: same SNR if known, else same class.
@@ -145,7 +175,7 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         else None
     )
     outcomes: dict[str, PolicyOutcome] = {}
-    policies = build_policies(state, validation)
+    policies = build_policies(state, validation, split)
     for policy in policies:
         outcomes[_key(policy)] = run_policy(
             rng_for(scenario.seed, "policies", "network", _key(policy)),
@@ -164,6 +194,7 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         "outcomes": outcomes,
         "requests": requests,
         "validation_source": validation_source,
+        "split_exit": split_exit_metrics(state, plan),
         "tuned": {
             _key(p): {
                 k: float(v)
@@ -188,4 +219,6 @@ def policy_metrics(state: RunState) -> dict[str, Any] | None:
     for key, outcome in state.policies["outcomes"].items():
         metrics[key] = {**outcome.summary(), **state.policies["tuned"].get(key, {})}
     metrics["_validation"] = state.policies["validation_source"]
+    if state.policies["split_exit"]:
+        metrics["_split_exit"] = state.policies["split_exit"]
     return metrics

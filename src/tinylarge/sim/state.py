@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -15,6 +15,9 @@ from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.training import TrainingReport
 from tinylarge.tiny.footprint import Footprint
 from tinylarge.tiny.graph import TinyModel
+
+if TYPE_CHECKING:
+    from tinylarge.sim.split_exit_stages import SplitExit
 
 #: The two model roles of every run: on the device, and at the edge/cloud.
 ROLES: tuple[str, ...] = ("tiny", "large")
@@ -59,6 +62,8 @@ class RunState:
         Flash, peak SRAM, latency and energy of ``tiny_int8`` on each MCU profile.
     network : dict
         The network stage's coverage per radio profile, devices and message outcomes.
+    split_exit : SplitExit, optional
+        The bottleneck and exit head grafted onto the large model (``split_exit`` stage).
     policies : dict
         The policies stage's per-request outcomes of every inference policy.
     timings_s : dict of stage name -> wall seconds
@@ -75,6 +80,7 @@ class RunState:
     int8_checks: dict[str, Any] = field(default_factory=dict)
     footprints: dict[str, Footprint] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)
+    split_exit: SplitExit | None = None
     policies: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 

@@ -1,0 +1,293 @@
+"""The split/exit stage and the `split` and `early_exit` policies built on it.
+
+The stage grafts a learned bottleneck and an exit head onto the trained large model
+(`tinylarge.models.split_exit`; cached like every trained model). The policies' device costs
+are counted in MACs (`tinylarge.integrate.split.module_macs`) and costed at the tiny model's
+per-MAC latency and energy on the target MCU: the graft runs in float32 in the simulation, its
+int8 deployment is assumed to cost what the tiny model's int8 kernels cost per MAC.
+
+Split points are the large model's own cuts ``k = 0..n_blocks`` (activation quantized to
+``split_activation_bits``) plus the bottleneck at ``split_at``; each device picks the one that
+minimises its latency or energy at its mean link rate (`tinylarge.integrate.split.choose_split`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+import tinylarge
+from tinylarge.config.training_config import TrainingSpec
+from tinylarge.integrate.early_exit import BOTTLENECK_LOGITS_KEY, EXIT_LOGITS_KEY, EarlyExit
+from tinylarge.integrate.split import (
+    QUANT_HEADER_BYTES,
+    SplitPolicy,
+    activation_bytes_per_split,
+    choose_split,
+    cumulative_macs,
+    device_macs_per_block,
+    module_macs,
+    split_logits_key,
+    split_outputs,
+)
+from tinylarge.models.blocks import BlockModel
+from tinylarge.models.cache import cache_key
+from tinylarge.models.persistence import ModelManifest
+from tinylarge.models.split_exit import SplitExitModel, split_exit_logits, train_split_exit
+from tinylarge.models.training import TrainingReport
+from tinylarge.seeding import derive_seed
+from tinylarge.sim.engine import mean_link_rates_bps, transmit_power_w
+from tinylarge.sim.stages import CACHE_FORMAT, StageContext
+from tinylarge.sim.state import RunState
+
+#: Label of the bottleneck among the split points in reports.
+BOTTLENECK_LABEL = "bottleneck"
+
+
+@dataclass(frozen=True)
+class SplitExit:
+    """The trained graft and what the device pays for each of its paths."""
+
+    model: SplitExitModel
+    from_cache: bool
+    reports: dict[str, TrainingReport]
+    exit_macs: int  # blocks [0, split_at) + exit head
+    encoder_macs: int  # bottleneck encoder on the same activation
+    code_bytes: int  # quantized code + header, on air
+
+    @property
+    def bottleneck_macs(self) -> int:
+        """Device MACs of the bottleneck path alone (blocks before the cut + encoder)."""
+        return (
+            self.exit_macs
+            - module_macs(self.model.exit, self.model.activation_shape)
+            + (self.encoder_macs)
+        )
+
+
+def _large(state: RunState) -> BlockModel:
+    model = state.require_model("large").model
+    if not isinstance(model, BlockModel):
+        raise ValueError(
+            f"split and early_exit need a partitionable large model (BlockModel); "
+            f"{state.scenario.models.large.name!r} is {type(model).__name__}"
+        )
+    return model
+
+
+def split_exit_stage(state: RunState, ctx: StageContext) -> str:
+    """Train (or load) the bottleneck and exit head on the frozen large model."""
+    scenario = state.scenario
+    config = scenario.policies.split_exit
+    if not scenario.policies.enabled or not config.enabled:
+        return "disabled"
+    task, large = state.require_task(), _large(state)
+    if config.split_at > len(large.blocks):
+        raise ValueError(
+            f"policies.split_exit.split_at = {config.split_at} exceeds the large model's "
+            f"{len(large.blocks)} blocks"
+        )
+
+    def build(_manifest: ModelManifest | None = None) -> SplitExitModel:
+        return SplitExitModel(
+            large,
+            task.input_shape,
+            split_at=config.split_at,
+            code_channels=config.code_channels,
+            code_bits=config.code_bits,
+            exit_widths=tuple(config.exit_widths),
+        )
+
+    seed = derive_seed(scenario.seed, "models", "split_exit")
+    key = cache_key(
+        {
+            "cache_format": CACHE_FORMAT,
+            "tinylarge": tinylarge.__version__,
+            "torch": torch.__version__,
+            "large": state.require_model("large").cache_key,
+            "split_exit": config.model_dump(mode="json"),
+            "seed": seed,
+        }
+    )
+    options: dict[str, int | str] = {
+        "split_at": config.split_at,
+        "code_channels": config.code_channels,
+        "code_bits": config.code_bits,
+        "exit_widths": ",".join(map(str, config.exit_widths)),
+    }
+    manifest = ModelManifest("split_exit", dict(options), task.input_shape, task.num_classes)
+    cached = ctx.cache.get(key, build)
+    reports: dict[str, TrainingReport] = {}
+    if cached is not None:
+        model = cached[0]
+        assert isinstance(model, SplitExitModel)
+        for name, record in cached[1].get("extra", {}).get("training", {}).items():
+            reports[name] = TrainingReport.from_dict(record)
+    else:
+        torch.manual_seed(seed)
+        model = build()
+
+        parts: tuple[tuple[Literal["exit", "bottleneck"], TrainingSpec], ...] = (
+            ("exit", config.exit_training),
+            ("bottleneck", config.bottleneck_training),
+        )
+        for part, spec in parts:
+
+            def progress(
+                epoch: int,
+                batch: int,
+                batches: int,
+                val_acc: float | None,
+                role: str = f"split_exit.{part}",
+                epochs: int = spec.epochs,
+            ) -> None:
+                ctx.reporter.training(role, epoch, epochs, batch, batches, val_acc)
+
+            reports[part] = train_split_exit(
+                model, task.x_train, task.y_train, spec, part=part, seed=seed, progress=progress
+            )
+        ctx.cache.put(
+            key, model, manifest, {"training": {k: r.to_dict() for k, r in reports.items()}}
+        )
+    device_macs = module_macs(model.device_blocks, task.input_shape)
+    graft = SplitExit(
+        model=model,
+        from_cache=cached is not None,
+        reports=reports,
+        exit_macs=device_macs + module_macs(model.exit, model.activation_shape),
+        encoder_macs=module_macs(model.encoder, model.activation_shape),
+        code_bytes=math.ceil(model.code_elements * config.code_bits / 8) + QUANT_HEADER_BYTES,
+    )
+    state.split_exit = graft
+    origin = "from cache" if graft.from_cache else "trained"
+    return (
+        f"cut after block {config.split_at}: code {model.code_shape} x {config.code_bits} b = "
+        f"{graft.code_bytes} B on air, exit head {graft.exit_macs:,} device MACs ({origin})"
+    )
+
+
+def split_exit_extra(state: RunState, x: npt.ArrayLike) -> dict[str, np.ndarray]:
+    """Exit-head and bottleneck logits on ``x`` (empty when the stage did not run)."""
+    graft: SplitExit | None = state.split_exit
+    if graft is None:
+        return {}
+    exit_logits, edge_logits = split_exit_logits(graft.model, x)
+    return {EXIT_LOGITS_KEY: exit_logits, BOTTLENECK_LOGITS_KEY: edge_logits}
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Each device's split point and what every candidate point costs."""
+
+    labels: list[str]  # "k=0" .. "k=n", "bottleneck"
+    activation_bytes: npt.NDArray[np.int64]
+    device_macs: npt.NDArray[np.int64]
+    k_per_device: npt.NDArray[np.int64]
+
+    def distribution(self) -> dict[str, int]:
+        """Devices per chosen split point, by label (only points some device chose)."""
+        counts = np.bincount(self.k_per_device, minlength=len(self.labels))
+        return {label: int(c) for label, c in zip(self.labels, counts, strict=True) if c}
+
+
+def plan_split(state: RunState) -> SplitPlan:
+    """Candidate split points and each device's choice (`choose_split` at its mean rate)."""
+    scenario = state.scenario
+    config = scenario.policies
+    task, large = state.require_task(), _large(state)
+    bits = config.split_activation_bits
+    labels = [f"k={k}" for k in range(len(large.blocks) + 1)]
+    size = activation_bytes_per_split(large, task.input_shape, bits)
+    macs = cumulative_macs(device_macs_per_block(large, task.input_shape))
+    graft: SplitExit | None = state.split_exit
+    if graft is not None:
+        labels.append(BOTTLENECK_LABEL)
+        size = np.append(size, graft.code_bytes)
+        macs = np.append(macs, graft.bottleneck_macs)
+    cells, settings = state.network["cells"], state.network["settings"]
+    up_rate, _ = mean_link_rates_bps(cells, settings)
+    fp = state.footprints[scenario.tiny.target_mcu]
+    with np.errstate(divide="ignore"):
+        tx_j_per_byte = np.where(up_rate > 0, transmit_power_w(cells, settings) * 8 / up_rate, 0.0)
+    k = choose_split(
+        up_rate,
+        device_macs_cum=macs,
+        activation_bytes=size,
+        mcu_cycles_per_mac=fp.latency_s * fp.mcu.clock_hz / fp.macs,
+        mcu_clock_hz=fp.mcu.clock_hz,
+        mcu_power_w=fp.energy_j / fp.latency_s,
+        tx_energy_j_per_byte=tx_j_per_byte,
+        objective=config.split_objective,
+        slot_s=cells.profile.slot_s,
+    )
+    return SplitPlan(labels, size.astype(np.int64), macs.astype(np.int64), k)
+
+
+def split_policy_and_extra(
+    state: RunState, plan: SplitPlan, x_test: np.ndarray, extra: dict[str, np.ndarray]
+) -> tuple[SplitPolicy, dict[str, np.ndarray]]:
+    """The split policy and the test-set logits of the split points some device chose.
+
+    ``extra`` already holds the bottleneck's logits (`split_extra_logits`); the large model's
+    own cuts are evaluated only where chosen.
+    """
+    large = _large(state)
+    bits = state.scenario.policies.split_activation_bits
+    keys = [split_logits_key(k) for k in range(len(large.blocks) + 1)]
+    if len(plan.labels) > len(keys):
+        keys.append(BOTTLENECK_LOGITS_KEY)
+    needed: dict[str, np.ndarray] = {}
+    for k in np.unique(plan.k_per_device):
+        if int(k) <= len(large.blocks):
+            needed[keys[k]] = split_outputs(large, x_test, int(k), bits)
+    policy = SplitPolicy(
+        activation_bytes=plan.activation_bytes,
+        device_macs_cum=plan.device_macs,
+        k_per_device=plan.k_per_device,
+        logits_keys=keys,
+    )
+    return policy, {**extra, **needed}
+
+
+def early_exit_policy(state: RunState) -> EarlyExit | None:
+    """The early-exit policy tuned later on validation data (None without the graft)."""
+    graft: SplitExit | None = state.split_exit
+    if graft is None:
+        return None
+    config = state.scenario.policies
+    return EarlyExit(
+        config.early_exit_confidence,
+        exit_macs=graft.exit_macs,
+        encoder_macs=graft.encoder_macs,
+        code_bytes=graft.code_bytes,
+        target_offload=config.target_offload,
+    )
+
+
+def split_exit_metrics(state: RunState, plan: SplitPlan | None) -> dict[str, Any]:
+    """The graft's sizes and costs and the split points' distribution over devices."""
+    graft: SplitExit | None = state.split_exit
+    out: dict[str, Any] = {}
+    if graft is not None:
+        out["graft"] = {
+            "split_at": graft.model.split_at,
+            "code_shape": list(graft.model.code_shape),
+            "code_bits": graft.model.code_bits,
+            "code_bytes": graft.code_bytes,
+            "exit_device_macs": graft.exit_macs,
+            "encoder_device_macs": graft.encoder_macs,
+        }
+    if plan is not None:
+        out["split_points"] = {
+            label: {"bytes_up": int(b), "device_macs": int(m)}
+            for label, b, m in zip(
+                plan.labels, plan.activation_bytes, plan.device_macs, strict=True
+            )
+        }
+        out["split_k_distribution"] = plan.distribution()
+    return out
