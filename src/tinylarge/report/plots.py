@@ -249,23 +249,22 @@ def latency_cdf(latency_s: np.ndarray, title: str, path: Path) -> Path:
 
 def policy_tradeoffs(summaries: Mapping[str, Mapping[str, float]], path: Path) -> Path:
     """Accuracy vs offload fraction (left) and vs device energy per inference (right)."""
-    fig = Figure(figsize=(10.0, 4.0))
+    fig = Figure(figsize=(11.0, 4.2))
     panels = (
-        ("offload_fraction", "offload fraction (%)", 100.0, False),
-        ("energy_j_per_inference", "device energy per inference (uJ)", 1e6, True),
+        ("offload_fraction", "offload fraction (%)", 100.0),
+        ("energy_j_per_inference", "device energy per inference (uJ)", 1e6),
     )
-    for i, (key, label, factor, log) in enumerate(panels):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for name, s in summaries.items():
-            marker = "*" if name == "oracle" else "o"
-            ax.scatter(factor * s[key], 100 * s["accuracy"], marker=marker, s=60)
-            ax.annotate(name, (factor * s[key], 100 * s["accuracy"]), fontsize=8,
-                        xytext=(4, 3), textcoords="offset points")  # fmt: skip
-        if log:
-            ax.set_xscale("log")
+    markers = "os^DvP<>Xhp"
+    axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
+    for ax, (key, label, factor) in zip(axes, panels, strict=True):
+        for j, (name, s) in enumerate(summaries.items()):
+            marker = "*" if name == "oracle" else markers[j % len(markers)]
+            ax.scatter(factor * s[key], 100 * s["accuracy"], marker=marker, s=70, label=name,
+                       alpha=0.85)  # fmt: skip
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("Inference policies: accuracy vs offloading and vs device energy")
     return _save(fig, path)
 
@@ -319,4 +318,30 @@ def policy_accuracy_by_snr(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Accuracy per SNR, per policy")
+    return _save(fig, path)
+
+
+def accuracy_vs_bytes(points: Mapping[str, tuple[float, float]], path: Path) -> Path:
+    """Accuracy (%) against uplink bytes per request of ways to send a frame to the edge.
+
+    ``points`` maps a label to (bytes, accuracy in [0, 1]); labels starting with
+    ``large_compressed`` are joined by a line (the compressed-input baseline).
+    """
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    baseline = sorted((b, a) for name, (b, a) in points.items() if name.startswith("large_comp"))
+    if baseline:
+        xs, ys = zip(*baseline, strict=True)
+        ax.plot(xs, [100 * a for a in ys], "-", color="#999999", zorder=1,
+                label="raw frame, fewer bits + zstd")  # fmt: skip
+    for name, (size, acc) in points.items():
+        ax.scatter(size, 100 * acc, s=50, zorder=2)
+        ax.annotate(name, (size, 100 * acc), fontsize=8, xytext=(4, 3),
+                    textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("bytes up per request")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    if baseline:
+        ax.legend(fontsize=8)
+    ax.set_title("What to send: compressed frame vs learned bottleneck")
     return _save(fig, path)

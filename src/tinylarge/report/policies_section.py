@@ -14,6 +14,65 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 1e3:.2f}"
 
 
+def _split_exit_part(
+    result: RunResult,
+    summaries: dict[str, Any],
+    split_exit: dict[str, Any] | None,
+    plots_dir: Path,
+) -> str:
+    """Split points and their choice by the devices; the bottleneck vs compressed frames."""
+    if not split_exit:
+        return ""
+    config = result.scenario.policies
+    html = ""
+    graft = split_exit.get("graft")
+    if graft is not None:
+        html += paragraph(
+            f"<b>split</b> and <b>early_exit</b> share a graft on the frozen large model: after "
+            f"block {graft['split_at']} a learned bottleneck encodes the activation into "
+            f"{' x '.join(map(str, graft['code_shape']))} values of {graft['code_bits']} bits "
+            f"({graft['code_bytes']} B on air with its scale and offset) and an exit head "
+            f"answers on the device ({graft['exit_device_macs']:,} MACs with the blocks before "
+            f"it). Alone, over the same requests: exit head {100 * graft['exit_accuracy']:.1f} "
+            f"%, bottleneck {100 * graft['bottleneck_accuracy']:.1f} %, large model on the raw "
+            f"frame {100 * graft['large_accuracy']:.1f} %. early_exit answers at the exit head "
+            f"unless its {config.early_exit_confidence} confidence is below a threshold tuned "
+            f"to offload {100 * config.target_offload:.0f} %, then sends the code."
+        )
+    points = split_exit.get("split_points", {})
+    chosen = split_exit.get("split_k_distribution", {})
+    if points:
+        html += paragraph(
+            f"Each device picks the split point of least {config.split_objective} (device "
+            "compute + upload in whole slots at its mean uplink rate; Neurosurgeon-style). "
+            f"The large model's own cuts k send {config.split_activation_bits}-bit activations."
+        )
+        html += table(
+            ["split point", "bytes up", "device MACs", "devices choosing it"],
+            [
+                [label, f"{p['bytes_up']:,}", f"{p['device_macs']:,}", str(chosen.get(label, 0))]
+                for label, p in points.items()
+            ],
+        )
+    compare = {
+        k: (float(s["bytes_up_per_inference"]), float(s["accuracy"]))
+        for k, s in summaries.items()
+        if k.startswith("large_compressed") or k == "large"
+    }
+    if graft is not None and "bottleneck" in points:
+        compare["bottleneck"] = (
+            float(points["bottleneck"]["bytes_up"]),
+            graft["bottleneck_accuracy"],
+        )
+    if len(compare) > 1:
+        html += image(
+            plots.accuracy_vs_bytes(compare, plots_dir / "policy_bytes.png"),
+            "Sending everything to the edge: the raw int8 frame, the frame requantized to fewer "
+            "bits per I/Q value and zstd-compressed, and the learned bottleneck's code.",
+        )
+    return html
+
+
 def policies_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section | None:
     """Table of policies, trade-off plots, latency CDF, energy breakdown, accuracy by SNR."""
     pol = metrics.get("policies")
@@ -42,12 +101,21 @@ def policies_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
     requests = result.policies["requests"]
     body = paragraph(
         f"{requests.device.size:,} requests of {result.scenario.devices.count} devices, the same "
-        "for every policy, over the run's network. Cascade and router are tuned on "
+        "for every policy, over the run's network. Cascade, router and early_exit are tuned on "
         f"{pol['_validation']} to offload {100 * result.scenario.policies.target_offload:.0f} % "
         "of requests; the oracle offloads exactly the frames the large model fixes (the bound). "
         "large_compressed_<b>b sends the int8 frame requantized to b bits per I/Q value and "
         "compressed with zstd."
     )
+    best = pol.get("_best_within_target_offload")
+    if best is not None:
+        body += paragraph(
+            f"<b>Best policy offloading at most {100 * best['max_offload_fraction']:.0f} %:</b> "
+            f"{best['policy']}, {100 * best['accuracy']:.1f} % accuracy = "
+            f"{100 * best['accuracy_share_of_large']:.1f} % of the large model's, at "
+            f"{100 * best['offload_fraction']:.1f} % offload and "
+            f"{100 * best['energy_share_of_large']:.0f} % of large's device energy per inference."
+        )
     body += table(
         [
             "policy",
@@ -76,6 +144,7 @@ def policies_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
         plots.policy_energy_breakdown(summaries, plots_dir / "policy_energy.png"),
         "Device energy per inference: compute on the MCU and radio.",
     )
+    body += _split_exit_part(result, summaries, pol.get("_split_exit"), plots_dir)
     snr = result.require_task().meta_test.get("snr_db")
     if snr is not None:
         body += image(

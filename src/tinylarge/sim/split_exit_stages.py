@@ -24,6 +24,7 @@ import torch
 import tinylarge
 from tinylarge.config.training_config import TrainingSpec
 from tinylarge.integrate.early_exit import BOTTLENECK_LOGITS_KEY, EXIT_LOGITS_KEY, EarlyExit
+from tinylarge.integrate.policy import Trace
 from tinylarge.integrate.split import (
     QUANT_HEADER_BYTES,
     SplitPolicy,
@@ -269,12 +270,27 @@ def early_exit_policy(state: RunState) -> EarlyExit | None:
     )
 
 
-def split_exit_metrics(state: RunState, plan: SplitPlan | None) -> dict[str, Any]:
-    """The graft's sizes and costs and the split points' distribution over devices."""
+def split_exit_metrics(
+    state: RunState, plan: SplitPlan | None, test: Trace, sample: npt.ArrayLike
+) -> dict[str, Any]:
+    """The graft's sizes, costs and accuracies and the split points' distribution over devices.
+
+    Accuracies are over the requested test samples ``sample`` (each part alone: the exit head
+    answering everything, the bottleneck sending everything, the large model on the raw frame).
+    """
     graft: SplitExit | None = state.split_exit
     out: dict[str, Any] = {}
     if graft is not None:
+        idx = np.asarray(sample, dtype=np.int64)
+        y = test.y[idx]
+
+        def accuracy(key: str) -> float:
+            return float(np.mean(np.argmax(test.extra[key][idx], axis=1) == y))
+
         out["graft"] = {
+            "exit_accuracy": accuracy(EXIT_LOGITS_KEY),
+            "bottleneck_accuracy": accuracy(BOTTLENECK_LOGITS_KEY),
+            "large_accuracy": float(np.mean(test.large_prediction[idx] == y)),
             "split_at": graft.model.split_at,
             "code_shape": list(graft.model.code_shape),
             "code_bits": graft.model.code_bits,
