@@ -242,3 +242,27 @@ def test_smoke_run_splits_and_exits_early(smoke_result: RunResult) -> None:
     assert abs(pol["early_exit"]["offload_fraction"] - 0.4) < 0.1
     exit_bytes = smoke_result.policies["outcomes"]["early_exit"].bytes_up
     assert set(np.unique(exit_bytes)) <= {0, 72}
+    payload = pol["_payload_accuracy"]
+    assert payload["bottleneck"]["bytes_up"] == 72 and payload["large"]["bytes_up"] == 256
+    assert payload["large_compressed_4b"]["bytes_up"] < 256
+
+
+def test_best_policy_within_the_offload_budget_on_a_hand_example() -> None:
+    from tinylarge.sim.policy_stages import best_within_offload
+
+    def s(acc: float, off: float, energy: float) -> dict[str, float]:
+        return {"accuracy": acc, "offload_fraction": off, "energy_j_per_inference": energy}
+
+    summaries = {
+        "large": s(0.8, 1.0, 4.0),
+        "oracle": s(0.9, 0.1, 1.0),  # the bound never counts
+        "cascade": s(0.7, 0.4, 2.0),
+        "router": s(0.79, 0.41, 2.0),  # over the budget
+        "tiny": s(0.6, 0.0, 1.0),
+        "_validation": "ignored",
+    }
+    best = best_within_offload(summaries, 0.4)
+    assert best is not None and best["policy"] == "cascade"
+    assert best["accuracy_share_of_large"] == pytest.approx(0.875)
+    assert best["energy_share_of_large"] == pytest.approx(0.5)
+    assert best_within_offload({"tiny": s(0.6, 0.0, 1.0)}, 0.4) is None

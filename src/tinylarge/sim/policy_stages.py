@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tinylarge.data import generate_radio_frames
+from tinylarge.integrate.early_exit import BOTTLENECK_LOGITS_KEY
 from tinylarge.integrate.frame_codec import dequantize_frames, requantize_frames
 from tinylarge.integrate.policies import Cascade, LargeCompressed, LargeOnly, Oracle, TinyOnly
 from tinylarge.integrate.policy import FRAMES_KEY, Policy, Trace, large_logits_key
@@ -191,6 +192,12 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
             limits=limits,
         )
     state.policies = {
+        "payload_accuracy": payload_accuracy(
+            test,
+            requests.sample,
+            outcomes,
+            state.split_exit.code_bytes if state.split_exit is not None else None,
+        ),
         "outcomes": outcomes,
         "requests": requests,
         "validation_source": validation_source,
@@ -214,6 +221,33 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         else ""
     )
     return f"{len(outcomes)} policies on {requests.device.size:,} requests{headline}"
+
+
+def payload_accuracy(
+    test: Trace,
+    sample: np.ndarray,
+    outcomes: dict[str, PolicyOutcome],
+    bottleneck_bytes: int | None,
+) -> dict[str, dict[str, float]]:
+    """Accuracy of the edge's answer for each way of sending the whole frame, over the requested
+    samples and without network losses, with the mean bytes each sends per request."""
+    y = test.y[sample]
+    sent: dict[str, tuple[np.ndarray, float]] = {
+        "large": (test.large_logits, float(outcomes["large"].bytes_up.mean()))
+    }
+    for name, outcome in outcomes.items():
+        if name.startswith("large_compressed_"):
+            bits = int(name.removeprefix("large_compressed_").removesuffix("b"))
+            sent[name] = (test.extra[large_logits_key(bits)], float(outcome.bytes_up.mean()))
+    if bottleneck_bytes is not None and BOTTLENECK_LOGITS_KEY in test.extra:
+        sent["bottleneck"] = (test.extra[BOTTLENECK_LOGITS_KEY], float(bottleneck_bytes))
+    return {
+        name: {
+            "accuracy": float(np.mean(np.argmax(logits[sample], axis=1) == y)),
+            "bytes_up": size,
+        }
+        for name, (logits, size) in sent.items()
+    }
 
 
 def best_within_offload(summaries: dict[str, Any], max_offload: float) -> dict[str, Any] | None:
@@ -253,6 +287,7 @@ def policy_metrics(state: RunState) -> dict[str, Any] | None:
     best = best_within_offload(metrics, state.scenario.policies.target_offload)
     if best is not None:
         metrics["_best_within_target_offload"] = best
+    metrics["_payload_accuracy"] = state.policies["payload_accuracy"]
     if state.policies["split_exit"]:
         metrics["_split_exit"] = state.policies["split_exit"]
     return metrics
