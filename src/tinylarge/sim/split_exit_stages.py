@@ -57,6 +57,7 @@ class SplitExit:
     model: SplitExitModel
     from_cache: bool
     reports: dict[str, TrainingReport]
+    block_macs: int  # blocks [0, split_at)
     exit_macs: int  # blocks [0, split_at) + exit head
     encoder_macs: int  # bottleneck encoder on the same activation
     code_bytes: int  # quantized code + header, on air
@@ -64,11 +65,7 @@ class SplitExit:
     @property
     def bottleneck_macs(self) -> int:
         """Device MACs of the bottleneck path alone (blocks before the cut + encoder)."""
-        return (
-            self.exit_macs
-            - module_macs(self.model.exit, self.model.activation_shape)
-            + (self.encoder_macs)
-        )
+        return self.block_macs + self.encoder_macs
 
 
 def _large(state: RunState) -> BlockModel:
@@ -160,6 +157,7 @@ def split_exit_stage(state: RunState, ctx: StageContext) -> str:
         model=model,
         from_cache=cached is not None,
         reports=reports,
+        block_macs=device_macs,
         exit_macs=device_macs + module_macs(model.exit, model.activation_shape),
         encoder_macs=module_macs(model.encoder, model.activation_shape),
         code_bytes=math.ceil(model.code_elements * config.code_bits / 8) + QUANT_HEADER_BYTES,
@@ -234,7 +232,7 @@ def split_policy_and_extra(
 ) -> tuple[SplitPolicy, dict[str, np.ndarray]]:
     """The split policy and the test-set logits of the split points some device chose.
 
-    ``extra`` already holds the bottleneck's logits (`split_extra_logits`); the large model's
+    ``extra`` already holds the bottleneck's logits (`split_exit_extra`); the large model's
     own cuts are evaluated only where chosen.
     """
     large = _large(state)
