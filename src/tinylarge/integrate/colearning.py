@@ -1,0 +1,258 @@
+"""The co-learning contract: data held by devices, the link that carries every byte, round records.
+
+A co-learning scheme (FedAvg, FedProx, federated distillation, split learning, the closed
+offload-distil loop) runs rounds between simulated devices and the server. Every round returns a
+`RoundRecord`: test accuracy of what the round produced, bytes each way, airtime and the devices'
+energy (radio from `LinkBudget`, compute from MACs). Schemes subclass `CoLearning` and implement
+`round`; `run` drives the rounds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from tinylarge.data.partition import Partition
+from tinylarge.net.link import airtime_s
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Training MACs per sample ~ 3x the forward MACs (forward + backward w.r.t. activations and
+#: weights), the usual estimate (Kaplan et al., "Scaling Laws for Neural Language Models", 2020,
+#: section 2.1: C ~ 6N per token = 3x the 2N forward FLOPs).
+TRAINING_MACS_PER_FORWARD_MAC = 3.0
+
+
+@dataclass(frozen=True, eq=False)
+class FederatedData:
+    """The task's arrays as the devices hold them.
+
+    Attributes
+    ----------
+    x_train : ndarray, float32, shape (n_train, *input_shape)
+    y_train : ndarray, int64, shape (n_train,)
+    x_test, y_test : the held-out set every round is scored on
+    partition : Partition
+        Which training samples each device holds (device ``d``: ``partition.device(d)``).
+    num_classes : int
+    """
+
+    x_train: npt.NDArray[np.float32]
+    y_train: IntArray
+    x_test: npt.NDArray[np.float32]
+    y_test: IntArray
+    partition: Partition
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        if (
+            self.x_train.shape[0] != self.y_train.shape[0]
+            or self.x_test.shape[0] != (self.y_test.shape[0])
+        ):
+            raise ValueError("x and y of each split must hold the same number of samples")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(
+                f"train and test inputs differ in shape: {self.x_train.shape[1:]} vs "
+                f"{self.x_test.shape[1:]}"
+            )
+        if self.partition.indices.size and self.partition.indices.max() >= self.y_train.size:
+            raise ValueError("the partition refers to samples beyond x_train")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def n_devices(self) -> int:
+        return self.partition.n_devices
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What one round's messages cost on the network and on the devices.
+
+    ``airtime_s`` is the cell's time on air with the devices served one after another; energy
+    is per device (radio only), J.
+    """
+
+    bytes_up: int
+    bytes_down: int
+    airtime_s: float
+    device_energy_j: FloatArray
+
+
+@dataclass(frozen=True, eq=False)
+class LinkBudget:
+    """Each device's link to the server, at its mean SNR, and its radio and compute power.
+
+    Attributes
+    ----------
+    uplink_bps, downlink_bps : ndarray of float64, shape (n_devices,)
+        Whole-band rate at the device's mean SNR (0: out of range), bit/s.
+    slot_s : float
+        Scheduling slot; airtime is charged in whole slots (`tinylarge.net.link.airtime_s`).
+    tx_draw_w, rx_power_w : float
+        Power the device draws while transmitting (TX power / PA efficiency + circuit) and
+        receiving, W (`tinylarge.net.energy.RadioEnergyModel`).
+    joules_per_mac : float
+        The device MCU's energy per MAC of the int8 tiny model (its measured footprint), J.
+    """
+
+    uplink_bps: FloatArray
+    downlink_bps: FloatArray
+    slot_s: float
+    tx_draw_w: float
+    rx_power_w: float
+    joules_per_mac: float
+
+    def __post_init__(self) -> None:
+        up, down = np.asarray(self.uplink_bps), np.asarray(self.downlink_bps)
+        if up.ndim != 1 or up.shape != down.shape:
+            raise ValueError("uplink_bps and downlink_bps must be 1-D arrays of equal length")
+        if (up < 0).any() or (down < 0).any() or not (np.isfinite(up).all()):
+            raise ValueError("link rates must be finite and >= 0")
+        for name in ("slot_s", "tx_draw_w", "rx_power_w", "joules_per_mac"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0) or (name == "slot_s" and value == 0):
+                raise ValueError(f"{name} must be finite and >= 0 (slot_s > 0), got {value}")
+
+    @property
+    def n_devices(self) -> int:
+        return int(np.asarray(self.uplink_bps).size)
+
+    @property
+    def reachable(self) -> npt.NDArray[np.bool_]:
+        """Devices that can both send and receive (rates > 0), shape (n_devices,)."""
+        return (np.asarray(self.uplink_bps) > 0) & (np.asarray(self.downlink_bps) > 0)
+
+    def traffic(
+        self, devices: npt.ArrayLike, bytes_up: npt.ArrayLike, bytes_down: npt.ArrayLike
+    ) -> Traffic:
+        """Cost of ``devices`` sending ``bytes_up`` and receiving ``bytes_down`` each.
+
+        ``bytes_up``/``bytes_down`` broadcast against ``devices``. Every device must be
+        reachable (select clients from `reachable`); otherwise ``ValueError``.
+        """
+        dev = np.asarray(devices, dtype=np.int64).reshape(-1)
+        up_b = np.broadcast_to(np.asarray(bytes_up, dtype=np.float64), dev.shape)
+        down_b = np.broadcast_to(np.asarray(bytes_down, dtype=np.float64), dev.shape)
+        if dev.size and (dev.min() < 0 or dev.max() >= self.n_devices):
+            raise ValueError(f"device ids must lie in [0, {self.n_devices})")
+        if not self.reachable[dev].all():
+            bad = dev[~self.reachable[dev]][:5].tolist()
+            raise ValueError(f"devices {bad} are out of range of the server (link rate 0)")
+        up_air = airtime_s(8.0 * up_b, np.asarray(self.uplink_bps)[dev], self.slot_s)
+        down_air = airtime_s(8.0 * down_b, np.asarray(self.downlink_bps)[dev], self.slot_s)
+        energy = self.tx_draw_w * up_air + self.rx_power_w * down_air
+        return Traffic(
+            bytes_up=round(float(up_b.sum())),
+            bytes_down=round(float(down_b.sum())),
+            airtime_s=float(up_air.sum() + down_air.sum()),
+            device_energy_j=np.asarray(energy, dtype=np.float64),
+        )
+
+    def training_energy_j(
+        self, forward_macs_per_sample: float, samples: npt.ArrayLike
+    ) -> FloatArray:
+        """Device compute energy of training on ``samples`` samples (forward + backward), J.
+
+        An estimate: `TRAINING_MACS_PER_FORWARD_MAC` x forward MACs at the int8 inference
+        energy per MAC (float training on an MCU costs more; this is a lower bound).
+        """
+        n = np.asarray(samples, dtype=np.float64)
+        return np.asarray(
+            TRAINING_MACS_PER_FORWARD_MAC * forward_macs_per_sample * n * self.joules_per_mac
+        )
+
+    def inference_energy_j(
+        self, forward_macs_per_sample: float, samples: npt.ArrayLike
+    ) -> FloatArray:
+        """Device compute energy of forward passes only (e.g. computing features), J."""
+        n = np.asarray(samples, dtype=np.float64)
+        return np.asarray(forward_macs_per_sample * n * self.joules_per_mac)
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One round of a co-learning scheme.
+
+    Attributes
+    ----------
+    round : int
+        1-based round number.
+    accuracy : float
+        Test accuracy after the round (of the model the scheme produces for devices, or of the
+        system for the closed loop), in [0, 1].
+    bytes_up, bytes_down : int
+        Bytes all devices sent / received this round (payloads as counted by the scheme).
+    airtime_s : float
+        Cell airtime of the round's messages, s.
+    device_energy_j : float
+        Energy all participating devices spent this round (radio + compute), J.
+    clients : int
+        Devices that took part.
+    extra : dict of str -> float
+        Scheme-specific per-round figures (e.g. ``offload_fraction``).
+    """
+
+    round: int
+    accuracy: float
+    bytes_up: int
+    bytes_down: int
+    airtime_s: float
+    device_energy_j: float
+    clients: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "round": self.round,
+            "accuracy": self.accuracy,
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "airtime_s": self.airtime_s,
+            "device_energy_j": self.device_energy_j,
+            "clients": self.clients,
+            **self.extra,
+        }
+
+
+RoundCallback = Callable[[RoundRecord], None]
+
+
+class CoLearning(ABC):
+    """A co-learning scheme: rounds between devices and the server.
+
+    Subclasses set ``name`` and implement `round`; constructors only store and validate their
+    arguments (scikit-learn style), state lives in attributes the rounds update.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def round(self, number: int) -> RoundRecord:
+        """Run round ``number`` (1-based) and return its record."""
+
+    def run(self, rounds: int, progress: RoundCallback | None = None) -> list[RoundRecord]:
+        """Run ``rounds`` rounds; ``progress`` is called with each record as it finishes."""
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        records = []
+        for number in range(1, rounds + 1):
+            record = self.round(number)
+            records.append(record)
+            if progress is not None:
+                progress(record)
+        return records
+
+
+def accuracy(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
+    """Fraction of rows of ``logits`` whose argmax equals ``y``."""
+    z, labels = np.asarray(logits), np.asarray(y)
+    return float((z.argmax(axis=1) == labels).mean()) if labels.size else 0.0

@@ -1,0 +1,207 @@
+"""FedAvg and FedProx of the tiny model as co-learning schemes over the 6G link.
+
+Each round: the server picks clients (`tinylarge.integrate.client_selection`), sends them the
+global model (float32 on the downlink), every client trains locally (all clients of the round as
+one batched computation, `local_train_batched`), compresses its update
+(`tinylarge.integrate.update_compression`) and uploads it; the server aggregates
+(`tinylarge.integrate.aggregators`) and scores the new global model on the test set.
+
+Batching needs the same number of local steps on every client: each selected client trains on
+``samples_per_client`` of its own samples per round, a random subset if it holds more, its
+samples repeated (in a fresh random order each time) if it holds fewer. The aggregate weights
+clients by the samples they hold (FedAvg's ``n_k / n``), capped at ``samples_per_client``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from tinylarge.integrate.aggregators import get_aggregator
+from tinylarge.integrate.client_selection import get_selector, select_clients
+from tinylarge.integrate.colearning import (
+    CoLearning,
+    FederatedData,
+    LinkBudget,
+    RoundRecord,
+    accuracy,
+)
+from tinylarge.integrate.federated import load_state, local_train_batched
+from tinylarge.integrate.split import module_macs
+from tinylarge.integrate.update_compression import make_compressor, state_bytes
+from tinylarge.models.evaluation import predict_logits
+
+IntArray = npt.NDArray[np.int64]
+
+
+def client_sample_indices(
+    rng: np.random.Generator, data: FederatedData, clients: IntArray, samples: int
+) -> IntArray:
+    """``samples`` training-sample indices per client, int64 (clients, samples).
+
+    A random subset of a client's samples if it holds more, else its samples repeated in fresh
+    random orders. ``ValueError`` for a client that holds none.
+    """
+    rows = np.empty((clients.size, samples), dtype=np.int64)
+    for row, client in enumerate(clients):
+        own = data.partition.device(int(client))
+        if own.size == 0:
+            raise ValueError(f"device {int(client)} holds no training samples")
+        if own.size >= samples:
+            rows[row] = rng.choice(own, size=samples, replace=False)
+        else:
+            repeats = -(-samples // own.size)
+            rows[row] = np.concatenate([rng.permutation(own) for _ in range(repeats)])[:samples]
+    return rows
+
+
+def _positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+class FedAvg(CoLearning):
+    """Federated averaging of a tiny model (McMahan et al., AISTATS 2017).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The initial global model (a `tiny_cnn`; copied, the caller's object is not changed).
+    data : FederatedData
+    links : LinkBudget
+    clients_per_round : int
+        Clients selected per round (fewer if fewer devices are reachable).
+    local_epochs : int
+        Local passes over ``samples_per_client`` samples.
+    samples_per_client : int
+        Samples each client trains on per round (see the module doc).
+    batch_size : int
+    lr : float
+        Local SGD step size.
+    mu : float
+        FedProx proximal weight (0 for FedAvg).
+    aggregator, selection, compression : str
+        Names in `aggregators`, `client_selection`, `update_compression`.
+    topk_fraction : float
+        Kept fraction for ``compression = "topk"``.
+    seed : int
+    """
+
+    name: ClassVar[str] = "fedavg"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: FederatedData,
+        links: LinkBudget,
+        *,
+        clients_per_round: int = 10,
+        local_epochs: int = 1,
+        samples_per_client: int = 256,
+        batch_size: int = 32,
+        lr: float = 0.05,
+        mu: float = 0.0,
+        aggregator: str = "mean",
+        selection: str = "uniform",
+        compression: str = "none",
+        topk_fraction: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (
+            ("clients_per_round", clients_per_round),
+            ("local_epochs", local_epochs),
+            ("samples_per_client", samples_per_client),
+            ("batch_size", batch_size),
+        ):
+            _positive_int(name, value)
+        if not lr > 0 or not mu >= 0:
+            raise ValueError(f"lr must be > 0 and mu >= 0, got lr={lr}, mu={mu}")
+        if links.n_devices != data.n_devices:
+            raise ValueError(
+                f"links cover {links.n_devices} devices but the data is spread over "
+                f"{data.n_devices}"
+            )
+        self.model = copy.deepcopy(model)
+        self.data, self.links = data, links
+        self.clients_per_round, self.local_epochs = clients_per_round, local_epochs
+        self.samples_per_client, self.batch_size = samples_per_client, batch_size
+        self.lr, self.mu = lr, mu
+        self.aggregate = get_aggregator(aggregator)
+        get_selector(selection)
+        self.selection = selection
+        self.compressor = make_compressor(compression, topk_fraction=topk_fraction)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.forward_macs = module_macs(self.model, data.input_shape)
+
+    def round(self, number: int) -> RoundRecord:
+        clients = select_clients(self.selection, self.rng, self.links, self.clients_per_round)
+        idx = client_sample_indices(self.rng, self.data, clients, self.samples_per_client)
+        x = torch.from_numpy(self.data.x_train[idx])
+        y = torch.from_numpy(self.data.y_train[idx])
+        global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        params, buffers = local_train_batched(
+            self.model,
+            x,
+            y,
+            epochs=self.local_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            mu=self.mu,
+            seed=int(self.rng.integers(2**31)),
+        )
+        stacked = {**params, **buffers}
+        delta = {
+            k: v - global_state[k] if v.dtype.is_floating_point else v for k, v in stacked.items()
+        }
+        decoded, up_bytes = self.compressor.compress(delta)
+        received = {
+            k: global_state[k] + v if v.dtype.is_floating_point else v for k, v in decoded.items()
+        }
+        held = np.minimum(self.data.partition.sizes[clients], self.samples_per_client)
+        new_state = self.aggregate(received, held)
+        load_state(
+            self.model,
+            {k: new_state[k] for k in params},
+            {k: new_state[k] for k in buffers},
+        )
+        down_bytes = state_bytes(global_state)
+        traffic = self.links.traffic(clients, up_bytes, down_bytes)
+        compute = self.links.training_energy_j(
+            self.forward_macs, self.samples_per_client * self.local_epochs
+        )
+        logits = predict_logits(self.model, self.data.x_test)
+        return RoundRecord(
+            round=number,
+            accuracy=accuracy(logits, self.data.y_test),
+            bytes_up=traffic.bytes_up,
+            bytes_down=traffic.bytes_down,
+            airtime_s=traffic.airtime_s,
+            device_energy_j=float(traffic.device_energy_j.sum() + compute * clients.size),
+            clients=int(clients.size),
+        )
+
+
+class FedProx(FedAvg):
+    """FedAvg with a proximal term ``mu / 2 ||w - w_global||^2`` in every client's loss
+    (Li et al., MLSys 2020); ``mu`` defaults to 0.01."""
+
+    name: ClassVar[str] = "fedprox"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: FederatedData,
+        links: LinkBudget,
+        *,
+        mu: float = 0.01,
+        **options: object,
+    ) -> None:
+        if not mu > 0:
+            raise ValueError(f"FedProx needs mu > 0 (mu = 0 is FedAvg), got {mu}")
+        super().__init__(model, data, links, mu=mu, **options)  # type: ignore[arg-type]
