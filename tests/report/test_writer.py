@@ -116,3 +116,32 @@ def test_metrics_json_has_the_int8_and_distillation_keys(
     assert (
         "TinyML: distillation, int8 and microcontrollers" in (run_dir / "report.html").read_text()
     )
+
+
+def test_metrics_json_has_the_colearning_contract(run_dir: Path, smoke_result: RunResult) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = smoke_result.scenario.colearning
+    assert list(metrics["colearning"]) == list(config.schemes)
+    for name, s in metrics["colearning"].items():
+        rounds = config.closed_loop.rounds if name == "closed_loop" else config.rounds
+        for key in ("accuracy", "bytes_up", "bytes_down", "device_energy_j", "airtime_s"):
+            assert len(s[key]) == rounds == s["rounds"], (name, key)
+        assert (
+            s["total_bytes_up"] == sum(s["bytes_up"]) and s["final_accuracy"] == s["accuracy"][-1]
+        )
+        assert all(0.0 <= a <= 1.0 for a in s["accuracy"])
+        assert all(e > 0 for e in s["device_energy_j"])
+    loop = metrics["colearning"]["closed_loop"]
+    assert loop["day0_offload_fraction"] == loop["offload_fraction"][0]
+    assert 0.0 <= loop["day0_accuracy"] <= 1.0
+    assert metrics["colearning"]["fedavg"]["centralized_accuracy"] == pytest.approx(
+        smoke_result.evaluations["tiny_labels"].accuracy, abs=0.15
+    )
+
+
+def test_report_shows_colearning_curves_and_the_closed_loop(run_dir: Path) -> None:
+    html = (run_dir / "report.html").read_text()
+    assert "Co-learning: federated, distillation, split, closed loop" in html
+    assert "The closed loop." in html
+    pngs = {p.name for p in (run_dir / "plots").glob("*.png")}
+    assert {"colearning.png", "closed_loop.png"} <= pngs

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from tinylarge.cli.colearn import rounds_table, run_colearn, scenario_for_scheme
 from tinylarge.cli.common import (
     ConfigOption,
     PresetOption,
@@ -24,6 +25,7 @@ from tinylarge.config import (
     preset_descriptions,
     scenario_to_toml,
 )
+from tinylarge.config.colearning_config import SCHEME_NAMES
 
 app = typer.Typer(
     name="tinylarge",
@@ -95,6 +97,42 @@ def run(
     except (ScenarioError, ValueError) as error:
         raise _fail(str(error)) from None
     console.print(_results_table(collect(result)))
+    console.print(f"Run directory: {run_dir}")
+    console.print(f"Report: [bold]{report}[/]")
+
+
+@app.command()
+def colearn(
+    scheme: Annotated[str, typer.Option(help=f"One of: {', '.join(SCHEME_NAMES)}.")],
+    preset: PresetOption = None,
+    config: ConfigOption = None,
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.", min=0)] = None,
+    rounds: Annotated[
+        int | None, typer.Option(help="Override the scheme's number of rounds.", min=1)
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: runs/<name>-seed<N>-<time>).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Retrain models even if cached.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Allow writing into a non-empty --out directory.")
+    ] = False,
+) -> None:
+    """Run one co-learning scheme alone (after the stages it needs) and write its report."""
+    if scheme not in SCHEME_NAMES:
+        raise _fail(f"unknown scheme {scheme!r}; choose one of: {', '.join(SCHEME_NAMES)}")
+    scenario = scenario_for_scheme(_resolve(preset, config, seed), scheme, rounds)
+    run_dir = out or _default_run_dir(scenario)
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise _fail(f"{run_dir} exists and is not empty; choose another --out or pass --overwrite")
+    console.print(f"[bold]tinylarge colearn[/]: {scheme} on scenario '{scenario.name}'")
+    try:
+        report, result = run_colearn(scenario, run_dir, no_cache=no_cache)
+    except (ScenarioError, ValueError) as error:
+        raise _fail(str(error)) from None
+    console.print(rounds_table(scheme, result.colearning[scheme]))
     console.print(f"Run directory: {run_dir}")
     console.print(f"Report: [bold]{report}[/]")
 

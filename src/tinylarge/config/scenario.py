@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tinylarge.config.base import Section
+from tinylarge.config.colearning_config import ColearningConfig
 from tinylarge.config.network_config import NetworkConfig
 from tinylarge.config.policies_config import PoliciesConfig
 from tinylarge.config.tiny_config import TinyConfig
@@ -142,3 +143,4 @@ class Scenario(Section):
     tiny: TinyConfig = Field(default_factory=TinyConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
+    colearning: ColearningConfig = Field(default_factory=ColearningConfig)

@@ -122,6 +122,8 @@ def collect(result: RunResult) -> dict[str, Any]:
     policies = policy_metrics(result)
     if policies is not None:
         metrics["policies"] = policies
+    if result.colearning:
+        metrics["colearning"] = result.colearning
     network = network_metrics(result)
     if network is not None:
         metrics["network"] = network

@@ -345,3 +345,48 @@ def accuracy_vs_bytes(points: Mapping[str, tuple[float, float]], path: Path) -> 
         ax.legend(fontsize=8)
     ax.set_title("What to send: compressed frame vs learned bottleneck")
     return _save(fig, path)
+
+
+def colearning_curves(schemes: Mapping[str, Mapping[str, list[float]]], path: Path) -> Path:
+    """Test accuracy of every co-learning scheme against round (left) and against the
+    cumulative bytes on air, up + down (right, log scale)."""
+    fig = Figure(figsize=(11.0, 4.2))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for name, s in schemes.items():
+        acc = 100 * np.asarray(s["accuracy"], dtype=np.float64)
+        rounds = np.arange(1, acc.size + 1)
+        total = np.cumsum(np.asarray(s["bytes_up"], float) + np.asarray(s["bytes_down"], float))
+        left.plot(rounds, acc, "o-", ms=3, label=name)
+        right.plot(np.maximum(total, 1.0), acc, "o-", ms=3, label=name)
+    left.set_xlabel("round")
+    right.set_xlabel("bytes on air so far, up + down")
+    right.set_xscale("log")
+    for ax in (left, right):
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("Co-learning: accuracy per round and per byte")
+    return _save(fig, path)
+
+
+def closed_loop_over_time(loop: Mapping[str, list[float]], path: Path) -> Path:
+    """The closed loop per round: offload fraction, system accuracy and device energy per
+    frame, with the model version in service."""
+    rounds = np.arange(1, len(loop["accuracy"]) + 1)
+    fig = Figure(figsize=(11.0, 3.8))
+    panels = (
+        ("offload_fraction", "offloaded (%)", 100.0),
+        ("accuracy", "system accuracy (%)", 100.0),
+        ("device_energy_j_per_frame", "device energy per frame (uJ)", 1e6),
+    )
+    versions = np.asarray(loop["model_version"], dtype=np.float64)
+    for i, (key, label, factor) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, i + 1)
+        ax.plot(rounds, factor * np.asarray(loop[key], dtype=np.float64), "o-", ms=4)
+        for r in rounds[1:][np.diff(versions) > 0]:
+            ax.axvline(r - 0.5, color="#999999", ls=":", lw=1)
+        ax.set_xlabel("round (dotted: a new model is in service)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle("The closed loop: offload -> label -> distil -> push")
+    return _save(fig, path)

@@ -9,6 +9,7 @@ from typing import Any
 from tinylarge.config import scenario_to_toml
 from tinylarge.models.evaluation import evaluate
 from tinylarge.report import plots
+from tinylarge.report.colearning_section import colearning_section
 from tinylarge.report.html import Section, image, paragraph, preformatted, table
 from tinylarge.report.metrics import HIGH_SNR_DB
 from tinylarge.report.network_section import network_section
@@ -197,5 +198,6 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     tiny_section,
     network_section,
     policies_section,
+    colearning_section,
     run_section,
 )

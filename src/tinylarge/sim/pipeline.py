@@ -10,6 +10,7 @@ import torch
 
 from tinylarge.config.scenario import Scenario
 from tinylarge.models.cache import ModelCache
+from tinylarge.sim.colearning_stages import check_colearning_config, colearning_stage
 from tinylarge.sim.net_stages import check_network_config, network_stage
 from tinylarge.sim.policy_stages import policies_stage
 from tinylarge.sim.progress import Reporter, SilentReporter
@@ -57,6 +58,9 @@ PIPELINE: tuple[Stage, ...] = (
         "split_exit", "Graft a bottleneck and an exit head onto the large model", split_exit_stage
     ),
     Stage("policies", "Compare the inference policies over the network", policies_stage),
+    Stage(
+        "colearning", "Co-learning: federated, distillation, split, closed loop", colearning_stage
+    ),
 )
 
 
@@ -83,6 +87,7 @@ def run(
     check_scenario(scenario)
     check_tiny_config(scenario)
     check_network_config(scenario)
+    check_colearning_config(scenario.colearning)
     ctx = StageContext(cache=cache or ModelCache(), reporter=reporter or SilentReporter())
     state = RunState(scenario=scenario)
     with torch.random.fork_rng(devices=[]):  # stages seed torch explicitly; leave callers' state

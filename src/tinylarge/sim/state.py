@@ -66,6 +66,8 @@ class RunState:
         The bottleneck and exit head grafted onto the large model (``split_exit`` stage).
     policies : dict
         The policies stage's per-request outcomes of every inference policy.
+    colearning : dict of scheme -> summary
+        Per-round records and totals of every co-learning scheme (`colearning` stage).
     timings_s : dict of stage name -> wall seconds
     """
 
@@ -82,6 +84,7 @@ class RunState:
     network: dict[str, Any] = field(default_factory=dict)
     split_exit: SplitExit | None = None
     policies: dict[str, Any] = field(default_factory=dict)
+    colearning: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def require_task(self) -> Task:

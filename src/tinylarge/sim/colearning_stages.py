@@ -1,0 +1,263 @@
+"""The co-learning stage: run every configured scheme over the run's devices and 6G cell.
+
+Schemes see the run's task (training data spread over the devices by the ``devices`` stage,
+``colearning.eval_samples`` test frames for scoring), and the network stage's cell: each
+device's mean-SNR uplink/downlink rate, slot, radio powers, and the target MCU's energy per
+MAC. FedAvg, FedProx, FedGKT, split learning and SplitFed train tiny models from scratch; the
+closed loop starts from a day-0 tiny model distilled on the server's own labelled frames.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tinylarge.config.colearning_config import SCHEME_NAMES, ColearningConfig
+from tinylarge.integrate.aggregators import aggregator_names
+from tinylarge.integrate.closed_loop import ClosedLoop
+from tinylarge.integrate.colearning import CoLearning, FederatedData, LinkBudget, RoundRecord
+from tinylarge.integrate.fed_distill import FedGKT
+from tinylarge.integrate.fedavg import FedAvg, FedProx
+from tinylarge.integrate.split_learning import SplitFed, SplitLearning
+from tinylarge.models.blocks import BlockModel
+from tinylarge.models.evaluation import predict_logits
+from tinylarge.seeding import derive_seed, rng_for
+from tinylarge.sim.engine import mean_link_rates_bps, transmit_power_w
+from tinylarge.sim.stages import StageContext
+from tinylarge.sim.state import TINY_LABELS_ROLE, RunState
+from tinylarge.tiny.distill import distill
+
+
+def check_colearning_config(config: ColearningConfig) -> None:
+    """Fail early on settings the schema cannot check (registered names)."""
+    if config.federated.aggregator not in aggregator_names():
+        raise ValueError(
+            f"colearning.federated.aggregator = {config.federated.aggregator!r} is not "
+            f"registered; known: {', '.join(aggregator_names())}"
+        )
+    if len(set(config.schemes)) != len(config.schemes):
+        raise ValueError(f"colearning.schemes lists a scheme twice: {config.schemes}")
+
+
+def federated_data(state: RunState) -> FederatedData:
+    """The task's arrays, the devices' partition and a seeded test subset for scoring."""
+    task, config = state.require_task(), state.scenario.colearning
+    if state.partition is None:
+        raise ValueError("co-learning needs the devices stage's partition")
+    n_eval = min(config.eval_samples, task.n_test)
+    pick = np.sort(
+        rng_for(state.scenario.seed, "colearning", "eval").permutation(task.n_test)[:n_eval]
+    )
+    return FederatedData(
+        x_train=task.x_train,
+        y_train=task.y_train,
+        x_test=task.x_test[pick],
+        y_test=task.y_test[pick],
+        partition=state.partition,
+        num_classes=task.num_classes,
+    )
+
+
+def link_budget(state: RunState) -> LinkBudget:
+    """Each device's mean link to the edge and its radio/compute power (network stage)."""
+    cells, settings = state.network["cells"], state.network["settings"]
+    up, down = mean_link_rates_bps(cells, settings)
+    fp = state.footprints[state.scenario.tiny.target_mcu]
+    return LinkBudget(
+        uplink_bps=up,
+        downlink_bps=down,
+        slot_s=float(cells.profile.slot_s),
+        tx_draw_w=transmit_power_w(cells, settings),
+        rx_power_w=settings.energy.rx_power_w,
+        joules_per_mac=float(fp.energy_j) / max(int(fp.macs), 1),
+    )
+
+
+def _fresh_tiny(state: RunState, scheme: str) -> BlockModel:
+    model = state.require_model("tiny").manifest.build(
+        seed=derive_seed(state.scenario.seed, "colearning", scheme)
+    )
+    if not isinstance(model, BlockModel):
+        raise TypeError(f"co-learning needs a BlockModel tiny model, got {type(model).__name__}")
+    return model
+
+
+def _closed_loop(state: RunState, data: FederatedData, links: LinkBudget) -> ClosedLoop:
+    scenario, task = state.scenario, state.require_task()
+    config = scenario.colearning.closed_loop
+    if config.server_samples >= task.n_train:
+        raise ValueError(
+            f"colearning.closed_loop.server_samples = {config.server_samples} must be below the "
+            f"{task.n_train} training frames (the rest stream from the devices)"
+        )
+    rng = rng_for(scenario.seed, "colearning", "closed_loop", "server")
+    server = np.sort(rng.permutation(task.n_train)[: config.server_samples])
+    large = state.require_model("large").model
+    distillation = scenario.tiny.distillation
+    if config.start == "deployed":
+        day0 = copy.deepcopy(state.require_model("tiny").model)
+    else:
+        day0 = _fresh_tiny(state, "closed_loop")
+        distill(
+            day0,
+            large,
+            task.x_train[server],
+            task.y_train[server],
+            config.day0_training,
+            temperature=distillation.temperature,
+            alpha=distillation.alpha,
+            seed=derive_seed(scenario.seed, "colearning", "closed_loop", "day0"),
+            teacher_logits=predict_logits(large, task.x_train[server]),
+        )
+    fp = state.footprints[scenario.tiny.target_mcu]
+    return ClosedLoop(
+        day0,
+        large,
+        data,
+        links,
+        server_indices=server,
+        class_names=task.class_names,
+        distil_spec=config.update_training,
+        forward_macs=int(fp.macs),
+        frames_per_device=config.frames_per_device,
+        update_every=config.update_every,
+        target_offload=scenario.policies.target_offload,
+        temperature=distillation.temperature,
+        alpha=distillation.alpha,
+        frame_bytes=scenario.network.traffic.message_bytes,
+        reply_bytes=scenario.network.traffic.reply_bytes,
+        validation_fraction=config.validation_fraction,
+        seed=derive_seed(scenario.seed, "colearning", "closed_loop"),
+    )
+
+
+def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBudget) -> CoLearning:
+    """The co-learning scheme ``name`` configured from the scenario."""
+    config = state.scenario.colearning
+    seed = derive_seed(state.scenario.seed, "colearning", name)
+    if name in ("fedavg", "fedprox"):
+        fl = config.federated
+        common: dict[str, Any] = {
+            "clients_per_round": fl.clients_per_round,
+            "local_epochs": fl.local_epochs,
+            "samples_per_client": fl.samples_per_client,
+            "batch_size": fl.batch_size,
+            "lr": fl.learning_rate,
+            "aggregator": fl.aggregator,
+            "selection": fl.selection,
+            "compression": fl.compression,
+            "topk_fraction": fl.topk_fraction,
+            "seed": seed,
+        }
+        model = _fresh_tiny(state, name)
+        if name == "fedprox":
+            return FedProx(model, data, links, mu=fl.prox_mu, **common)
+        return FedAvg(model, data, links, **common)
+    if name == "fedgkt":
+        gkt = config.fedgkt
+        return FedGKT(
+            data,
+            links,
+            client_widths=tuple(gkt.client_widths),
+            feature_blocks=gkt.feature_blocks,
+            server_width=gkt.server_width,
+            server_blocks=gkt.server_blocks,
+            clients_per_round=gkt.clients_per_round,
+            local_epochs=gkt.local_epochs,
+            samples_per_client=gkt.samples_per_client,
+            batch_size=gkt.batch_size,
+            lr=gkt.learning_rate,
+            server_epochs=gkt.server_epochs,
+            temperature=gkt.temperature,
+            beta=gkt.beta,
+            feature_bits=gkt.feature_bits,
+            seed=seed,
+        )
+    if name in ("split_learning", "splitfed"):
+        sl = config.split
+        cls = SplitFed if name == "splitfed" else SplitLearning
+        return cls(
+            _fresh_tiny(state, name),
+            data,
+            links,
+            cut=sl.cut,
+            clients_per_round=sl.clients_per_round,
+            local_epochs=sl.local_epochs,
+            samples_per_client=sl.samples_per_client,
+            batch_size=sl.batch_size,
+            lr=sl.learning_rate,
+            activation_bits=sl.activation_bits,
+            gradient_bits=sl.gradient_bits,
+            seed=seed,
+        )
+    if name == "closed_loop":
+        return _closed_loop(state, data, links)
+    raise ValueError(f"unknown co-learning scheme {name!r}; known: {', '.join(SCHEME_NAMES)}")
+
+
+def scheme_summary(records: list[RoundRecord]) -> dict[str, Any]:
+    """Per-round lists (the metrics contract) and totals of one scheme's run."""
+    rounds = [r.to_dict() for r in records]
+    keys = list(rounds[0])
+    per_round = {k: [r.get(k) for r in rounds] for k in keys if k != "round"}
+    return {
+        "rounds": len(records),
+        **per_round,
+        "final_accuracy": records[-1].accuracy,
+        "total_bytes_up": int(sum(r.bytes_up for r in records)),
+        "total_bytes_down": int(sum(r.bytes_down for r in records)),
+        "total_airtime_s": float(sum(r.airtime_s for r in records)),
+        "total_device_energy_j": float(sum(r.device_energy_j for r in records)),
+    }
+
+
+def run_scheme(
+    name: str,
+    state: RunState,
+    ctx: StageContext,
+    *,
+    rounds: int | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> dict[str, Any]:
+    """Build scheme ``name``, run it, and return its `scheme_summary` (+ references)."""
+    config = state.scenario.colearning
+    data, links = federated_data(state), link_budget(state)
+    scheme = build_scheme(name, state, data, links)
+    n = rounds or (config.closed_loop.rounds if name == "closed_loop" else config.rounds)
+
+    def progress(record: RoundRecord) -> None:
+        ctx.reporter.training(f"colearn {name}", record.round, n, 1, 1, record.accuracy)
+        if on_round is not None:
+            on_round(record)
+
+    summary = scheme_summary(scheme.run(n, progress=progress))
+    central_role = TINY_LABELS_ROLE if TINY_LABELS_ROLE in state.models else "tiny"
+    if name in ("fedavg", "fedprox") and central_role in state.models:
+        # the same tiny model trained centrally on all training frames from labels alone
+        central = predict_logits(state.models[central_role].model, data.x_test)
+        summary["centralized_accuracy"] = float((central.argmax(1) == data.y_test).mean())
+    if isinstance(scheme, ClosedLoop):
+        summary["day0_accuracy"] = summary["accuracy"][0]
+        summary["day0_offload_fraction"] = summary["offload_fraction"][0]
+    return summary
+
+
+def colearning_stage(state: RunState, ctx: StageContext) -> str:
+    """Run every scheme of ``colearning.schemes``; results in ``state.colearning``."""
+    config = state.scenario.colearning
+    if not config.enabled:
+        return "disabled"
+    check_colearning_config(config)
+    for name in config.schemes:
+        state.colearning[name] = run_scheme(name, state, ctx)
+    parts = [f"{n} {s['final_accuracy']:.1%}" for n, s in state.colearning.items()]
+    loop = state.colearning.get("closed_loop")
+    if loop is not None:
+        parts.append(
+            f"closed loop offload {loop['offload_fraction'][0]:.0%} -> "
+            f"{loop['offload_fraction'][-1]:.0%}"
+        )
+    return "final accuracy: " + ", ".join(parts)
