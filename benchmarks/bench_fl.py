@@ -1,4 +1,4 @@
-"""Time one FedAvg round: all clients batched (`torch.func.vmap`) vs a plain per-client loop.
+"""Time one FedAvg round: all clients batched (one grouped network) vs a plain per-client loop.
 
 Run by hand::
 
