@@ -84,3 +84,36 @@ def test_fedprox_needs_positive_mu_and_schemes_validate_arguments() -> None:
 def test_unreachable_devices_never_take_part() -> None:
     scheme = FedAvg(tiny(), easy_data(), links(unreachable=(1, 2)), clients_per_round=4, seed=0)
     assert scheme.round(1).clients == 2
+
+
+def test_server_momentum_adds_the_previous_step() -> None:
+    """FedAvgM: round 1 equals FedAvg; round 2 moves by beta * step 1 more."""
+    args = {"clients_per_round": 2, "samples_per_client": 50, "seed": 4}
+    plain = FedAvg(tiny(), easy_data(), links(), **args)
+    momentum = FedAvg(tiny(), easy_data(), links(), server_momentum=0.5, **args)
+    w0 = {k: v.clone() for k, v in plain.model.named_parameters()}
+    plain.round(1), momentum.round(1)
+    w1 = {k: v.clone() for k, v in plain.model.named_parameters()}
+    for k, v in momentum.model.named_parameters():
+        torch.testing.assert_close(v, w1[k])
+    plain.round(2), momentum.round(2)
+    p2 = dict(plain.model.named_parameters())
+    for k, v in momentum.model.named_parameters():
+        torch.testing.assert_close(v - p2[k], 0.5 * (w1[k] - w0[k]), rtol=1e-4, atol=1e-6)
+
+
+def test_lr_decay_scales_the_local_step_per_round() -> None:
+    args = {"clients_per_round": 2, "samples_per_client": 50, "seed": 5}
+    decayed = FedAvg(tiny(), easy_data(), links(), lr=0.1, lr_decay=0.5, **args)
+    decayed.round(1)
+    # the same round-2 start, at the decayed step from the beginning
+    reference = FedAvg(decayed.model, easy_data(), links(), lr=0.05, **args)
+    reference.rng = np.random.default_rng(0)
+    decayed.rng = np.random.default_rng(0)
+    decayed.round(2), reference.round(1)
+    for (k, a), (_, b) in zip(
+        decayed.model.state_dict().items(), reference.model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=k)
+    with pytest.raises(ValueError, match="lr_decay must lie in"):
+        FedAvg(tiny(), easy_data(), links(), lr_decay=1.5)

@@ -85,6 +85,13 @@ class FedAvg(CoLearning):
         Local SGD step size.
     mu : float
         FedProx proximal weight (0 for FedAvg).
+    lr_decay : float
+        Round ``r`` trains with ``lr * lr_decay ** (r - 1)`` (1: constant).
+    server_momentum : float
+        FedAvgM (Hsu, Qi & Brown, arXiv:1909.06335, 2019): the server keeps a momentum buffer
+        ``v = server_momentum * v + (aggregate - global)`` of the averaged updates and moves the
+        global model by ``v`` (0: plain FedAvg). Batch-norm running statistics are averaged,
+        not moved by momentum.
     aggregator, selection, compression : str
         Names in `aggregators`, `client_selection`, `update_compression`.
     topk_fraction : float
@@ -106,6 +113,8 @@ class FedAvg(CoLearning):
         batch_size: int = 32,
         lr: float = 0.05,
         mu: float = 0.0,
+        lr_decay: float = 1.0,
+        server_momentum: float = 0.0,
         aggregator: str = "mean",
         selection: str = "uniform",
         compression: str = "none",
@@ -121,6 +130,11 @@ class FedAvg(CoLearning):
             _positive_int(name, value)
         if not lr > 0 or not mu >= 0:
             raise ValueError(f"lr must be > 0 and mu >= 0, got lr={lr}, mu={mu}")
+        if not 0 < lr_decay <= 1 or not 0 <= server_momentum < 1:
+            raise ValueError(
+                f"lr_decay must lie in (0, 1] and server_momentum in [0, 1), got "
+                f"{lr_decay} and {server_momentum}"
+            )
         if links.n_devices != data.n_devices:
             raise ValueError(
                 f"links cover {links.n_devices} devices but the data is spread over "
@@ -131,6 +145,8 @@ class FedAvg(CoLearning):
         self.clients_per_round, self.local_epochs = clients_per_round, local_epochs
         self.samples_per_client, self.batch_size = samples_per_client, batch_size
         self.lr, self.mu = lr, mu
+        self.lr_decay, self.server_momentum = lr_decay, server_momentum
+        self.velocity: dict[str, torch.Tensor] = {}
         self.aggregate = get_aggregator(aggregator)
         get_selector(selection)
         self.selection = selection
@@ -151,7 +167,7 @@ class FedAvg(CoLearning):
             y,
             epochs=self.local_epochs,
             batch_size=self.batch_size,
-            lr=self.lr,
+            lr=self.lr * self.lr_decay ** (number - 1),
             mu=self.mu,
             seed=int(self.rng.integers(2**31)),
         )
@@ -165,6 +181,13 @@ class FedAvg(CoLearning):
         }
         held = np.minimum(self.data.partition.sizes[clients], self.samples_per_client)
         new_state = self.aggregate(received, held)
+        if self.server_momentum > 0:
+            for key in params:
+                step = new_state[key] - global_state[key]
+                v = self.velocity.get(key)
+                v = step if v is None else self.server_momentum * v + step
+                self.velocity[key] = v
+                new_state[key] = global_state[key] + v
         load_state(
             self.model,
             {k: new_state[k] for k in params},

@@ -146,6 +146,8 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
             "samples_per_client": fl.samples_per_client,
             "batch_size": fl.batch_size,
             "lr": fl.learning_rate,
+            "lr_decay": fl.lr_decay,
+            "server_momentum": fl.server_momentum,
             "aggregator": fl.aggregator,
             "selection": fl.selection,
             "compression": fl.compression,
