@@ -185,7 +185,7 @@ def local_train_batched(
     lr: float,
     mu: float = 0.0,
     seed: int,
-    chunk_clients: int = 128,
+    chunk_clients: int = 64,
 ) -> tuple[State, State]:
     """Local SGD of every client from ``model``'s weights, all clients as one grouped network.
 
