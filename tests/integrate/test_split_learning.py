@@ -14,9 +14,8 @@ import torch
 from tinylarge.data.partition import Partition, partition_iid
 from tinylarge.integrate.colearning import FederatedData, LinkBudget
 from tinylarge.integrate.split import quantize_activation
-from tinylarge.integrate.split_learning import (
-    SplitFed,
-    SplitLearning,
+from tinylarge.integrate.split_learning import SplitFed, SplitLearning
+from tinylarge.integrate.split_step import (
     cut_model,
     split_backward,
     split_train_step,
