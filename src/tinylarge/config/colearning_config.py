@@ -43,7 +43,7 @@ class FedGKTConfig(Section):
     server_blocks: int = Field(2, ge=1, le=16, description="conv blocks of the server trunk")
     clients_per_round: int = Field(10, ge=1, le=1_000_000)
     samples_per_client: int = Field(256, ge=2, le=1_000_000, description="batch norm needs 2")
-    local_epochs: int = Field(2, ge=1, le=1000)
+    local_epochs: int = Field(1, ge=1, le=1000)
     server_epochs: int = Field(1, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=100_000)
     learning_rate: float = Field(0.01, gt=0.0, le=10.0)
