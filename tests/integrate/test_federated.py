@@ -101,3 +101,28 @@ def test_averaged_state_loads_and_update_bytes() -> None:
     assert update_bytes(net) == 4 * n_params
     assert update_bytes(net, 8) == n_params
     assert np.isfinite(net(torch.zeros(1, *SHAPE)).detach().numpy()).all()
+
+
+def test_batched_equals_the_loop_for_2d_images() -> None:
+    """The grouped network also holds for Conv2d / BatchNorm2d / MaxPool2d (e.g. digits)."""
+    net = build_model("tiny_cnn", (1, 8, 8), 3, {"width": 2}, seed=1)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 20, 1, 8, 8, generator=gen)
+    y = torch.randint(0, 3, (3, 20), generator=gen)
+    args = {"epochs": 1, "batch_size": 8, "lr": 0.1, "seed": 2, "chunk_clients": 2}
+    batched = local_train_batched(net, x, y, **args)
+    loop = local_train_loop(net, x, y, **{k: v for k, v in args.items() if k != "chunk_clients"})
+    assert_states_close(batched[0], loop[0])
+    assert_states_close(batched[1], loop[1])
+
+
+def test_models_the_grouped_network_cannot_express_are_refused_by_name() -> None:
+    from tinylarge.integrate.federated import grouped_layers
+    from tinylarge.models.blocks import BlockModel
+
+    odd = BlockModel([torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3), torch.nn.Dropout())],
+                     torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2)))  # fmt: skip
+    with pytest.raises(TypeError, match=r"blocks\.0\.1 \(Dropout\) cannot be trained batched"):
+        grouped_layers(odd)
+    with pytest.raises(TypeError, match="needs a BlockModel"):
+        grouped_layers(torch.nn.Linear(2, 2))

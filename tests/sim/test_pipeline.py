@@ -13,8 +13,11 @@ from tinylarge.sim.state import RunState, StageOrderError
 
 
 def _small(overrides: dict[str, object]) -> dict[str, object]:
+    """The smoke preset on fewer frames; co-learning off unless ``overrides`` turns it on
+    (the smoke run and the co-learning tests cover it)."""
     table = scenario_to_table(load_preset("smoke"))
     table["task"]["radio"].update({"n_train": 600, "n_test": 300})  # type: ignore[index]
+    table["colearning"]["enabled"] = False  # type: ignore[index]
     table.update(overrides)
     return table
 
@@ -108,10 +111,18 @@ def test_rerun_from_saved_scenario_without_cache_gives_the_same_numbers(tmp_path
 
 def test_digits_task_runs_end_to_end(tmp_path: Path) -> None:
     table = _small({"task": {"name": "digits"}, "devices": {"count": 10, "partition": "iid"}})
+    table["colearning"] = {  # 2-D inputs through every co-learning scheme too
+        **table["colearning"],  # type: ignore[dict-item]
+        "enabled": True,
+        "rounds": 2,
+        "closed_loop": {"rounds": 2, "server_samples": 200},
+    }
     scenario = scenario_from_table(table, "test")
     result = run(scenario, cache=ModelCache(tmp_path))
     assert result.require_task().input_shape == (1, 8, 8)
     assert result.evaluations["tiny"].snr_db.size == 0
+    assert set(result.colearning) == set(scenario.colearning.schemes)
+    assert all(len(s["accuracy"]) == 2 for s in result.colearning.values())
 
 
 def test_bad_model_option_fails_before_any_work(tmp_path: Path) -> None:
