@@ -1,5 +1,6 @@
 """Security layer: device identities, authenticated encrypted sessions with replay protection,
-and signed model bundles with anti-rollback, all on the `cryptography` library."""
+signed model bundles with anti-rollback (all on the `cryptography` library), and
+Byzantine-robust aggregators (registered for co-learning on import)."""
 
 from tinylarge.secure.bundle import sign_bundle, verify_bundle
 from tinylarge.secure.errors import (
@@ -16,10 +17,12 @@ from tinylarge.secure.errors import (
 )
 from tinylarge.secure.handshake import DeviceHandshake, handshake, server_accept
 from tinylarge.secure.identity import Identity, Registry
+from tinylarge.secure.robust import ROBUST_AGGREGATORS, register_robust_aggregators
 from tinylarge.secure.session import Session
 from tinylarge.secure.wire import overhead_bytes
 
 __all__ = [
+    "ROBUST_AGGREGATORS",
     "BadSignature",
     "BadTag",
     "DeviceHandshake",
@@ -36,6 +39,7 @@ __all__ = [
     "WrongTarget",
     "handshake",
     "overhead_bytes",
+    "register_robust_aggregators",
     "server_accept",
     "sign_bundle",
     "verify_bundle",

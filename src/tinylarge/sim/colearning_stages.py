@@ -24,6 +24,7 @@ from tinylarge.integrate.fedavg import FedAvg, FedProx
 from tinylarge.integrate.split_learning import SplitFed, SplitLearning
 from tinylarge.models.blocks import BlockModel
 from tinylarge.models.evaluation import predict_logits
+from tinylarge.secure.robust import register_robust_aggregators
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.engine import mean_link_rates_bps, transmit_power_w
 from tinylarge.sim.stages import StageContext
@@ -33,6 +34,7 @@ from tinylarge.tiny.distill import distill
 
 def check_colearning_config(config: ColearningConfig) -> None:
     """Fail early on settings the schema cannot check (registered names)."""
+    register_robust_aggregators()
     if config.federated.aggregator not in aggregator_names():
         raise ValueError(
             f"colearning.federated.aggregator = {config.federated.aggregator!r} is not "
