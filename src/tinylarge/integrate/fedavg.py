@@ -15,7 +15,7 @@ clients by the samples they hold (FedAvg's ``n_k / n``), capped at ``samples_per
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,35 @@ from tinylarge.integrate.update_compression import make_compressor, state_bytes
 from tinylarge.models.evaluation import predict_logits
 
 IntArray = npt.NDArray[np.int64]
+State = dict[str, torch.Tensor]
+
+
+class ClientAttack(Protocol):
+    """What malicious clients do (implementations: `tinylarge.secure.attacks`)."""
+
+    name: str
+
+    def poison_labels(self, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """Labels a malicious client trains on, from its true ones (clients, samples)."""
+        ...
+
+    def poison_updates(
+        self, delta: State, malicious: torch.Tensor, rng: np.random.Generator
+    ) -> State:
+        """The updates every client sends: ``delta`` (name -> (clients, ...)) with the rows
+        where ``malicious`` (bool, (clients,)) is true replaced by the attack's."""
+        ...
+
+
+def clip_updates(delta: State, clip: float) -> State:
+    """Scale every client's update (all float tensors together) to L2 norm <= ``clip``."""
+    floats = [k for k, v in delta.items() if v.dtype.is_floating_point]
+    flat = torch.cat([delta[k].reshape(delta[k].shape[0], -1).double() for k in floats], dim=1)
+    scale = (clip / flat.norm(dim=1).clamp_min(1e-30)).clamp(max=1.0)
+    return {
+        k: v * scale.to(v.dtype).reshape(-1, *[1] * (v.ndim - 1)) if k in floats else v
+        for k, v in delta.items()
+    }
 
 
 def client_sample_indices(
@@ -96,6 +125,16 @@ class FedAvg(CoLearning):
         Names in `aggregators`, `client_selection`, `update_compression`.
     topk_fraction : float
         Kept fraction for ``compression = "topk"``.
+    attack : ClientAttack, optional
+        What the devices in ``malicious`` do when they are selected.
+    malicious : array_like of int, optional
+        Device ids of the malicious clients.
+    dp_clip : float, optional
+        DP-FedAvg (McMahan et al., "Learning Differentially Private Recurrent Language Models",
+        ICLR 2018): clip every update to this L2 norm, and add Gaussian noise of std
+        ``dp_noise_multiplier * dp_clip / clients`` to every coordinate of the aggregate
+        (calibrated for the mean of equally weighted clients).
+    dp_noise_multiplier : float
     seed : int
     """
 
@@ -119,6 +158,10 @@ class FedAvg(CoLearning):
         selection: str = "uniform",
         compression: str = "none",
         topk_fraction: float = 0.1,
+        attack: ClientAttack | None = None,
+        malicious: npt.ArrayLike | None = None,
+        dp_clip: float | None = None,
+        dp_noise_multiplier: float = 0.0,
         seed: int = 0,
     ) -> None:
         for name, value in (
@@ -151,6 +194,21 @@ class FedAvg(CoLearning):
         get_selector(selection)
         self.selection = selection
         self.compressor = make_compressor(compression, topk_fraction=topk_fraction)
+        bad = np.zeros(data.n_devices, dtype=bool)
+        if malicious is not None:
+            ids = np.asarray(malicious, dtype=np.int64).reshape(-1)
+            if ids.size and (ids.min() < 0 or ids.max() >= data.n_devices):
+                raise ValueError(f"malicious device ids must lie in [0, {data.n_devices})")
+            bad[ids] = True
+        if bad.any() and attack is None:
+            raise ValueError("malicious devices were given without an attack")
+        if (dp_clip is not None and not dp_clip > 0) or not dp_noise_multiplier >= 0:
+            raise ValueError(
+                f"dp_clip must be > 0 and dp_noise_multiplier >= 0, got {dp_clip} and "
+                f"{dp_noise_multiplier}"
+            )
+        self.attack, self.malicious = attack, bad
+        self.dp_clip, self.dp_noise_multiplier = dp_clip, dp_noise_multiplier
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.forward_macs = module_macs(self.model, data.input_shape)
@@ -160,6 +218,10 @@ class FedAvg(CoLearning):
         idx = client_sample_indices(self.rng, self.data, clients, self.samples_per_client)
         x = torch.from_numpy(self.data.x_train[idx])
         y = torch.from_numpy(self.data.y_train[idx])
+        bad = torch.from_numpy(self.malicious[clients])
+        if self.attack is not None and bool(bad.any()):
+            y = y.clone()
+            y[bad] = self.attack.poison_labels(y[bad], self.data.num_classes)
         global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         params, buffers = local_train_batched(
             self.model,
@@ -175,12 +237,23 @@ class FedAvg(CoLearning):
         delta = {
             k: v - global_state[k] if v.dtype.is_floating_point else v for k, v in stacked.items()
         }
+        if self.attack is not None and bool(bad.any()):
+            delta = self.attack.poison_updates(delta, bad, self.rng)
+        if self.dp_clip is not None:
+            delta = clip_updates(delta, self.dp_clip)
         decoded, up_bytes = self.compressor.compress(delta)
         received = {
             k: global_state[k] + v if v.dtype.is_floating_point else v for k, v in decoded.items()
         }
         held = np.minimum(self.data.partition.sizes[clients], self.samples_per_client)
         new_state = self.aggregate(received, held)
+        if self.dp_clip is not None and self.dp_noise_multiplier > 0:
+            std = self.dp_noise_multiplier * self.dp_clip / clients.size
+            gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+            for key, value in new_state.items():
+                if value.dtype.is_floating_point:
+                    noise = torch.randn(value.shape, generator=gen, dtype=torch.float64)
+                    new_state[key] = value + (std * noise).to(value.dtype)
         if self.server_momentum > 0:
             for key in params:
                 step = new_state[key] - global_state[key]
