@@ -145,3 +145,18 @@ def test_report_shows_colearning_curves_and_the_closed_loop(run_dir: Path) -> No
     assert "The closed loop." in html
     pngs = {p.name for p in (run_dir / "plots").glob("*.png")}
     assert {"colearning.png", "closed_loop.png"} <= pngs
+
+
+def test_metrics_json_has_the_security_contract(run_dir: Path, smoke_result: RunResult) -> None:
+    sec = json.loads((run_dir / "metrics.json").read_text())["security"]
+    config = smoke_result.scenario.security
+    assert sec["fuzz"]["messages"] == config.fuzz_messages and sec["fuzz"]["accepted"] == 0
+    assert sum(sum(v.values()) for v in sec["fuzz"]["rejections"].values()) == config.fuzz_messages
+    assert sec["wire"]["message_overhead_bytes"] == 27 + sec["wire"]["device_id_bytes"]
+    rows = sec["aggregation_under_attack"]
+    settings = 1 + len(config.attacks) * sum(f > 0 for f in config.malicious_fractions)
+    assert len(rows) == settings * len(config.aggregators)
+    assert {r["aggregator"] for r in rows} == set(config.aggregators)
+    html = (run_dir / "report.html").read_text()
+    assert "Security: what it costs and what it stops" in html
+    assert (run_dir / "plots" / "attacks.png").is_file()

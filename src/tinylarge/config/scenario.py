@@ -17,6 +17,7 @@ from tinylarge.config.base import Section
 from tinylarge.config.colearning_config import ColearningConfig
 from tinylarge.config.network_config import NetworkConfig
 from tinylarge.config.policies_config import PoliciesConfig
+from tinylarge.config.security_config import SecurityConfig
 from tinylarge.config.tiny_config import TinyConfig
 from tinylarge.config.training_config import TrainingSpec as TrainingSpec
 
@@ -144,3 +145,4 @@ class Scenario(Section):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
     colearning: ColearningConfig = Field(default_factory=ColearningConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)

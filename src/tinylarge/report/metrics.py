@@ -124,6 +124,8 @@ def collect(result: RunResult) -> dict[str, Any]:
         metrics["policies"] = policies
     if result.colearning:
         metrics["colearning"] = result.colearning
+    if result.security:
+        metrics["security"] = result.security
     network = network_metrics(result)
     if network is not None:
         metrics["network"] = network

@@ -390,3 +390,28 @@ def closed_loop_over_time(loop: Mapping[str, list[float]], path: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle("The closed loop: offload -> label -> distil -> push")
     return _save(fig, path)
+
+
+def accuracy_under_attack(rows: list[Mapping[str, object]], path: Path) -> Path:
+    """Final FedAvg accuracy against the malicious fraction, one line per aggregator, one panel
+    per attack (fraction 0 is the attack-free run)."""
+    attacks = sorted({str(r["attack"]) for r in rows if r["attack"] != "none"}) or ["none"]
+    aggregators = list(dict.fromkeys(str(r["aggregator"]) for r in rows))
+    fig = Figure(figsize=(4.2 * len(attacks) + 1.5, 3.8))
+    for i, attack in enumerate(attacks):
+        ax = fig.add_subplot(1, len(attacks), i + 1)
+        for aggregator in aggregators:
+            points = sorted(
+                (float(str(r["malicious_fraction"])), 100 * float(str(r["accuracy"])))
+                for r in rows
+                if r["aggregator"] == aggregator and r["attack"] in ("none", attack)
+            )
+            xs, ys = zip(*points, strict=True)
+            ax.plot([100 * x for x in xs], ys, "o-", ms=4, label=aggregator)
+        ax.set_title(attack)
+        ax.set_xlabel("malicious devices (%)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("FedAvg under attack, per aggregator")
+    return _save(fig, path)

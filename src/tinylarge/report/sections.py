@@ -14,6 +14,7 @@ from tinylarge.report.html import Section, image, paragraph, preformatted, table
 from tinylarge.report.metrics import HIGH_SNR_DB
 from tinylarge.report.network_section import network_section
 from tinylarge.report.policies_section import policies_section
+from tinylarge.report.security_section import security_section
 from tinylarge.report.tiny_section import tiny_section
 from tinylarge.sim.state import ROLES, TINY_INT8_ROLE, RunResult
 
@@ -199,5 +200,6 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     network_section,
     policies_section,
     colearning_section,
+    security_section,
     run_section,
 )

@@ -78,7 +78,8 @@ def link_budget(state: RunState) -> LinkBudget:
     )
 
 
-def _fresh_tiny(state: RunState, scheme: str) -> BlockModel:
+def fresh_tiny(state: RunState, scheme: str) -> BlockModel:
+    """A freshly initialised copy of the run's tiny architecture, seeded per ``scheme``."""
     model = state.require_model("tiny").manifest.build(
         seed=derive_seed(state.scenario.seed, "colearning", scheme)
     )
@@ -102,7 +103,7 @@ def _closed_loop(state: RunState, data: FederatedData, links: LinkBudget) -> Clo
     if config.start == "deployed":
         day0 = copy.deepcopy(state.require_model("tiny").model)
     else:
-        day0 = _fresh_tiny(state, "closed_loop")
+        day0 = fresh_tiny(state, "closed_loop")
         distill(
             day0,
             large,
@@ -156,7 +157,7 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
             "topk_fraction": fl.topk_fraction,
             "seed": seed,
         }
-        model = _fresh_tiny(state, name)
+        model = fresh_tiny(state, name)
         if name == "fedprox":
             return FedProx(model, data, links, mu=fl.prox_mu, **common)
         return FedAvg(model, data, links, **common)
@@ -184,7 +185,7 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
         sl = config.split
         cls = SplitFed if name == "splitfed" else SplitLearning
         return cls(
-            _fresh_tiny(state, name),
+            fresh_tiny(state, name),
             data,
             links,
             cut=sl.cut,

@@ -14,6 +14,7 @@ from tinylarge.sim.colearning_stages import check_colearning_config, colearning_
 from tinylarge.sim.net_stages import check_network_config, network_stage
 from tinylarge.sim.policy_stages import policies_stage
 from tinylarge.sim.progress import Reporter, SilentReporter
+from tinylarge.sim.security_stages import check_security_config, security_stage
 from tinylarge.sim.split_exit_stages import split_exit_stage
 from tinylarge.sim.stages import (
     StageContext,
@@ -42,8 +43,7 @@ class Stage:
     run: Callable[[RunState, StageContext], str]
 
 
-#: The main job, in order. Later stages (quantization, network, policies, co-learning,
-#: security) are appended here as their issues land.
+#: The main job, in order.
 PIPELINE: tuple[Stage, ...] = (
     Stage("task", "Build the task", task_stage),
     Stage("devices", "Spread the training data over the devices", devices_stage),
@@ -61,6 +61,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage(
         "colearning", "Co-learning: federated, distillation, split, closed loop", colearning_stage
     ),
+    Stage("security", "Security: wire fuzzing, aggregation under attack, privacy", security_stage),
 )
 
 
@@ -88,6 +89,7 @@ def run(
     check_tiny_config(scenario)
     check_network_config(scenario)
     check_colearning_config(scenario.colearning)
+    check_security_config(scenario.security)
     ctx = StageContext(cache=cache or ModelCache(), reporter=reporter or SilentReporter())
     state = RunState(scenario=scenario)
     with torch.random.fork_rng(devices=[]):  # stages seed torch explicitly; leave callers' state

@@ -68,6 +68,8 @@ class RunState:
         The policies stage's per-request outcomes of every inference policy.
     colearning : dict of scheme -> summary
         Per-round records and totals of every co-learning scheme (`colearning` stage).
+    security : dict
+        Wire costs, fuzz summary, aggregation under attack, DP (``security`` stage).
     timings_s : dict of stage name -> wall seconds
     """
 
@@ -85,6 +87,7 @@ class RunState:
     split_exit: SplitExit | None = None
     policies: dict[str, Any] = field(default_factory=dict)
     colearning: dict[str, Any] = field(default_factory=dict)
+    security: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def require_task(self) -> Task:
