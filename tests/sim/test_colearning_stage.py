@@ -63,7 +63,7 @@ def test_colearn_cli_runs_one_scheme(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["colearning"]) == ["fedprox"]
     assert metrics["colearning"]["fedprox"]["rounds"] == 2
-    assert "policies" not in metrics  # only the stages the scheme needs ran
+    assert "policies" not in metrics and "security" not in metrics  # only what the scheme needs
     bad = CliRunner().invoke(app, ["colearn", "--scheme", "fedsgd", "--preset", "smoke"])
     assert bad.exit_code == 2 and "choose one of: fedavg" in bad.output
     assert load_preset("smoke").colearning.enabled

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from tinylarge.config import Scenario
 
-#: Stages the co-learning schemes build on; the inference-policy stages are skipped.
-SKIPPED_STAGES = ("split_exit", "policies")
+#: Stages a co-learning scheme does not need: the inference policies and the security study.
+SKIPPED_STAGES = ("split_exit", "policies", "security")
 
 
 def scenario_for_scheme(scenario: Scenario, scheme: str, rounds: int | None) -> Scenario:
