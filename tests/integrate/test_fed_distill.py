@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
+from tests.integrate.colearning_fixtures import links
 
 from tinylarge.data.partition import Partition, partition_iid
 from tinylarge.integrate.colearning import FederatedData, LinkBudget
@@ -34,17 +35,6 @@ def easy_arrays(n: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     x = rng.normal(size=(n, 2, length)).astype(np.float32)
     x[:, 0, :] += (2.0 * y - 3.0)[:, None].astype(np.float32)
     return x, y
-
-
-def links(n_devices: int) -> LinkBudget:
-    return LinkBudget(
-        uplink_bps=np.full(n_devices, 1e6),
-        downlink_bps=np.full(n_devices, 1e7),
-        slot_s=1e-3,
-        tx_draw_w=0.5,
-        rx_power_w=0.2,
-        joules_per_mac=1e-9,
-    )
 
 
 def federated(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tests.integrate.colearning_fixtures import links
 
 from tinylarge.data.partition import Partition, partition_iid
 from tinylarge.integrate.colearning import FederatedData, LinkBudget
@@ -48,17 +49,6 @@ def model(num_classes: int = CLASSES) -> BlockModel:
 def batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, *SHAPE, generator=gen), torch.randint(0, CLASSES, (n,), generator=gen)
-
-
-def links(n_devices: int) -> LinkBudget:
-    return LinkBudget(
-        uplink_bps=np.full(n_devices, 1e6),
-        downlink_bps=np.full(n_devices, 1e7),
-        slot_s=1e-3,
-        tx_draw_w=0.5,
-        rx_power_w=0.2,
-        joules_per_mac=1e-9,
-    )
 
 
 def data_by_sizes(x: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> FederatedData:

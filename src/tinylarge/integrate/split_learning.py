@@ -1,22 +1,8 @@
 """Split learning and SplitFed: devices train the first blocks of a model, the server the rest.
 
-A `BlockModel` is cut at ``cut``: the device holds blocks ``[0, cut)`` (the *device part*), the
-server blocks ``[cut, n)`` and the head (the *server part*). One training step on a mini-batch
-(`split_train_step`):
-
-1. the device runs its blocks in train mode and sends the activation ("smashed data"),
-   quantized to ``activation_bits`` (`tinylarge.integrate.split.quantize_activation`; ``None``
-   sends float32), and the batch's labels;
-2. the server runs its part on what it received, computes the cross-entropy (mean over the
-   batch) and backpropagates to the received activation;
-3. the server sends that gradient, quantized to ``gradient_bits`` (same quantizer, ``None``:
-   float32); the device backpropagates it into its blocks (straight-through: the quantizer is
-   treated as the identity in the backward pass);
-4. both sides take a plain SGD step ``w <- w - lr * grad`` with the same ``lr``.
-
-Bytes on air per sample (`smashed_bytes`, `label_bytes`): an activation or gradient of ``e``
-values costs ``ceil(e x bits / 8) + QUANT_HEADER_BYTES`` when quantized and ``4 e`` as float32;
-a label costs 1 byte when ``num_classes <= 256`` (2 bytes up to 65,536 classes, else 4).
+The device holds blocks ``[0, cut)`` of a `BlockModel`, the server the rest; one training step
+(activation up, gradient down, both optionally quantized, and their bytes on air) is
+`tinylarge.integrate.split_step.split_train_step`.
 
 Two schemes share that step and all bookkeeping:
 
