@@ -83,7 +83,9 @@ def _fedavg(state: RunState, data: FederatedData, **extra: Any) -> FedAvg:
     )
 
 
-def attack_study(state: RunState, data: FederatedData) -> list[dict[str, Any]]:
+def attack_study(
+    state: RunState, data: FederatedData, ctx: StageContext | None = None
+) -> list[dict[str, Any]]:
     """Final test accuracy of FedAvg for every attack x fraction x aggregator (fraction 0 once
     per aggregator, as ``attack = "none"``)."""
     config = state.scenario.security
@@ -92,6 +94,7 @@ def attack_study(state: RunState, data: FederatedData) -> list[dict[str, Any]]:
     settings = [("none", 0.0)] + [
         (a, f) for a in config.attacks for f in config.malicious_fractions if f > 0
     ]
+    total = len(settings) * len(config.aggregators)
     for attack, fraction in settings:
         bad = order[: round(fraction * data.n_devices)]
         for aggregator in config.aggregators:
@@ -108,6 +111,8 @@ def attack_study(state: RunState, data: FederatedData) -> list[dict[str, Any]]:
                     "accuracy": records[-1].accuracy,
                 }
             )
+            if ctx is not None:  # one progress step per FedAvg run of the grid
+                ctx.reporter.training("attack grid", len(rows), total, 1, 1, records[-1].accuracy)
     return rows
 
 
@@ -148,7 +153,7 @@ def security_stage(state: RunState, ctx: StageContext) -> str:
     base = federated_data(state)
     data = FederatedData(base.x_train, base.y_train, base.x_test, base.y_test, iid,
                          base.num_classes)  # fmt: skip
-    rows = attack_study(state, data)
+    rows = attack_study(state, data, ctx)
     result["aggregation_under_attack"] = rows
     if config.dp:
         result["dp"] = dp_study(state, data)
