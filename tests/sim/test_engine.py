@@ -124,3 +124,52 @@ def test_resource_limits_keep_late_or_costly_offloads_on_the_device() -> None:
                      limits=budget, **common)  # fmt: skip
     assert out.offloaded.tolist() == [True, True, False, False]
     assert out.correct.tolist() == [True, False, False, False]
+
+
+def test_protocol_overhead_is_charged_per_message_and_one_session_per_device() -> None:
+    from tinylarge.net.overhead import ProtocolOverhead
+    from tinylarge.sim.engine import mean_link_rates_bps, transmit_power_w
+
+    cells = _cells(10.0, 3)
+    # devices 0 and 1 offload (twice each), device 2 never talks
+    device, arrival = np.array([0, 1, 0, 1]), np.array([0.0, 0.01, 0.02, 0.03])
+    requests = Requests(device, arrival, np.arange(4))
+    ov = ProtocolOverhead(
+        message_bytes=39, device_s_per_byte=1e-7, device_j_per_byte=1e-9,
+        session_up_bytes=112, session_down_bytes=98, session_device_s=0.08,
+        session_device_j=3e-3,
+    )  # fmt: skip
+    kw = dict(cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE, reply_bytes=8,
+              deadline_s=1.0)  # fmt: skip
+    out = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests, overhead=ov,
+                     **kw)  # type: ignore[arg-type]  # fmt: skip
+    direct = send_messages(
+        np.random.default_rng(0), cells, NO_FADING, EDGE, device=device,
+        arrival_s=arrival + 295 * 1e-7, bytes_up=295, bytes_down=47,
+    )  # fmt: skip
+    assert out.bytes_up.tolist() == [295] * 4  # 256 + 39 on air
+    # seal 295 B before sending, open the 47-byte reply after it arrives
+    np.testing.assert_allclose(out.latency_s, direct.latency_s + 295e-7 + 47e-7)
+    up, down = mean_link_rates_bps(cells, NO_FADING)
+    slot = cells.profile.slot_s
+    hs_radio = transmit_power_w(cells, NO_FADING) * slot * np.ceil(8 * 112 / (up[0] * slot)) + (
+        NO_FADING.energy.rx_power_w * slot * np.ceil(8 * 98 / (down[0] * slot))
+    )
+    crypto = (295 + 47) * 1e-9
+    first = np.array([3e-3, 3e-3, 0, 0])  # the session is charged to each device's first offload
+    np.testing.assert_allclose(out.compute_energy_j, crypto + first)
+    np.testing.assert_allclose(
+        out.radio_energy_j, direct.energy_j + np.where(first > 0, hs_radio, 0)
+    )
+    sec = out.summary()["security"]
+    assert sec["sessions"] == 2
+    assert sec["overhead_bytes_per_inference"] == 2 * 39
+    assert sec["handshake_bytes_per_inference"] == pytest.approx(2 * 210 / 4)
+    assert sec["crypto_energy_j_per_inference"] == pytest.approx(crypto + 6e-3 / 4)
+    # no protocol at all and an all-zero one cost the same
+    plain = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests, **kw)  # type: ignore[arg-type]
+    zero = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
+                      overhead=ProtocolOverhead(), **kw)  # type: ignore[arg-type]  # fmt: skip
+    np.testing.assert_array_equal(plain.latency_s, zero.latency_s)
+    np.testing.assert_array_equal(plain.radio_energy_j, zero.radio_energy_j)
+    assert "security" not in plain.summary() and zero.summary()["security"]["sessions"] == 0

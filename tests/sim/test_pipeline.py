@@ -195,7 +195,10 @@ def test_smoke_run_compares_the_policies_on_the_same_requests(smoke_result: RunR
     assert {"tiny", "large", "cascade", "router", "oracle", "large_compressed_4b"} <= set(pol)
     assert pol["tiny"]["offload_fraction"] == 0.0 and pol["large"]["offload_fraction"] == 1.0
     assert pol["tiny"]["bytes_up_per_inference"] == 0.0
-    assert pol["large"]["bytes_up_per_inference"] == 256.0
+    # on air: the 256-byte frame + the security layer's header and tag
+    overhead = smoke_result.security["wire"]["message_overhead_bytes"]
+    assert pol["large"]["bytes_up_per_inference"] == 256.0 + overhead
+    assert pol["_unprotected"]["large"]["bytes_up_per_inference"] == 256.0
     # The oracle offloads exactly what the large model fixes: no policy of the run beats it.
     best = max(v["accuracy"] for k, v in pol.items() if not k.startswith("_"))
     assert pol["oracle"]["accuracy"] == best
@@ -248,10 +251,10 @@ def test_smoke_run_splits_and_exits_early(smoke_result: RunResult) -> None:
     # every split request goes up, at one of the chosen points' sizes
     assert pol["split"]["offload_fraction"] == 1.0
     chosen = {points[label]["bytes_up"] for label in distribution}
-    sent = smoke_result.policies["outcomes"]["split"].bytes_up
+    sent = smoke_result.policies["outcomes"]["split"].payload_bytes_up
     assert set(np.unique(sent)) <= chosen
     assert abs(pol["early_exit"]["offload_fraction"] - 0.4) < 0.1
-    exit_bytes = smoke_result.policies["outcomes"]["early_exit"].bytes_up
+    exit_bytes = smoke_result.policies["outcomes"]["early_exit"].payload_bytes_up
     assert set(np.unique(exit_bytes)) <= {0, 72}
     payload = pol["_payload_accuracy"]
     assert payload["bottleneck"]["bytes_up"] == 72 and payload["large"]["bytes_up"] == 256

@@ -9,6 +9,7 @@ from pydantic import Field
 from tinylarge.config.base import Section
 
 AttackName = Literal["sign_flip", "scaling", "gaussian", "alie", "label_flip"]
+AeadName = Literal["chacha20-poly1305", "aes-256-gcm"]
 
 
 def _default_attacks() -> list[AttackName]:
@@ -16,13 +17,23 @@ def _default_attacks() -> list[AttackName]:
 
 
 class SecurityConfig(Section):
-    """Fuzzing of the wire format, aggregation under attack, and differential privacy.
+    """The security layer's costs on every message, and its study: fuzzing of the wire format,
+    aggregation under attack, and differential privacy (``enabled`` runs the study).
 
     The attack study runs FedAvg (``colearning.federated`` settings) on an IID split of the
     training frames over the run's devices, for every attack x malicious fraction x aggregator.
     """
 
     enabled: bool = True
+    protect_messages: bool = Field(
+        True,
+        description="every offload, reply, update and push goes through a secure session: its "
+        "header, tag, handshake and device crypto are costed on the network and the devices",
+    )
+    aead: AeadName = "chacha20-poly1305"
+    signed_updates: bool = Field(
+        True, description="the closed loop pushes signed bundles that devices verify"
+    )
     fuzz_messages: int = Field(2000, ge=0, le=10_000_000, description="mutated messages")
     attacks: list[AttackName] = Field(default_factory=_default_attacks)
     attack_scale: dict[str, float] = Field(

@@ -10,6 +10,13 @@ costed per multiply-accumulate from the tiny model's MCU estimate. Everything is
 Outcome per request: correct, offloaded, delivered, bytes up/down, latency_s, energy_j (compute +
 radio), deadline met. A request answered nowhere (offload failed and no on-device answer) is
 wrong and misses its deadline.
+
+A `tinylarge.net.overhead.ProtocolOverhead` (the security layer's, `tinylarge.secure.costs`)
+adds its header and tag to every offloaded message and to every reply, the device's time and
+energy to seal the request and open the reply, and one session set-up (handshake) per device
+that offloads at all: its public-key work and its two flights at the device's mean link rates,
+charged to the device's first offload. The set-up is off the latency path (a device opens its
+session when it attaches, before its first request).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from tinylarge.data import Partition
 from tinylarge.integrate.policy import Decision, Policy, Trace
 from tinylarge.integrate.resources import apply_resource_limits
 from tinylarge.net import CellDevices, EdgeServer, LinkSettings, airtime_s, send_messages
+from tinylarge.net.overhead import ProtocolOverhead
 from tinylarge.net.uplink import efficiency_fn
 
 FloatArray = npt.NDArray[np.float64]
@@ -136,29 +144,65 @@ def estimate_offload_cost(
     edge: EdgeServer,
     compute: DeviceCompute,
     reply_bytes: int,
+    overhead: ProtocolOverhead | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """What a device can predict before sending: latency (s) and energy (J) of each offload.
 
     From the device's mean uplink/downlink SNR (no fast fading, no other devices): one slot of
     alignment, the airtime at the whole-band rate, one edge batch of one, the reply's airtime;
     energy = compute + TX power / PA efficiency + circuit over the airtime + RX of the reply.
-    Requests the device cannot reach the edge with (rate 0) get infinite cost.
+    With ``overhead``, messages carry its bytes and the device seals / opens them (its session
+    set-up, paid once, is not in a per-request estimate). Requests the device cannot reach the
+    edge with (rate 0) get infinite cost.
     """
+    ov = overhead or ProtocolOverhead()
     profile = cells.profile
     up_all, down_all = mean_link_rates_bps(cells, settings)
     up_rate, dl_rate = up_all[requests.device], down_all[requests.device]
     ok = (up_rate > 0) & (dl_rate > 0)
-    bits = 8 * decision.bytes_up
-    up_air = airtime_s(bits, np.where(ok, up_rate, 1.0), profile.slot_s)
-    dl_air = airtime_s(8 * reply_bytes, np.where(ok, dl_rate, 1.0), profile.slot_s)
-    compute_s = decision.device_macs * compute.seconds_per_mac
+    payload = np.where(decision.offload, decision.bytes_up, 0)
+    up_air = airtime_s(8 * ov.wire_bytes(payload), np.where(ok, up_rate, 1.0), profile.slot_s)
+    dl_air = airtime_s(8 * ov.wire_bytes(reply_bytes), np.where(ok, dl_rate, 1.0), profile.slot_s)
+    crypto_s = ov.device_time_s(payload) + ov.device_time_s(reply_bytes)
+    crypto_j = ov.device_energy_j(payload) + ov.device_energy_j(reply_bytes)
+    compute_s = decision.device_macs * compute.seconds_per_mac + crypto_s
     latency = compute_s + profile.slot_s + up_air + edge.setup_s + edge.per_item_s + dl_air
     energy = (
         decision.device_macs * compute.joules_per_mac
+        + crypto_j
         + transmit_power_w(cells, settings) * up_air
         + settings.energy.rx_power_w * dl_air
     )
     return np.where(ok, latency, np.inf), np.where(ok, energy, np.inf)
+
+
+@dataclass(frozen=True)
+class SecurityCost:
+    """What a protocol layer added to a policy's run (all requests together).
+
+    ``message_overhead_bytes``: headers and tags of requests and replies; ``handshake_bytes``:
+    both flights of every session set-up; ``crypto_energy_j``: the devices' AEAD and public-key
+    work (inside the outcome's compute energy); ``handshake_radio_energy_j``: sending and
+    receiving the set-ups (inside its radio energy); ``sessions``: devices that set one up;
+    ``bytes_per_message``: header + tag of one message.
+    """
+
+    message_overhead_bytes: int
+    handshake_bytes: int
+    crypto_energy_j: float
+    handshake_radio_energy_j: float
+    sessions: int
+    bytes_per_message: int = 0
+
+    def summary(self, n_requests: int) -> dict[str, float | int]:
+        n = max(n_requests, 1)
+        return {
+            "overhead_bytes_per_inference": self.message_overhead_bytes / n,
+            "handshake_bytes_per_inference": self.handshake_bytes / n,
+            "crypto_energy_j_per_inference": self.crypto_energy_j / n,
+            "handshake_radio_energy_j_per_inference": self.handshake_radio_energy_j / n,
+            "sessions": self.sessions,
+        }
 
 
 @dataclass(frozen=True)
@@ -174,6 +218,14 @@ class PolicyOutcome:
     compute_energy_j: FloatArray
     radio_energy_j: FloatArray
     deadline_met: npt.NDArray[np.bool_]
+    security: SecurityCost | None = None
+
+    @property
+    def payload_bytes_up(self) -> IntArray:
+        """Uplink payload of each request without the protocol's header and tag, bytes."""
+        if self.security is None:
+            return self.bytes_up
+        return self.bytes_up - np.where(self.offloaded, self.security.bytes_per_message, 0)
 
     def summary(self) -> dict[str, Any]:
         """Accuracy, offload fraction, latency percentiles, energy and bytes per inference."""
@@ -196,6 +248,7 @@ class PolicyOutcome:
             "radio_energy_j_per_inference": float(self.radio_energy_j.sum() / n),
             "bytes_up_per_inference": float(self.bytes_up.sum() / n),
             "deadline_met_fraction": float(self.deadline_met.mean()) if self.correct.size else 0.0,
+            **({"security": self.security.summary(n)} if self.security is not None else {}),
         }
 
 
@@ -212,11 +265,15 @@ def run_policy(
     reply_bytes: int,
     deadline_s: float,
     limits: ResourceLimits | None = None,
+    overhead: ProtocolOverhead | None = None,
 ) -> PolicyOutcome:
     """Decide every request with ``policy`` and cost it on the device and the network.
 
     With ``limits``, offloads predicted (`estimate_offload_cost`) to miss the deadline or to
-    overdraw a device's energy budget stay on the device before anything is sent.
+    overdraw a device's energy budget stay on the device before anything is sent. With
+    ``overhead`` (e.g. the security layer's), messages and devices pay it as the module doc
+    says, and the outcome's ``security`` records what it added; ``bytes_up`` is then what is
+    on air (payload + header + tag).
     """
     if not deadline_s > 0:
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
@@ -230,6 +287,7 @@ def run_policy(
             edge=edge,
             compute=compute,
             reply_bytes=reply_bytes,
+            overhead=overhead,
         )
         decision = apply_resource_limits(
             decision,
@@ -239,9 +297,15 @@ def run_policy(
             energy_budget_j=limits.energy_budget_j,
             device=requests.device if limits.energy_budget_j is not None else None,
         )
+    ov = overhead or ProtocolOverhead()
     y = trace.y[requests.sample]
-    compute_s = decision.device_macs * compute.seconds_per_mac
-    compute_j = decision.device_macs * compute.joules_per_mac
+    payload_up = np.where(decision.offload, decision.bytes_up, 0).astype(np.int64)
+    wire_up = ov.wire_bytes(payload_up)
+    wire_reply = int(ov.wire_bytes(reply_bytes))
+    seal_s, seal_j = ov.device_time_s(payload_up), ov.device_energy_j(payload_up)
+    open_s, open_j = float(ov.device_time_s(reply_bytes)), float(ov.device_energy_j(reply_bytes))
+    compute_s = decision.device_macs * compute.seconds_per_mac + seal_s
+    compute_j = decision.device_macs * compute.joules_per_mac + seal_j
     latency = compute_s.astype(np.float64)
     radio_j = np.zeros(y.size)
     delivered = np.zeros(y.size, dtype=np.bool_)
@@ -254,12 +318,31 @@ def run_policy(
             edge,
             device=requests.device[sent],
             arrival_s=requests.arrival_s[sent] + compute_s[sent],
-            bytes_up=decision.bytes_up[sent],
-            bytes_down=reply_bytes,
+            bytes_up=wire_up[sent],
+            bytes_down=wire_reply,
         )
         delivered[sent] = messages.delivered
         radio_j[sent] = messages.energy_j
-        latency[sent] = np.where(messages.delivered, compute_s[sent] + messages.latency_s, np.nan)
+        # The device opens (checks and decrypts) a reply that arrives.
+        compute_j[sent] += np.where(messages.delivered, open_j, 0.0)
+        latency[sent] = np.where(
+            messages.delivered, compute_s[sent] + messages.latency_s + open_s, np.nan
+        )
+    security = None
+    if overhead is not None:
+        sessions, handshake_j, handshake_radio_j = _charge_sessions(
+            ov, requests, decision.offload, cells, settings, compute_j, radio_j
+        )
+        replies = int(delivered.sum())
+        security = SecurityCost(
+            message_overhead_bytes=int(wire_up.sum() - payload_up.sum())
+            + replies * (wire_reply - reply_bytes),
+            handshake_bytes=sessions * (ov.session_up_bytes + ov.session_down_bytes),
+            crypto_energy_j=float(seal_j.sum()) + replies * open_j + handshake_j,
+            handshake_radio_energy_j=handshake_radio_j,
+            sessions=sessions,
+            bytes_per_message=ov.message_bytes,
+        )
     answer = np.where(
         decision.offload & delivered, decision.prediction, decision.fallback_prediction
     )
@@ -274,9 +357,41 @@ def run_policy(
         correct=correct,
         offloaded=decision.offload,
         delivered=delivered,
-        bytes_up=np.where(decision.offload, decision.bytes_up, 0).astype(np.int64),
+        bytes_up=wire_up,
         latency_s=latency,
         compute_energy_j=compute_j.astype(np.float64),
         radio_energy_j=radio_j,
         deadline_met=np.isfinite(latency) & (latency <= deadline_s),
+        security=security,
     )
+
+
+def _charge_sessions(
+    overhead: ProtocolOverhead,
+    requests: Requests,
+    offload: npt.NDArray[np.bool_],
+    cells: CellDevices,
+    settings: LinkSettings,
+    compute_j: FloatArray,
+    radio_j: FloatArray,
+) -> tuple[int, float, float]:
+    """Charge one session set-up to the first offload of every device that offloads and can
+    reach the edge (in place on ``compute_j`` / ``radio_j``).
+
+    Returns the number of sessions, their compute energy (J) and their radio energy (J): both
+    flights at the device's mean link rates.
+    """
+    if not overhead.enabled:
+        return 0, 0.0, 0.0
+    sent = np.flatnonzero(offload)
+    devices, first = np.unique(requests.device[sent], return_index=True)
+    up_all, down_all = mean_link_rates_bps(cells, settings)
+    reach = (up_all[devices] > 0) & (down_all[devices] > 0)
+    devices, at = devices[reach], sent[first[reach]]
+    slot = cells.profile.slot_s
+    up_air = airtime_s(8 * overhead.session_up_bytes, up_all[devices], slot)
+    down_air = airtime_s(8 * overhead.session_down_bytes, down_all[devices], slot)
+    radio = transmit_power_w(cells, settings) * up_air + settings.energy.rx_power_w * down_air
+    compute_j[at] += overhead.session_device_j
+    radio_j[at] += radio
+    return int(devices.size), overhead.session_device_j * devices.size, float(radio.sum())

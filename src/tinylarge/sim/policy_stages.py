@@ -32,6 +32,7 @@ from tinylarge.sim.engine import (
     draw_requests,
     run_policy,
 )
+from tinylarge.sim.security_costs import run_overhead
 from tinylarge.sim.split_exit_stages import (
     early_exit_policy,
     plan_split,
@@ -86,6 +87,11 @@ def _validation_trace(state: RunState) -> tuple[Trace, str]:
         extra=split_exit_extra(state, x),
     )
     return trace, source
+
+
+#: Policies also run without the security layer (same requests and channel draws), to show
+#: what the layer costs them.
+UNPROTECTED_REFERENCES = ("large", "router")
 
 
 def build_policies(
@@ -176,21 +182,30 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         else None
     )
     outcomes: dict[str, PolicyOutcome] = {}
+    unprotected: dict[str, dict[str, Any]] = {}
     policies = build_policies(state, validation, split)
+    overhead = run_overhead(state)
     for policy in policies:
-        outcomes[_key(policy)] = run_policy(
-            rng_for(scenario.seed, "policies", "network", _key(policy)),
-            policy,
-            test,
-            requests,
-            cells=state.network["cells"],
-            settings=state.network["settings"],
-            edge=state.network["edge"],
-            compute=compute,
-            reply_bytes=scenario.network.traffic.reply_bytes,
-            deadline_s=config.deadline_s,
-            limits=limits,
-        )
+
+        def run(protect: bool, policy: Policy = policy) -> PolicyOutcome:
+            return run_policy(
+                rng_for(scenario.seed, "policies", "network", _key(policy)),
+                policy,
+                test,
+                requests,
+                cells=state.network["cells"],
+                settings=state.network["settings"],
+                edge=state.network["edge"],
+                compute=compute,
+                reply_bytes=scenario.network.traffic.reply_bytes,
+                deadline_s=config.deadline_s,
+                limits=limits,
+                overhead=overhead if protect else None,
+            )
+
+        outcomes[_key(policy)] = run(True)
+        if overhead is not None and _key(policy) in UNPROTECTED_REFERENCES:
+            unprotected[_key(policy)] = run(False).summary()  # same draws, no security layer
     state.policies = {
         "payload_accuracy": payload_accuracy(
             test,
@@ -201,6 +216,7 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         "outcomes": outcomes,
         "requests": requests,
         "validation_source": validation_source,
+        "unprotected": unprotected,
         "split_exit": split_exit_metrics(state, plan, test, requests.sample),
         "tuned": {
             _key(p): {
@@ -230,15 +246,17 @@ def payload_accuracy(
     bottleneck_bytes: int | None,
 ) -> dict[str, dict[str, float]]:
     """Accuracy of the edge's answer for each way of sending the whole frame, over the requested
-    samples and without network losses, with the mean bytes each sends per request."""
+    samples and without network losses, with the mean payload bytes each sends per request
+    (without the security layer's header and tag)."""
     y = test.y[sample]
     sent: dict[str, tuple[np.ndarray, float]] = {
-        "large": (test.large_logits, float(outcomes["large"].bytes_up.mean()))
+        "large": (test.large_logits, float(outcomes["large"].payload_bytes_up.mean()))
     }
     for name, outcome in outcomes.items():
         if name.startswith("large_compressed_"):
             bits = int(name.removeprefix("large_compressed_").removesuffix("b"))
-            sent[name] = (test.extra[large_logits_key(bits)], float(outcome.bytes_up.mean()))
+            payload = float(outcome.payload_bytes_up.mean())
+            sent[name] = (test.extra[large_logits_key(bits)], payload)
     if bottleneck_bytes is not None and BOTTLENECK_LOGITS_KEY in test.extra:
         sent["bottleneck"] = (test.extra[BOTTLENECK_LOGITS_KEY], float(bottleneck_bytes))
     return {
@@ -288,6 +306,8 @@ def policy_metrics(state: RunState) -> dict[str, Any] | None:
     if best is not None:
         metrics["_best_within_target_offload"] = best
     metrics["_payload_accuracy"] = state.policies["payload_accuracy"]
+    if state.policies.get("unprotected"):
+        metrics["_unprotected"] = state.policies["unprotected"]
     if state.policies["split_exit"]:
         metrics["_split_exit"] = state.policies["split_exit"]
     return metrics
