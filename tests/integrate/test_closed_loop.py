@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 import torch
@@ -12,14 +14,20 @@ from tinylarge.data.partition import Partition
 from tinylarge.integrate.closed_loop import (
     THRESHOLD_BYTES,
     ClosedLoop,
+    UpdateChannel,
     exclude_samples,
     max_softmax,
     threshold_for_accuracy,
     threshold_for_offload,
 )
-from tinylarge.integrate.colearning import FederatedData
+from tinylarge.integrate.colearning import FederatedData, LinkBudget
 from tinylarge.models.registry import build_model
 from tinylarge.models.training import train
+from tinylarge.secure import BadSignature, Identity, Rollback
+from tinylarge.secure.bundle import bundle_overhead_bytes
+from tinylarge.secure.costs import bundle_check_cycles
+from tinylarge.secure.updates import SignedUpdates
+from tinylarge.tiny.mcu import MCU_PROFILES
 from tinylarge.tiny.model_file import to_bytes
 
 
@@ -137,3 +145,56 @@ def test_bad_loop_arguments_are_named() -> None:
             forward_macs=10,
             update_every=0,
         )
+
+
+def _small_loop(budget: LinkBudget, channel: UpdateChannel | None) -> ClosedLoop:
+    data = easy_data(n_train=600, n_devices=4, seed=2)
+    day0, large = _models(data)
+    return ClosedLoop(
+        day0, large, data, budget, server_indices=np.arange(200), class_names=("a", "b", "c", "d"),
+        distil_spec=TrainingSpec(epochs=1, batch_size=32, patience_epochs=0, val_fraction=0.0),
+        forward_macs=1000, frames_per_device=10, update_every=1, calibration_samples=32,
+        update_channel=channel, seed=0,
+    )  # fmt: skip
+
+
+def test_signed_pushes_carry_the_bundle_and_devices_pay_its_check() -> None:
+    target, mcu = "stm32l4r5", MCU_PROFILES["stm32l4r5"]
+    channel = SignedUpdates(Identity.generate("edge"), target, mcu)
+    loop = _small_loop(links(4), channel)
+    record = loop.round(1)
+    update = to_bytes(loop.int8) + struct.pack("<f", loop.threshold)
+    bundle = channel.package(update, 1)
+    assert record.extra["update_bytes_per_device"] == len(bundle)
+    assert len(bundle) - len(update) == bundle_overhead_bytes(bundle)
+    # what a device would install is exactly the update, and version 1 cannot be replayed
+    assert channel.install(bundle, 0) == update
+    with pytest.raises(Rollback):
+        channel.install(bundle, 1)
+    plain = _small_loop(links(4), None)
+    base = plain.round(1)
+    assert base.extra["update_bytes_per_device"] == len(update)
+    radio = 0.2 * 1e-3 * (np.ceil(8 * len(bundle) / 1e4) - np.ceil(8 * len(update) / 1e4))
+    check = channel.install_energy_j(len(update))
+    assert check == pytest.approx(bundle_check_cycles(len(update)) / 120e6 * mcu.active_power_w)
+    # the same round: only the push differs (4 devices download a bigger package and check it)
+    assert record.device_energy_j - base.device_energy_j == pytest.approx(4 * (radio + check))
+
+
+def test_a_push_that_fails_its_check_stops_the_loop() -> None:
+    mcu = MCU_PROFILES["stm32l4r5"]
+    signer = SignedUpdates(Identity.generate("edge"), "stm32l4r5", mcu)
+    impostor = SignedUpdates(Identity.generate("edge"), "stm32l4r5", mcu)
+
+    class Forged:
+        def package(self, update: bytes, version: int) -> bytes:
+            return impostor.package(update, version)  # signed by a key devices do not trust
+
+        def install(self, package: bytes, installed_version: int) -> bytes:
+            return signer.install(package, installed_version)
+
+        def install_energy_j(self, update_bytes: int) -> float:
+            return 0.0
+
+    with pytest.raises(BadSignature):
+        _small_loop(links(4), Forged()).round(1)

@@ -39,8 +39,12 @@ def test_every_scheme_meets_the_round_contract(name: str, smoke_result: RunResul
         fastest = 8 / max(links.uplink_bps.max(), links.downlink_bps.max())
         assert r.airtime_s >= (r.bytes_up + r.bytes_down) * fastest * (1 - 1e-9)
         assert r.device_energy_j > 0 and np.isfinite(r.device_energy_j)
-    again = build_scheme(name, smoke_result, data, links).run(2)
-    assert [r.to_dict() for r in again] == [r.to_dict() for r in records]  # reproducible
+    # the security layer's sessions and headers went into those figures
+    assert links.overhead.enabled and links.ledger.sessions > 0
+    assert links.ledger.overhead_bytes >= links.overhead.message_bytes * 2 * records[0].clients
+    # reproducible (fresh sessions, as a new run would have)
+    again = build_scheme(name, smoke_result, data, link_budget(smoke_result)).run(2)
+    assert [r.to_dict() for r in again] == [r.to_dict() for r in records]
 
 
 def test_config_errors_name_what_is_allowed() -> None:

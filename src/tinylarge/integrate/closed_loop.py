@@ -19,12 +19,18 @@ record's ``accuracy`` and extra ``offload_fraction`` are the system's on the tes
 model's answers without network losses); ``stream_*`` figures are over the frames the devices
 saw that round. Devices draw their frames with replacement from their own training samples
 (those not in the server's own set).
+
+With an ``update_channel`` (e.g. `tinylarge.secure.updates.SignedUpdates`), each push is the
+channel's package of model + threshold (a signed bundle): its bytes go on the downlink, a
+device checks it before installing (`UpdateChannel.install`, run once per push on the real
+bytes) and every reachable device pays the check's energy.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
+import struct
+from typing import ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +52,23 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: Bytes of the threshold shipped with a model update (float32).
 THRESHOLD_BYTES = 4
+
+
+class UpdateChannel(Protocol):
+    """How the server packages a model update and how a device checks it before installing."""
+
+    def package(self, update: bytes, version: int) -> bytes:
+        """What the server sends for ``update`` as ``version`` (>= 1)."""
+        ...
+
+    def install(self, package: bytes, installed_version: int) -> bytes:
+        """The update a device with ``installed_version`` installs, or an exception (the
+        device then keeps its model)."""
+        ...
+
+    def install_energy_j(self, update_bytes: int) -> float:
+        """A device's energy to check a package of an ``update_bytes`` update, J."""
+        ...
 
 
 def max_softmax(logits: npt.ArrayLike) -> FloatArray:
@@ -155,6 +178,9 @@ class ClosedLoop(CoLearning):
         The tiny model's MACs per frame (device inference energy).
     calibration_samples : int
         Server frames used to calibrate each int8 quantization.
+    update_channel : UpdateChannel, optional
+        Packages each push (e.g. signed bundles) and checks it on the device; None: the raw
+        model + threshold.
     seed : int
     """
 
@@ -180,6 +206,7 @@ class ClosedLoop(CoLearning):
         reply_bytes: int = 8,
         validation_fraction: float = 0.2,
         calibration_samples: int = 1000,
+        update_channel: UpdateChannel | None = None,
         seed: int = 0,
     ) -> None:
         server = np.unique(np.asarray(server_indices, dtype=np.int64))
@@ -218,6 +245,7 @@ class ClosedLoop(CoLearning):
         self.frame_bytes, self.reply_bytes = frame_bytes, reply_bytes
         self.forward_macs, self.calibration_samples = forward_macs, calibration_samples
         self.seed, self.rng = seed, rng
+        self.update_channel = update_channel
         self.version = 0
         self._started = False
         self._test_logits: tuple[int, np.ndarray] = (-1, np.zeros((0, data.num_classes)))
@@ -254,8 +282,9 @@ class ClosedLoop(CoLearning):
         logits = self._int8_logits(model, self.data.x_train[idx])
         return max_softmax(logits), logits.argmax(1) == self.data.y_train[idx]
 
-    def _update(self, number: int) -> int:
-        """Distil, quantize and choose the threshold of the next model; its update bytes."""
+    def _update(self, number: int) -> tuple[int, float]:
+        """Distil, quantize and choose the threshold of the next model; the bytes each device
+        receives and the energy each spends checking them (J)."""
         student = copy.deepcopy(self.tiny_float)
         idx = np.concatenate([self.server_train, self.gathered_idx])
         teacher = np.concatenate([self.large_train_logits, self.gathered_logits])
@@ -280,7 +309,13 @@ class ClosedLoop(CoLearning):
             conf, tiny_ok, self.large_val_correct, self.target_accuracy
         )
         self.version += 1
-        return len(to_bytes(self.int8)) + THRESHOLD_BYTES
+        update = to_bytes(self.int8) + struct.pack("<f", self.threshold)
+        if self.update_channel is None:
+            return len(update), 0.0
+        package = self.update_channel.package(update, self.version)
+        if self.update_channel.install(package, self.version - 1) != update:
+            raise RuntimeError("the update channel delivered different bytes than were sent")
+        return len(package), self.update_channel.install_energy_j(len(update))
 
     # -- one round -----------------------------------------------------------------------------
     def round(self, number: int) -> RoundRecord:
@@ -319,11 +354,11 @@ class ClosedLoop(CoLearning):
         bytes_up, bytes_down, airtime = offloads.bytes_up, offloads.bytes_down, offloads.airtime_s
         update_bytes = 0
         if number % self.update_every == 0:
-            update_bytes = self._update(number)
+            update_bytes, check_j = self._update(number)
             push = self.links.traffic(devices, 0, update_bytes)
             bytes_down += push.bytes_down
             airtime += push.airtime_s
-            energy += float(push.device_energy_j.sum())
+            energy += float(push.device_energy_j.sum()) + check_j * devices.size
         return RoundRecord(
             round=number,
             accuracy=float(test_correct.mean()),

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from tinylarge.data.partition import Partition
 from tinylarge.net.link import airtime_s
+from tinylarge.net.overhead import ProtocolOverhead
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -78,13 +79,36 @@ class Traffic:
     """What one round's messages cost on the network and on the devices.
 
     ``airtime_s`` is the cell's time on air with the devices served one after another; energy
-    is per device (radio only), J.
+    is per device (radio, plus the protocol overhead's crypto if any), J.
     """
 
     bytes_up: int
     bytes_down: int
     airtime_s: float
     device_energy_j: FloatArray
+
+
+@dataclass
+class SecurityLedger:
+    """Running totals of what a `LinkBudget`'s protocol overhead added to its traffic.
+
+    ``overhead_bytes``: headers and tags of all messages; ``handshake_bytes``: both flights of
+    every session set-up; ``crypto_energy_j``: the devices' AEAD and public-key work, J;
+    ``sessions``: devices that set up a session.
+    """
+
+    overhead_bytes: int = 0
+    handshake_bytes: int = 0
+    crypto_energy_j: float = 0.0
+    sessions: int = 0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "overhead_bytes": self.overhead_bytes,
+            "handshake_bytes": self.handshake_bytes,
+            "crypto_energy_j": self.crypto_energy_j,
+            "sessions": self.sessions,
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +126,12 @@ class LinkBudget:
         receiving, W (`tinylarge.net.energy.RadioEnergyModel`).
     joules_per_mac : float
         The device MCU's energy per MAC of the int8 tiny model (its measured footprint), J.
+    overhead : ProtocolOverhead
+        A protocol layer every message goes through (e.g. the security layer's): its header
+        and tag on every message, its crypto energy on every byte, and one session set-up the
+        first time each device talks (sessions last as long as this budget). Default: none.
+
+    ``ledger`` keeps the running totals of what ``overhead`` added.
     """
 
     uplink_bps: FloatArray
@@ -110,6 +140,9 @@ class LinkBudget:
     tx_draw_w: float
     rx_power_w: float
     joules_per_mac: float
+    overhead: ProtocolOverhead = field(default_factory=ProtocolOverhead)
+    ledger: SecurityLedger = field(init=False, repr=False)
+    _session_open: npt.NDArray[np.bool_] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         up, down = np.asarray(self.uplink_bps), np.asarray(self.downlink_bps)
@@ -121,6 +154,8 @@ class LinkBudget:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0) or (name == "slot_s" and value == 0):
                 raise ValueError(f"{name} must be finite and >= 0 (slot_s > 0), got {value}")
+        object.__setattr__(self, "ledger", SecurityLedger())
+        object.__setattr__(self, "_session_open", np.zeros(up.size, dtype=np.bool_))
 
     @property
     def n_devices(self) -> int:
@@ -132,12 +167,22 @@ class LinkBudget:
         return (np.asarray(self.uplink_bps) > 0) & (np.asarray(self.downlink_bps) > 0)
 
     def traffic(
-        self, devices: npt.ArrayLike, bytes_up: npt.ArrayLike, bytes_down: npt.ArrayLike
+        self,
+        devices: npt.ArrayLike,
+        bytes_up: npt.ArrayLike,
+        bytes_down: npt.ArrayLike,
+        *,
+        messages_up: npt.ArrayLike = 1,
+        messages_down: npt.ArrayLike = 1,
     ) -> Traffic:
         """Cost of ``devices`` sending ``bytes_up`` and receiving ``bytes_down`` each.
 
-        ``bytes_up``/``bytes_down`` broadcast against ``devices``. Every device must be
-        reachable (select clients from `reachable`); otherwise ``ValueError``.
+        ``bytes_up``/``bytes_down`` (payload) broadcast against ``devices``; each device's
+        payload travels in ``messages_up``/``messages_down`` messages (broadcast; none when its
+        payload is 0), each adding the overhead's header and tag. A device without a session
+        first sets one up. Bytes, airtime and energy are what is on air, overhead included.
+        Every device must be reachable (select clients from `reachable`); otherwise
+        ``ValueError``.
         """
         dev = np.asarray(devices, dtype=np.int64).reshape(-1)
         up_b = np.broadcast_to(np.asarray(bytes_up, dtype=np.float64), dev.shape)
@@ -147,9 +192,31 @@ class LinkBudget:
         if not self.reachable[dev].all():
             bad = dev[~self.reachable[dev]][:5].tolist()
             raise ValueError(f"devices {bad} are out of range of the server (link rate 0)")
+        ov = self.overhead
+        n_up = np.where(up_b > 0, np.broadcast_to(np.asarray(messages_up), dev.shape), 0)
+        n_down = np.where(down_b > 0, np.broadcast_to(np.asarray(messages_down), dev.shape), 0)
+        if (n_up < 0).any() or (n_down < 0).any():
+            raise ValueError("messages_up and messages_down must be >= 0")
+        header_b = ov.message_bytes * (n_up + n_down)
+        up_b = up_b + ov.message_bytes * n_up
+        down_b = down_b + ov.message_bytes * n_down
+        crypto = (up_b + down_b) * ov.device_j_per_byte
+        if ov.enabled:  # first contact: set up a session (its flights travel with the payload)
+            new = np.zeros(dev.shape, dtype=np.bool_)
+            _, first = np.unique(dev, return_index=True)
+            new[first] = ~self._session_open[dev[first]]
+            self._session_open[dev[new]] = True
+            up_b = up_b + new * ov.session_up_bytes
+            down_b = down_b + new * ov.session_down_bytes
+            crypto = crypto + new * ov.session_device_j
+            sessions = int(new.sum())
+            self.ledger.sessions += sessions
+            self.ledger.handshake_bytes += sessions * (ov.session_up_bytes + ov.session_down_bytes)
+            self.ledger.overhead_bytes += int(header_b.sum())
+            self.ledger.crypto_energy_j += float(crypto.sum())
         up_air = airtime_s(8.0 * up_b, np.asarray(self.uplink_bps)[dev], self.slot_s)
         down_air = airtime_s(8.0 * down_b, np.asarray(self.downlink_bps)[dev], self.slot_s)
-        energy = self.tx_draw_w * up_air + self.rx_power_w * down_air
+        energy = self.tx_draw_w * up_air + self.rx_power_w * down_air + crypto
         return Traffic(
             bytes_up=round(float(up_b.sum())),
             bytes_down=round(float(down_b.sum())),

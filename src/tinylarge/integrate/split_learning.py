@@ -76,6 +76,7 @@ class _ClientWork:
     bytes_up: int
     bytes_down: int
     smashed_bytes: int  # activations + labels + gradients
+    messages: int  # per direction: one per training step, plus the device part
     loss_sum: float  # sum over batches of batch loss x batch size
 
 
@@ -171,7 +172,7 @@ class _SplitScheme(CoLearning):
         own = self.data.partition.device(device)
         if own.size > self.samples_per_client:
             own = rng.choice(own, size=self.samples_per_client, replace=False)
-        up = down = smashed = passes = 0
+        up = down = smashed = passes = steps = 0
         loss_sum = 0.0
         for _ in range(self.local_epochs):
             order = torch.from_numpy(rng.permutation(own).astype(np.int64))
@@ -189,6 +190,7 @@ class _SplitScheme(CoLearning):
                 up, down = up + step.bytes_up, down + step.bytes_down
                 smashed += step.bytes_up + step.bytes_down
                 passes += int(idx.numel())
+                steps += 1
                 loss_sum += step.loss * int(idx.numel())
         return _ClientWork(
             device=device,
@@ -197,6 +199,7 @@ class _SplitScheme(CoLearning):
             bytes_up=up + self.device_part_bytes,  # device part uploaded after the turn
             bytes_down=down + self.device_part_bytes,  # device part downloaded before it
             smashed_bytes=smashed,
+            messages=steps + 1,
             loss_sum=loss_sum,
         )
 
@@ -219,8 +222,13 @@ class _SplitScheme(CoLearning):
             torch.manual_seed(int(rng.integers(2**62)))
             work = self._train_round(clients, rng)
         devices = np.array([w.device for w in work], dtype=np.int64)
+        messages = [w.messages for w in work]
         traffic = self.links.traffic(
-            devices, [w.bytes_up for w in work], [w.bytes_down for w in work]
+            devices,
+            [w.bytes_up for w in work],
+            [w.bytes_down for w in work],
+            messages_up=messages,
+            messages_down=messages,
         )
         compute_j = self.links.training_energy_j(
             float(self.device_macs_per_sample), [w.sample_passes for w in work]
@@ -238,7 +246,7 @@ class _SplitScheme(CoLearning):
             extra={
                 "train_loss": sum(w.loss_sum for w in work) / max(passes, 1),
                 "smashed_bytes": float(smashed),
-                "model_bytes": float(traffic.bytes_up + traffic.bytes_down - smashed),
+                "model_bytes": float(sum(w.bytes_up + w.bytes_down for w in work) - smashed),
             },
         )
 

@@ -24,9 +24,11 @@ from tinylarge.integrate.fedavg import FedAvg, FedProx
 from tinylarge.integrate.split_learning import SplitFed, SplitLearning
 from tinylarge.models.blocks import BlockModel
 from tinylarge.models.evaluation import predict_logits
+from tinylarge.net.overhead import ProtocolOverhead
 from tinylarge.secure.robust import register_robust_aggregators
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.engine import mean_link_rates_bps, transmit_power_w
+from tinylarge.sim.security_costs import run_overhead, signed_updates
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import TINY_LABELS_ROLE, RunState
 from tinylarge.tiny.distill import distill
@@ -64,7 +66,9 @@ def federated_data(state: RunState) -> FederatedData:
 
 
 def link_budget(state: RunState) -> LinkBudget:
-    """Each device's mean link to the edge and its radio/compute power (network stage)."""
+    """Each device's mean link to the edge and its radio/compute power (network stage), with
+    the security layer's costs when ``security.protect_messages`` (fresh sessions: one budget
+    per scheme)."""
     cells, settings = state.network["cells"], state.network["settings"]
     up, down = mean_link_rates_bps(cells, settings)
     fp = state.footprints[state.scenario.tiny.target_mcu]
@@ -75,6 +79,7 @@ def link_budget(state: RunState) -> LinkBudget:
         tx_draw_w=transmit_power_w(cells, settings),
         rx_power_w=settings.energy.rx_power_w,
         joules_per_mac=float(fp.energy_j) / max(int(fp.macs), 1),
+        overhead=run_overhead(state) or ProtocolOverhead(),
     )
 
 
@@ -133,6 +138,7 @@ def _closed_loop(state: RunState, data: FederatedData, links: LinkBudget) -> Clo
         frame_bytes=scenario.network.traffic.message_bytes,
         reply_bytes=scenario.network.traffic.reply_bytes,
         validation_fraction=config.validation_fraction,
+        update_channel=signed_updates(state),
         seed=derive_seed(scenario.seed, "colearning", "closed_loop"),
     )
 
@@ -239,6 +245,8 @@ def run_scheme(
             on_round(record)
 
     summary = scheme_summary(scheme.run(n, progress=progress))
+    if links.overhead.enabled:
+        summary["security"] = links.ledger.to_dict()
     central_role = TINY_LABELS_ROLE if TINY_LABELS_ROLE in state.models else "tiny"
     if name in ("fedavg", "fedprox") and central_role in state.models:
         # the same tiny model trained centrally on all training frames from labels alone
