@@ -17,6 +17,7 @@ from tinylarge.secure.errors import (
 )
 from tinylarge.secure.handshake import DeviceHandshake, handshake, server_accept
 from tinylarge.secure.identity import Identity, Registry
+from tinylarge.secure.messages import MessageType
 from tinylarge.secure.robust import ROBUST_AGGREGATORS, register_robust_aggregators
 from tinylarge.secure.session import Session
 from tinylarge.secure.wire import overhead_bytes
@@ -29,6 +30,7 @@ __all__ = [
     "HashMismatch",
     "Identity",
     "Malformed",
+    "MessageType",
     "Registry",
     "Replay",
     "Rollback",
