@@ -160,3 +160,27 @@ def test_metrics_json_has_the_security_contract(run_dir: Path, smoke_result: Run
     html = (run_dir / "report.html").read_text()
     assert "Security: what it costs and what it stops" in html
     assert (run_dir / "plots" / "attacks.png").is_file()
+
+
+def test_the_security_layer_is_charged_on_the_policies_and_colearning(run_dir: Path) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    wire, policies = metrics["security"]["wire"], metrics["policies"]
+    frame = policies["_unprotected"]["large"]["bytes_up_per_inference"]
+    large = policies["large"]
+    # large offloads everything: every request carries the header and tag
+    assert large["bytes_up_per_inference"] == frame + wire["message_overhead_bytes"]
+    assert large["security"]["sessions"] > 0
+    plain = policies["_unprotected"]["large"]
+    assert large["energy_j_per_inference"] > plain["energy_j_per_inference"]
+    assert large["latency_s"]["p50"] > plain["latency_s"]["p50"]
+    assert policies["tiny"]["security"]["sessions"] == 0  # never talks, never pays
+    loop = metrics["colearning"]["closed_loop"]
+    pushes = [b for b in loop["update_bytes_per_device"] if b > 0]
+    assert pushes and loop["security"]["sessions"] > 0
+    # each push is a signed bundle: an int8 model of about the deployed size + threshold +
+    # the bundle's overhead (exact sizes: tests/integrate/test_closed_loop.py)
+    unsigned = np.array(pushes) - wire["bundle_overhead_bytes"] - 4
+    assert (np.abs(unsigned - wire["model_bytes"]) < 0.05 * wire["model_bytes"]).all()
+    html = (run_dir / "report.html").read_text()
+    assert "What it costs the inference policies" in html
+    assert "What it costs co-learning" in html

@@ -21,6 +21,96 @@ def _attack_table(rows: list[dict[str, Any]]) -> str:
     return table(header, body)
 
 
+def _uj(joules: float) -> str:
+    return f"{1e6 * joules:,.1f} uJ"
+
+
+def _device_costs(wire: dict[str, Any]) -> str:
+    if "handshake_device_j" not in wire:
+        return ""
+    return paragraph(
+        f"On the {wire['target_mcu']} (cycle counts measured on a Cortex-M4, wolfSSL; "
+        f"security.md), sealing one {wire['aead']} frame message costs "
+        f"{_uj(wire['device_crypto_j_per_frame_message'])}, a handshake "
+        f"{1e3 * wire['handshake_device_j']:.2f} mJ ({1e3 * wire['handshake_device_s']:.0f} ms "
+        f"of two X25519 and one Ed25519 sign + verify) and checking a signed model update "
+        f"{1e3 * wire['bundle_check_device_j']:.2f} mJ (Ed25519 verify + SHA-256)."
+    )
+
+
+def _policy_costs(policies: dict[str, Any]) -> str:
+    rows = []
+    plain = policies.get("_unprotected", {})
+    for name, s in policies.items():
+        sec = s.get("security") if isinstance(s, dict) else None
+        if name.startswith("_") or not sec or not s.get("offload_fraction"):
+            continue
+        ref = plain.get(name)
+        p99 = (s.get("latency_s") or {}).get("p99")
+        rows.append(
+            [
+                name,
+                f"{s['bytes_up_per_inference']:.1f}",
+                f"{sec['overhead_bytes_per_inference'] + sec['handshake_bytes_per_inference']:.1f}",
+                _uj(s["energy_j_per_inference"]),
+                _uj(
+                    sec["crypto_energy_j_per_inference"]
+                    + sec["handshake_radio_energy_j_per_inference"]
+                ),
+                "" if ref is None else _uj(ref["energy_j_per_inference"]),
+                "" if p99 is None else f"{1e3 * p99:.1f} ms",
+                ""
+                if ref is None or ref["latency_s"]["p99"] is None
+                else f"{1e3 * ref['latency_s']['p99']:.1f} ms",
+            ]
+        )
+    if not rows:
+        return ""
+    return paragraph(
+        "<b>What it costs the inference policies</b> (per inference, all requests; headers and "
+        "tags on every offload and reply, one handshake per device that offloads, the devices' "
+        "crypto; the rightmost columns rerun the policy on the same draws without the layer):"
+    ) + table(
+        [
+            "policy",
+            "bytes up / inference",
+            "security bytes (headers and tags both ways, handshakes)",
+            "device energy",
+            "of which crypto + handshake radio",
+            "device energy without security",
+            "p99 latency",
+            "p99 without security",
+        ],
+        rows,
+    )
+
+
+def _colearning_costs(colearning: dict[str, Any]) -> str:
+    rows = []
+    for name, s in colearning.items():
+        sec = s.get("security") if isinstance(s, dict) else None
+        if not sec:
+            continue
+        total = s["total_bytes_up"] + s["total_bytes_down"]
+        extra = sec["overhead_bytes"] + sec["handshake_bytes"]
+        rows.append(
+            [
+                name,
+                f"{total / 1024:,.1f} KiB",
+                f"{extra / 1024:,.1f} KiB ({100 * extra / max(total, 1):.1f} %)",
+                str(sec["sessions"]),
+                f"{1e3 * sec['crypto_energy_j']:,.1f} mJ "
+                f"({100 * sec['crypto_energy_j'] / max(s['total_device_energy_j'], 1e-30):.1f} %)",
+            ]
+        )
+    if not rows:
+        return ""
+    return paragraph(
+        "<b>What it costs co-learning</b> (whole run of each scheme; the closed loop's pushes "
+        "are signed bundles every device checks):"
+    ) + table(["scheme", "bytes", "of which security", "sessions", "device crypto energy"], rows)
+
+
 def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section | None:
     """What the security layer costs and what it stops."""
     sec = metrics.get("security")
@@ -29,13 +119,17 @@ def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
     wire, fuzz = sec["wire"], sec["fuzz"]
     rejected = sum(sum(v.values()) for v in fuzz["rejections"].values())
     body = paragraph(
-        f"Every message is sealed with an authenticated cipher (ChaCha20-Poly1305) under keys "
+        f"Every message is sealed with an authenticated cipher "
+        f"({wire.get('aead', 'chacha20-poly1305')}) under keys "
         f"from a signed X25519 handshake ({wire['handshake_bytes']['hello']} + "
         f"{wire['handshake_bytes']['reply']} bytes); each one costs "
         f"<b>{wire['message_overhead_bytes']} extra bytes</b> (header with a "
         f"{wire['device_id_bytes']}-byte device id, 16-byte tag). A signed model update adds "
         f"{wire['bundle_overhead_bytes']} bytes to the {wire['model_bytes']:,}-byte int8 model."
     )
+    body += _device_costs(wire)
+    body += _policy_costs(metrics.get("policies") or {})
+    body += _colearning_costs(metrics.get("colearning") or {})
     body += paragraph(
         f"<b>Fuzzing:</b> {fuzz['messages']:,} mutated messages (bit flips, truncation, "
         f"extension, reordering, replay, header edits, forged ids, other sessions' messages): "

@@ -21,6 +21,7 @@ from tinylarge.integrate.colearning import FederatedData
 from tinylarge.integrate.fedavg import FedAvg
 from tinylarge.secure.attacks import Attack
 from tinylarge.secure.bundle import bundle_overhead_bytes, sign_bundle
+from tinylarge.secure.costs import bundle_cost, protocol_overhead, run_device_id
 from tinylarge.secure.fuzz import fuzz_wire
 from tinylarge.secure.handshake import DeviceHandshake, server_accept
 from tinylarge.secure.identity import Identity, Registry
@@ -31,6 +32,7 @@ from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.colearning_stages import federated_data, fresh_tiny, link_budget
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
+from tinylarge.sim.tiny_stages import mcu_profiles
 from tinylarge.tiny.model_file import to_bytes
 
 
@@ -49,20 +51,36 @@ def check_security_config(config: SecurityConfig) -> None:
 
 
 def wire_costs(state: RunState) -> dict[str, Any]:
-    """Bytes the layer adds: per message, per handshake, per model bundle."""
-    device, server = Identity.generate("device-00001"), Identity.generate("edge")
+    """Bytes the layer adds (per message, per handshake, per model bundle) and what each costs
+    a device on the target MCU (`tinylarge.secure.costs`)."""
+    scenario = state.scenario
+    n = scenario.devices.count
+    device, server = Identity.generate(run_device_id(n - 1, n)), Identity.generate("edge")
     registry = Registry()
     registry.enroll(device.device_id, device.public_key)
-    hello = DeviceHandshake(device).hello()
+    hello = DeviceHandshake(device, scenario.security.aead).hello()
     reply, _ = server_accept(hello, server, registry)
     model = to_bytes(state.tiny_int8) if state.tiny_int8 is not None else bytes(4096)
-    bundle = sign_bundle(model, 1, state.scenario.tiny.target_mcu, server)
+    target = scenario.tiny.target_mcu
+    mcu = mcu_profiles(scenario)[target]
+    bundle = sign_bundle(model, 1, target, server)
+    costs = protocol_overhead(device.device_id, mcu, scenario.security.aead)
+    check = bundle_cost(len(model), target, mcu)
+    frame = scenario.network.traffic.message_bytes
     return {
+        "aead": scenario.security.aead,
+        "target_mcu": target,
         "message_overhead_bytes": overhead_bytes(device.device_id),
         "device_id_bytes": len(device.device_id),
         "handshake_bytes": {"hello": len(hello), "reply": len(reply)},
         "bundle_overhead_bytes": bundle_overhead_bytes(bundle),
         "model_bytes": len(model),
+        "device_crypto_j_per_byte": costs.device_j_per_byte,
+        "device_crypto_j_per_frame_message": float(costs.device_energy_j(frame)),
+        "handshake_device_j": costs.session_device_j,
+        "handshake_device_s": costs.session_device_s,
+        "bundle_check_device_j": check.verify_j,
+        "bundle_check_device_s": check.verify_s,
     }
 
 
