@@ -169,11 +169,11 @@ def test_the_security_layer_is_charged_on_the_policies_and_colearning(run_dir: P
     large = policies["large"]
     # large offloads everything: every request carries the header and tag
     assert large["bytes_up_per_inference"] == frame + wire["message_overhead_bytes"]
-    assert large["security"]["sessions"] > 0
+    assert large["security"]["handshakes"] > 0
     plain = policies["_unprotected"]["large"]
     assert large["energy_j_per_inference"] > plain["energy_j_per_inference"]
     assert large["latency_s"]["p50"] > plain["latency_s"]["p50"]
-    assert policies["tiny"]["security"]["sessions"] == 0  # never talks, never pays
+    assert policies["tiny"]["security"]["handshakes"] == 0  # never talks, never pays
     loop = metrics["colearning"]["closed_loop"]
     pushes = [b for b in loop["update_bytes_per_device"] if b > 0]
     assert pushes and loop["security"]["sessions"] > 0

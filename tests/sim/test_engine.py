@@ -162,7 +162,7 @@ def test_protocol_overhead_is_charged_per_message_and_one_session_per_device() -
         out.radio_energy_j, direct.energy_j + np.where(first > 0, hs_radio, 0)
     )
     sec = out.summary()["security"]
-    assert sec["sessions"] == 2
+    assert sec["handshakes"] == 2
     assert sec["overhead_bytes_per_inference"] == 2 * 39
     assert sec["handshake_bytes_per_inference"] == pytest.approx(2 * 210 / 4)
     assert sec["crypto_energy_j_per_inference"] == pytest.approx(crypto + 6e-3 / 4)
@@ -172,4 +172,33 @@ def test_protocol_overhead_is_charged_per_message_and_one_session_per_device() -
                       overhead=ProtocolOverhead(), **kw)  # type: ignore[arg-type]  # fmt: skip
     np.testing.assert_array_equal(plain.latency_s, zero.latency_s)
     np.testing.assert_array_equal(plain.radio_energy_j, zero.radio_energy_j)
-    assert "security" not in plain.summary() and zero.summary()["security"]["sessions"] == 0
+    assert "security" not in plain.summary() and zero.summary()["security"]["handshakes"] == 0
+
+
+def test_handshakes_follow_the_session_lifetime_and_are_amortized_over_short_runs() -> None:
+    from tinylarge.net.overhead import ProtocolOverhead
+
+    cells = _cells(10.0, 2)
+    # device 0 offloads at 0, 0.5 and 1.2 s, device 1 at 0.3 s
+    requests = Requests(np.array([0, 1, 0, 0]), np.array([0.0, 0.3, 0.5, 1.2]), np.arange(4))
+    ov = ProtocolOverhead(message_bytes=10, session_up_bytes=100, session_device_j=1e-3)
+    kw = dict(cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE, reply_bytes=8,
+              deadline_s=1.0, overhead=ov)  # fmt: skip
+
+    def run(lifetime: float, duration: float):  # type: ignore[no-untyped-def]
+        return run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
+                          session_lifetime_s=lifetime, duration_s=duration, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    # 1 s sessions over a 2 s run: device 0 sets up at 0 s and again at 1.2 s, device 1 once
+    short = run(1.0, 2.0)
+    assert short.security is not None and short.security.handshakes == 3
+    setup = short.compute_energy_j - run(1.0, 2.0).compute_energy_j.min()
+    assert (setup > 0).tolist() == [True, True, False, True]
+    # 10 s sessions over a 2 s run: each device pays a fifth of one handshake
+    long = run(10.0, 2.0)
+    assert long.security is not None and long.security.handshakes == pytest.approx(0.4)
+    assert long.security.crypto_energy_j == pytest.approx(
+        short.security.crypto_energy_j - 3e-3 + 0.4e-3
+    )
+    with pytest.raises(ValueError, match="session_lifetime_s must be > 0"):
+        run(0.0, 2.0)

@@ -31,6 +31,13 @@ class SecurityConfig(Section):
         "header, tag, handshake and device crypto are costed on the network and the devices",
     )
     aead: AeadName = "chacha20-poly1305"
+    session_lifetime_s: float = Field(
+        3600.0,
+        gt=0.0,
+        le=1e9,
+        description="how long a device keeps a session before a new handshake; the policies' "
+        "handshakes are amortized over it (a shorter run pays its share)",
+    )
     signed_updates: bool = Field(
         True, description="the closed loop pushes signed bundles that devices verify"
     )

@@ -38,7 +38,7 @@ def _device_costs(wire: dict[str, Any]) -> str:
     )
 
 
-def _policy_costs(policies: dict[str, Any]) -> str:
+def _policy_costs(policies: dict[str, Any], lifetime_s: float | None) -> str:
     rows = []
     plain = policies.get("_unprotected", {})
     for name, s in policies.items():
@@ -68,8 +68,14 @@ def _policy_costs(policies: dict[str, Any]) -> str:
         return ""
     return paragraph(
         "<b>What it costs the inference policies</b> (per inference, all requests; headers and "
-        "tags on every offload and reply, one handshake per device that offloads, the devices' "
-        "crypto; the rightmost columns rerun the policy on the same draws without the layer):"
+        "tags on every offload and reply, the devices' crypto, and one handshake per device that "
+        "offloads"
+        + (
+            f" per {lifetime_s:,.0f}-second session, amortized over the run"
+            if lifetime_s is not None
+            else ""
+        )
+        + "; the rightmost columns rerun the policy on the same draws without the layer):"
     ) + table(
         [
             "policy",
@@ -128,7 +134,7 @@ def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
         f"{wire['bundle_overhead_bytes']} bytes to the {wire['model_bytes']:,}-byte int8 model."
     )
     body += _device_costs(wire)
-    body += _policy_costs(metrics.get("policies") or {})
+    body += _policy_costs(metrics.get("policies") or {}, wire.get("session_lifetime_s"))
     body += _colearning_costs(metrics.get("colearning") or {})
     body += paragraph(
         f"<b>Fuzzing:</b> {fuzz['messages']:,} mutated messages (bit flips, truncation, "

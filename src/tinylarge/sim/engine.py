@@ -183,15 +183,16 @@ class SecurityCost:
     ``message_overhead_bytes``: headers and tags of requests and replies; ``handshake_bytes``:
     both flights of every session set-up; ``crypto_energy_j``: the devices' AEAD and public-key
     work (inside the outcome's compute energy); ``handshake_radio_energy_j``: sending and
-    receiving the set-ups (inside its radio energy); ``sessions``: devices that set one up;
-    ``bytes_per_message``: header + tag of one message.
+    receiving the set-ups (inside its radio energy); ``handshakes``: set-ups charged (amortized:
+    fractional when the run is shorter than a session's lifetime); ``bytes_per_message``:
+    header + tag of one message.
     """
 
     message_overhead_bytes: int
-    handshake_bytes: int
+    handshake_bytes: float
     crypto_energy_j: float
     handshake_radio_energy_j: float
-    sessions: int
+    handshakes: float
     bytes_per_message: int = 0
 
     def summary(self, n_requests: int) -> dict[str, float | int]:
@@ -201,7 +202,7 @@ class SecurityCost:
             "handshake_bytes_per_inference": self.handshake_bytes / n,
             "crypto_energy_j_per_inference": self.crypto_energy_j / n,
             "handshake_radio_energy_j_per_inference": self.handshake_radio_energy_j / n,
-            "sessions": self.sessions,
+            "handshakes": self.handshakes,
         }
 
 
@@ -266,6 +267,8 @@ def run_policy(
     deadline_s: float,
     limits: ResourceLimits | None = None,
     overhead: ProtocolOverhead | None = None,
+    session_lifetime_s: float | None = None,
+    duration_s: float | None = None,
 ) -> PolicyOutcome:
     """Decide every request with ``policy`` and cost it on the device and the network.
 
@@ -273,7 +276,9 @@ def run_policy(
     overdraw a device's energy budget stay on the device before anything is sent. With
     ``overhead`` (e.g. the security layer's), messages and devices pay it as the module doc
     says, and the outcome's ``security`` records what it added; ``bytes_up`` is then what is
-    on air (payload + header + tag).
+    on air (payload + header + tag). A session lasts ``session_lifetime_s`` (None: the whole
+    run); a run of ``duration_s`` shorter than that pays ``duration_s / session_lifetime_s`` of
+    each handshake (amortized), a longer one a new handshake per lifetime.
     """
     if not deadline_s > 0:
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
@@ -330,17 +335,18 @@ def run_policy(
         )
     security = None
     if overhead is not None:
-        sessions, handshake_j, handshake_radio_j = _charge_sessions(
-            ov, requests, decision.offload, cells, settings, compute_j, radio_j
-        )
+        handshakes, handshake_j, handshake_radio_j = _charge_sessions(
+            ov, requests, decision.offload, cells, settings, compute_j, radio_j,
+            lifetime_s=session_lifetime_s, duration_s=duration_s,
+        )  # fmt: skip
         replies = int(delivered.sum())
         security = SecurityCost(
             message_overhead_bytes=int(wire_up.sum() - payload_up.sum())
             + replies * (wire_reply - reply_bytes),
-            handshake_bytes=sessions * (ov.session_up_bytes + ov.session_down_bytes),
+            handshake_bytes=handshakes * (ov.session_up_bytes + ov.session_down_bytes),
             crypto_energy_j=float(seal_j.sum()) + replies * open_j + handshake_j,
             handshake_radio_energy_j=handshake_radio_j,
-            sessions=sessions,
+            handshakes=handshakes,
             bytes_per_message=ov.message_bytes,
         )
     answer = np.where(
@@ -374,24 +380,46 @@ def _charge_sessions(
     settings: LinkSettings,
     compute_j: FloatArray,
     radio_j: FloatArray,
-) -> tuple[int, float, float]:
-    """Charge one session set-up to the first offload of every device that offloads and can
-    reach the edge (in place on ``compute_j`` / ``radio_j``).
+    *,
+    lifetime_s: float | None,
+    duration_s: float | None,
+) -> tuple[float, float, float]:
+    """Charge a session set-up to the first offload of every device (that offloads and can
+    reach the edge) in every session lifetime, in place on ``compute_j`` / ``radio_j``; scaled
+    by ``duration_s / lifetime_s`` when the run is shorter than one lifetime.
 
-    Returns the number of sessions, their compute energy (J) and their radio energy (J): both
+    Returns the handshakes charged, their compute energy (J) and their radio energy (J): both
     flights at the device's mean link rates.
     """
     if not overhead.enabled:
-        return 0, 0.0, 0.0
+        return 0.0, 0.0, 0.0
+    if lifetime_s is not None and not lifetime_s > 0:
+        raise ValueError(f"session_lifetime_s must be > 0, got {lifetime_s}")
     sent = np.flatnonzero(offload)
-    devices, first = np.unique(requests.device[sent], return_index=True)
+    window = (
+        np.zeros(sent.size, dtype=np.int64)
+        if lifetime_s is None
+        else np.floor(requests.arrival_s[sent] / lifetime_s).astype(np.int64)
+    )
+    windows = int(window.max(initial=0)) + 1
+    keys, first = np.unique(requests.device[sent] * windows + window, return_index=True)
+    devices = keys // windows
     up_all, down_all = mean_link_rates_bps(cells, settings)
     reach = (up_all[devices] > 0) & (down_all[devices] > 0)
     devices, at = devices[reach], sent[first[reach]]
+    share = 1.0
+    if lifetime_s is not None and duration_s is not None:
+        share = min(1.0, duration_s / lifetime_s)
     slot = cells.profile.slot_s
     up_air = airtime_s(8 * overhead.session_up_bytes, up_all[devices], slot)
     down_air = airtime_s(8 * overhead.session_down_bytes, down_all[devices], slot)
-    radio = transmit_power_w(cells, settings) * up_air + settings.energy.rx_power_w * down_air
-    compute_j[at] += overhead.session_device_j
+    radio = share * (
+        transmit_power_w(cells, settings) * up_air + settings.energy.rx_power_w * down_air
+    )
+    compute_j[at] += share * overhead.session_device_j
     radio_j[at] += radio
-    return int(devices.size), overhead.session_device_j * devices.size, float(radio.sum())
+    return (
+        share * devices.size,
+        share * overhead.session_device_j * devices.size,
+        float(radio.sum()),
+    )

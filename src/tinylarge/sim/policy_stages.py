@@ -201,6 +201,8 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
                 deadline_s=config.deadline_s,
                 limits=limits,
                 overhead=overhead if protect else None,
+                session_lifetime_s=scenario.security.session_lifetime_s,
+                duration_s=config.duration_s,
             )
 
         outcomes[_key(policy)] = run(True)

@@ -69,6 +69,7 @@ def wire_costs(state: RunState) -> dict[str, Any]:
     frame = scenario.network.traffic.message_bytes
     return {
         "aead": scenario.security.aead,
+        "session_lifetime_s": scenario.security.session_lifetime_s,
         "target_mcu": target,
         "message_overhead_bytes": overhead_bytes(device.device_id),
         "device_id_bytes": len(device.device_id),
