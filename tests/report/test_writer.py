@@ -184,3 +184,12 @@ def test_the_security_layer_is_charged_on_the_policies_and_colearning(run_dir: P
     html = (run_dir / "report.html").read_text()
     assert "What it costs the inference policies" in html
     assert "What it costs co-learning" in html
+
+
+def test_report_sets_bold_text_and_escapes_everything_else(run_dir: Path) -> None:
+    from tinylarge.report.html import paragraph
+
+    assert paragraph("**x < y** & <b>") == "<p><b>x &lt; y</b> &amp; &lt;b&gt;</p>"
+    html = (run_dir / "report.html").read_text()
+    assert "<b>Fuzzing:</b>" in html and "<b>The closed loop.</b>" in html
+    assert "&lt;b&gt;" not in html.replace("large_compressed_&lt;b&gt;b", "")

@@ -19,14 +19,25 @@ def _closed_loop_part(loop: dict[str, Any], plots_dir: Path) -> str:
     energy = loop["device_energy_j_per_frame"]
     pushes = sum(1 for b in loop["update_bytes_per_device"] if b > 0)
     update = max(loop["update_bytes_per_device"])
+    secured = "security" in loop
+    what = (
+        "a signed bundle of model + threshold that each device checks"
+        if secured
+        else "model + threshold"
+    )
     html = paragraph(
-        f"<b>The closed loop.</b> Round 1 is the day-0 cascade: offloading "
+        f"**The closed loop.** Round 1 is the day-0 cascade: offloading "
         f"{100 * off[0]:.1f} % of frames for {100 * acc[0]:.1f} % system accuracy. The server "
         f"labelled {int(loop['gathered_frames'][-1]):,} offloaded frames with the large model "
-        f"and pushed {pushes} updated int8 models ({update:,.0f} bytes each, model + threshold, "
+        f"and pushed {pushes} updated int8 models ({update:,.0f} bytes each, {what}, "
         f"to every reachable device). In the last round devices offload {100 * off[-1]:.1f} % "
         f"of frames at {100 * acc[-1]:.1f} % accuracy; device energy per frame went from "
-        f"{1e6 * energy[0]:.0f} uJ to {1e6 * energy[-1]:.0f} uJ (update downloads included)."
+        f"{1e6 * energy[0]:.0f} uJ to {1e6 * energy[-1]:.0f} uJ (update downloads included"
+        + (
+            "; round 1 includes each device's handshake, push rounds the bundle checks)."
+            if secured
+            else ")."
+        )
     )
     html += image(
         plots.closed_loop_over_time(loop, plots_dir / "closed_loop.png"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,14 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+_BOLD = re.compile(r"[*][*](.+?)[*][*]")
+
+
 def paragraph(text: str, css_class: str = "") -> str:
+    """A paragraph of plain text (escaped); ``**words**`` are set in bold."""
     cls = f' class="{css_class}"' if css_class else ""
-    return f"<p{cls}>{escape(text)}</p>"
+    body = _BOLD.sub(r"<b>\1</b>", escape(text))
+    return f"<p{cls}>{body}</p>"
 
 
 def preformatted(text: str) -> str:

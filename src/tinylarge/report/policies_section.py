@@ -27,7 +27,7 @@ def _split_exit_part(
     graft = split_exit.get("graft")
     if graft is not None:
         html += paragraph(
-            f"<b>split</b> and <b>early_exit</b> share a graft on the frozen large model: after "
+            f"**split** and **early_exit** share a graft on the frozen large model: after "
             f"block {graft['split_at']} a learned bottleneck encodes the activation into "
             f"{' x '.join(map(str, graft['code_shape']))} values of {graft['code_bits']} bits "
             f"({graft['code_bytes']} B on air with its scale and offset) and an exit head "
@@ -101,7 +101,7 @@ def policies_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
     best = pol.get("_best_within_target_offload")
     if best is not None:
         body += paragraph(
-            f"<b>Best policy offloading at most {100 * best['max_offload_fraction']:.0f} %:</b> "
+            f"**Best policy offloading at most {100 * best['max_offload_fraction']:.0f} %:** "
             f"{best['policy']}, {100 * best['accuracy']:.1f} % accuracy = "
             f"{100 * best['accuracy_share_of_large']:.1f} % of the large model's, at "
             f"{100 * best['offload_fraction']:.1f} % offload and "

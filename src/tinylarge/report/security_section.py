@@ -67,7 +67,7 @@ def _policy_costs(policies: dict[str, Any], lifetime_s: float | None) -> str:
     if not rows:
         return ""
     return paragraph(
-        "<b>What it costs the inference policies</b> (per inference, all requests; headers and "
+        "**What it costs the inference policies** (per inference, all requests; headers and "
         "tags on every offload and reply, the devices' crypto, and one handshake per device that "
         "offloads"
         + (
@@ -112,7 +112,7 @@ def _colearning_costs(colearning: dict[str, Any]) -> str:
     if not rows:
         return ""
     return paragraph(
-        "<b>What it costs co-learning</b> (whole run of each scheme; the closed loop's pushes "
+        "**What it costs co-learning** (whole run of each scheme; the closed loop's pushes "
         "are signed bundles every device checks):"
     ) + table(["scheme", "bytes", "of which security", "sessions", "device crypto energy"], rows)
 
@@ -129,7 +129,7 @@ def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
         f"({wire.get('aead', 'chacha20-poly1305')}) under keys "
         f"from a signed X25519 handshake ({wire['handshake_bytes']['hello']} + "
         f"{wire['handshake_bytes']['reply']} bytes); each one costs "
-        f"<b>{wire['message_overhead_bytes']} extra bytes</b> (header with a "
+        f"**{wire['message_overhead_bytes']} extra bytes** (header with a "
         f"{wire['device_id_bytes']}-byte device id, 16-byte tag). A signed model update adds "
         f"{wire['bundle_overhead_bytes']} bytes to the {wire['model_bytes']:,}-byte int8 model."
     )
@@ -137,7 +137,7 @@ def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
     body += _policy_costs(metrics.get("policies") or {}, wire.get("session_lifetime_s"))
     body += _colearning_costs(metrics.get("colearning") or {})
     body += paragraph(
-        f"<b>Fuzzing:</b> {fuzz['messages']:,} mutated messages (bit flips, truncation, "
+        f"**Fuzzing:** {fuzz['messages']:,} mutated messages (bit flips, truncation, "
         f"extension, reordering, replay, header edits, forged ids, other sessions' messages): "
         f"{fuzz['accepted']} accepted, {rejected:,} rejected with a named reason."
     )
@@ -150,7 +150,7 @@ def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
     )
     rows = sec["aggregation_under_attack"]
     body += paragraph(
-        "<b>Aggregation under attack:</b> final FedAvg test accuracy on IID device data with a "
+        "**Aggregation under attack:** final FedAvg test accuracy on IID device data with a "
         "share of the devices malicious, per aggregator."
     )
     body += _attack_table(rows)
@@ -161,9 +161,9 @@ def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
     dp = sec.get("dp")
     if dp is not None:
         body += paragraph(
-            f"<b>Differential privacy:</b> DP-FedAvg (clip {dp['clip']:g}, noise multiplier "
+            f"**Differential privacy:** DP-FedAvg (clip {dp['clip']:g}, noise multiplier "
             f"{dp['noise_multiplier']:g}, {dp['rounds']} rounds at sampling rate "
             f"{dp['sample_rate']:.2f}) reaches {100 * dp['accuracy']:.1f} % with "
-            f"<b>epsilon = {dp['epsilon']:.2f}</b> at delta = {dp['delta']:g} (RDP accountant)."
+            f"**epsilon = {dp['epsilon']:.2f}** at delta = {dp['delta']:g} (RDP accountant)."
         )
     return Section("Security: what it costs and what it stops", body)
