@@ -157,6 +157,7 @@ def test_metrics_json_has_the_security_contract(run_dir: Path, smoke_result: Run
     settings = 1 + len(config.attacks) * sum(f > 0 for f in config.malicious_fractions)
     assert len(rows) == settings * len(config.aggregators)
     assert {r["aggregator"] for r in rows} == set(config.aggregators)
+    assert config.dp and sec["dp"]["epsilon"] > 0 and sec["dp"]["delta"] == config.dp_delta
     html = (run_dir / "report.html").read_text()
     assert "Security: what it costs and what it stops" in html
     assert (run_dir / "plots" / "attacks.png").is_file()

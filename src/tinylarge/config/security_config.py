@@ -54,7 +54,7 @@ class SecurityConfig(Section):
     rounds: int = Field(10, ge=1, le=100_000)
     clients_per_round: int = Field(20, ge=1, le=1_000_000)
     samples_per_client: int = Field(256, ge=1, le=1_000_000)
-    dp: bool = Field(False, description="also run DP-FedAvg and report its epsilon")
+    dp: bool = Field(True, description="also run DP-FedAvg and report its epsilon")
     dp_clip: float = Field(1.0, gt=0.0, le=1e6)
     dp_noise_multiplier: float = Field(1.0, gt=0.0, le=1e3)
     dp_delta: float = Field(1e-5, gt=0.0, lt=1.0)

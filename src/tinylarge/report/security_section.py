@@ -159,11 +159,17 @@ def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
         "Accuracy against the share of malicious devices; 0 % is the attack-free run.",
     )
     dp = sec.get("dp")
+    plain = [r["accuracy"] for r in rows if r["attack"] == "none" and r["aggregator"] == "mean"]
     if dp is not None:
         body += paragraph(
             f"**Differential privacy:** DP-FedAvg (clip {dp['clip']:g}, noise multiplier "
             f"{dp['noise_multiplier']:g}, {dp['rounds']} rounds at sampling rate "
             f"{dp['sample_rate']:.2f}) reaches {100 * dp['accuracy']:.1f} % with "
-            f"**epsilon = {dp['epsilon']:.2f}** at delta = {dp['delta']:g} (RDP accountant)."
+            f"**epsilon = {dp['epsilon']:.2f}** at delta = {dp['delta']:g} (RDP accountant)"
+            + (
+                f", against {100 * plain[0]:.1f} % for the same FedAvg without privacy."
+                if plain
+                else "."
+            )
         )
     return Section("Security: what it costs and what it stops", body)
