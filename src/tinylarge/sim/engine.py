@@ -33,6 +33,7 @@ from tinylarge.integrate.resources import apply_resource_limits
 from tinylarge.net import CellDevices, EdgeServer, LinkSettings, airtime_s, send_messages
 from tinylarge.net.overhead import ProtocolOverhead
 from tinylarge.net.uplink import efficiency_fn
+from tinylarge.sim.session_costs import SecurityCost, SessionLinks, charge_sessions
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -177,36 +178,6 @@ def estimate_offload_cost(
 
 
 @dataclass(frozen=True)
-class SecurityCost:
-    """What a protocol layer added to a policy's run (all requests together).
-
-    ``message_overhead_bytes``: headers and tags of requests and replies; ``handshake_bytes``:
-    both flights of every session set-up; ``crypto_energy_j``: the devices' AEAD and public-key
-    work (inside the outcome's compute energy); ``handshake_radio_energy_j``: sending and
-    receiving the set-ups (inside its radio energy); ``handshakes``: set-ups charged (amortized:
-    fractional when the run is shorter than a session's lifetime); ``bytes_per_message``:
-    header + tag of one message.
-    """
-
-    message_overhead_bytes: int
-    handshake_bytes: float
-    crypto_energy_j: float
-    handshake_radio_energy_j: float
-    handshakes: float
-    bytes_per_message: int = 0
-
-    def summary(self, n_requests: int) -> dict[str, float | int]:
-        n = max(n_requests, 1)
-        return {
-            "overhead_bytes_per_inference": self.message_overhead_bytes / n,
-            "handshake_bytes_per_inference": self.handshake_bytes / n,
-            "crypto_energy_j_per_inference": self.crypto_energy_j / n,
-            "handshake_radio_energy_j_per_inference": self.handshake_radio_energy_j / n,
-            "handshakes": self.handshakes,
-        }
-
-
-@dataclass(frozen=True)
 class PolicyOutcome:
     """Per-request outcome of one policy (arrays of shape (n_requests,))."""
 
@@ -335,9 +306,20 @@ def run_policy(
         )
     security = None
     if overhead is not None:
-        handshakes, handshake_j, handshake_radio_j = _charge_sessions(
-            ov, requests, decision.offload, cells, settings, compute_j, radio_j,
-            lifetime_s=session_lifetime_s, duration_s=duration_s,
+        up_bps, down_bps = mean_link_rates_bps(cells, settings)
+        handshakes, handshake_j, handshake_radio_j = charge_sessions(
+            ov,
+            requests.device,
+            requests.arrival_s,
+            decision.offload,
+            SessionLinks(
+                up_bps, down_bps, cells.profile.slot_s, transmit_power_w(cells, settings),
+                settings.energy.rx_power_w,
+            ),
+            compute_j,
+            radio_j,
+            lifetime_s=session_lifetime_s,
+            duration_s=duration_s,
         )  # fmt: skip
         replies = int(delivered.sum())
         security = SecurityCost(
@@ -369,57 +351,4 @@ def run_policy(
         radio_energy_j=radio_j,
         deadline_met=np.isfinite(latency) & (latency <= deadline_s),
         security=security,
-    )
-
-
-def _charge_sessions(
-    overhead: ProtocolOverhead,
-    requests: Requests,
-    offload: npt.NDArray[np.bool_],
-    cells: CellDevices,
-    settings: LinkSettings,
-    compute_j: FloatArray,
-    radio_j: FloatArray,
-    *,
-    lifetime_s: float | None,
-    duration_s: float | None,
-) -> tuple[float, float, float]:
-    """Charge a session set-up to the first offload of every device (that offloads and can
-    reach the edge) in every session lifetime, in place on ``compute_j`` / ``radio_j``; scaled
-    by ``duration_s / lifetime_s`` when the run is shorter than one lifetime.
-
-    Returns the handshakes charged, their compute energy (J) and their radio energy (J): both
-    flights at the device's mean link rates.
-    """
-    if not overhead.enabled:
-        return 0.0, 0.0, 0.0
-    if lifetime_s is not None and not lifetime_s > 0:
-        raise ValueError(f"session_lifetime_s must be > 0, got {lifetime_s}")
-    sent = np.flatnonzero(offload)
-    window = (
-        np.zeros(sent.size, dtype=np.int64)
-        if lifetime_s is None
-        else np.floor(requests.arrival_s[sent] / lifetime_s).astype(np.int64)
-    )
-    windows = int(window.max(initial=0)) + 1
-    keys, first = np.unique(requests.device[sent] * windows + window, return_index=True)
-    devices = keys // windows
-    up_all, down_all = mean_link_rates_bps(cells, settings)
-    reach = (up_all[devices] > 0) & (down_all[devices] > 0)
-    devices, at = devices[reach], sent[first[reach]]
-    share = 1.0
-    if lifetime_s is not None and duration_s is not None:
-        share = min(1.0, duration_s / lifetime_s)
-    slot = cells.profile.slot_s
-    up_air = airtime_s(8 * overhead.session_up_bytes, up_all[devices], slot)
-    down_air = airtime_s(8 * overhead.session_down_bytes, down_all[devices], slot)
-    radio = share * (
-        transmit_power_w(cells, settings) * up_air + settings.energy.rx_power_w * down_air
-    )
-    compute_j[at] += share * overhead.session_device_j
-    radio_j[at] += radio
-    return (
-        share * devices.size,
-        share * overhead.session_device_j * devices.size,
-        float(radio.sum()),
     )

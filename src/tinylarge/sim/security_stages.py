@@ -181,9 +181,10 @@ def security_stage(state: RunState, ctx: StageContext) -> str:
     worst = [
         f"{r['aggregator']} {100 * (r['accuracy'] - clean[r['aggregator']]):+.1f} pp"
         for r in rows
-        if r["attack"] != "none" and math.isclose(r["malicious_fraction"], max(
-            config.malicious_fractions))
-    ]  # fmt: skip
+        if config.attacks
+        and r["attack"] == config.attacks[0]
+        and math.isclose(r["malicious_fraction"], max(config.malicious_fractions))
+    ]  # the summary names the first attack only; the metrics hold every row
     attack = f"{config.attacks[0]} at {max(config.malicious_fractions):.0%}" if worst else ""
     return (
         f"fuzz: {fuzz.messages:,} mutated messages, {fuzz.accepted} accepted; "

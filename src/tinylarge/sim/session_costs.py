@@ -1,0 +1,107 @@
+"""What a protocol layer (the security layer) adds to a policy's run: its totals
+(`SecurityCost`) and the session set-ups it charges to the devices (`charge_sessions`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tinylarge.net.link import airtime_s
+from tinylarge.net.overhead import ProtocolOverhead
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class SecurityCost:
+    """What a protocol layer added to a policy's run (all requests together).
+
+    ``message_overhead_bytes``: headers and tags of requests and replies; ``handshake_bytes``:
+    both flights of every session set-up; ``crypto_energy_j``: the devices' AEAD and public-key
+    work (inside the outcome's compute energy); ``handshake_radio_energy_j``: sending and
+    receiving the set-ups (inside its radio energy); ``handshakes``: set-ups charged (amortized:
+    fractional when the run is shorter than a session's lifetime); ``bytes_per_message``:
+    header + tag of one message.
+    """
+
+    message_overhead_bytes: int
+    handshake_bytes: float
+    crypto_energy_j: float
+    handshake_radio_energy_j: float
+    handshakes: float
+    bytes_per_message: int = 0
+
+    def summary(self, n_requests: int) -> dict[str, float | int]:
+        n = max(n_requests, 1)
+        return {
+            "overhead_bytes_per_inference": self.message_overhead_bytes / n,
+            "handshake_bytes_per_inference": self.handshake_bytes / n,
+            "crypto_energy_j_per_inference": self.crypto_energy_j / n,
+            "handshake_radio_energy_j_per_inference": self.handshake_radio_energy_j / n,
+            "handshakes": self.handshakes,
+        }
+
+
+@dataclass(frozen=True)
+class SessionLinks:
+    """What a session set-up needs of the network: each device's mean uplink and downlink
+    rate (bit/s, 0 out of range), the slot (s), the device's TX draw and RX power (W)."""
+
+    uplink_bps: FloatArray
+    downlink_bps: FloatArray
+    slot_s: float
+    tx_draw_w: float
+    rx_power_w: float
+
+
+def charge_sessions(
+    overhead: ProtocolOverhead,
+    device: IntArray,
+    arrival_s: FloatArray,
+    offload: npt.NDArray[np.bool_],
+    links: SessionLinks,
+    compute_j: FloatArray,
+    radio_j: FloatArray,
+    *,
+    lifetime_s: float | None,
+    duration_s: float | None,
+) -> tuple[float, float, float]:
+    """Charge a session set-up to the first offload of every device (that offloads and can
+    reach the edge) in every session lifetime, in place on ``compute_j`` / ``radio_j``; scaled
+    by ``duration_s / lifetime_s`` when the run is shorter than one lifetime.
+
+    Returns the handshakes charged, their compute energy (J) and their radio energy (J): both
+    flights at the device's mean link rates.
+    """
+    if not overhead.enabled:
+        return 0.0, 0.0, 0.0
+    if lifetime_s is not None and not lifetime_s > 0:
+        raise ValueError(f"session_lifetime_s must be > 0, got {lifetime_s}")
+    sent = np.flatnonzero(offload)
+    window = (
+        np.zeros(sent.size, dtype=np.int64)
+        if lifetime_s is None
+        else np.floor(arrival_s[sent] / lifetime_s).astype(np.int64)
+    )
+    windows = int(window.max(initial=0)) + 1
+    keys, first = np.unique(device[sent] * windows + window, return_index=True)
+    devices = keys // windows
+    up_all, down_all = links.uplink_bps, links.downlink_bps
+    reach = (up_all[devices] > 0) & (down_all[devices] > 0)
+    devices, at = devices[reach], sent[first[reach]]
+    share = 1.0
+    if lifetime_s is not None and duration_s is not None:
+        share = min(1.0, duration_s / lifetime_s)
+    up_air = airtime_s(8 * overhead.session_up_bytes, up_all[devices], links.slot_s)
+    down_air = airtime_s(8 * overhead.session_down_bytes, down_all[devices], links.slot_s)
+    radio = share * (links.tx_draw_w * up_air + links.rx_power_w * down_air)
+    compute_j[at] += share * overhead.session_device_j
+    radio_j[at] += radio
+    return (
+        share * devices.size,
+        share * overhead.session_device_j * devices.size,
+        float(radio.sum()),
+    )
