@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,14 @@ PresetOption = Annotated[
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Scenario TOML file.", dir_okay=False)
 ]
+SeedOption = Annotated[int | None, typer.Option(help="Override the scenario's seed.", min=0)]
+OutOption = Annotated[
+    Path | None, typer.Option(help="Run directory (default: runs/<name>-seed<N>-<time>).")
+]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Retrain models even if cached.")]
+OverwriteOption = Annotated[
+    bool, typer.Option(help="Allow writing into a non-empty --out directory.")
+]
 
 
 def fail(message: str) -> typer.Exit:
@@ -35,3 +44,13 @@ def resolve_scenario(preset: str | None, config: Path | None, seed: int | None) 
         return with_seed(scenario, seed) if seed is not None else scenario
     except ScenarioError as error:
         raise fail(str(error)) from None
+
+
+def run_directory(out: Path | None, scenario: Scenario, overwrite: bool) -> Path:
+    """``--out``, or runs/<name>-seed<N>-<time>; refuses a non-empty one without --overwrite."""
+    if out is None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{scenario.name}-seed{scenario.seed}-{stamp}"
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise fail(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,15 +10,19 @@ from rich.table import Table
 from tinylarge.cli.colearn import rounds_table, run_colearn, scenario_for_scheme
 from tinylarge.cli.common import (
     ConfigOption,
+    NoCacheOption,
+    OutOption,
+    OverwriteOption,
     PresetOption,
+    SeedOption,
     console,
+    run_directory,
 )
 from tinylarge.cli.common import fail as _fail
 from tinylarge.cli.common import resolve_scenario as _resolve
 from tinylarge.cli.net import net_app
 from tinylarge.cli.tiny import tiny_app
 from tinylarge.config import (
-    Scenario,
     ScenarioError,
     preset_descriptions,
     scenario_to_toml,
@@ -37,11 +39,6 @@ config_app = typer.Typer(help="Inspect scenario configurations.", no_args_is_hel
 app.add_typer(config_app, name="config")
 app.add_typer(tiny_app, name="tiny")
 app.add_typer(net_app, name="net")
-
-
-def _default_run_dir(scenario: Scenario) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{scenario.name}-seed{scenario.seed}-{stamp}"
 
 
 def _results_table(metrics: dict[str, Any]) -> Table:
@@ -65,22 +62,14 @@ def _results_table(metrics: dict[str, Any]) -> Table:
 def run(
     preset: PresetOption = None,
     config: ConfigOption = None,
-    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.", min=0)] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Run directory (default: runs/<name>-seed<N>-<time>).")
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Retrain models even if cached.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Allow writing into a non-empty --out directory.")
-    ] = False,
+    seed: SeedOption = None,
+    out: OutOption = None,
+    no_cache: NoCacheOption = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Run the main job on a scenario (default: the 'default' preset) and write a report."""
     scenario = _resolve(preset, config, seed)
-    run_dir = out or _default_run_dir(scenario)
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise _fail(f"{run_dir} exists and is not empty; choose another --out or pass --overwrite")
+    run_dir = run_directory(out, scenario, overwrite)
 
     from tinylarge.cli.reporter import RichReporter  # heavy imports (torch) only when running
     from tinylarge.models.cache import ModelCache
@@ -106,27 +95,19 @@ def colearn(
     scheme: Annotated[str, typer.Option(help=f"One of: {', '.join(SCHEME_NAMES)}.")],
     preset: PresetOption = None,
     config: ConfigOption = None,
-    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.", min=0)] = None,
+    seed: SeedOption = None,
     rounds: Annotated[
         int | None, typer.Option(help="Override the scheme's number of rounds.", min=1)
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Run directory (default: runs/<name>-seed<N>-<time>).")
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Retrain models even if cached.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Allow writing into a non-empty --out directory.")
-    ] = False,
+    out: OutOption = None,
+    no_cache: NoCacheOption = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Run one co-learning scheme alone (after the stages it needs) and write its report."""
     if scheme not in SCHEME_NAMES:
         raise _fail(f"unknown scheme {scheme!r}; choose one of: {', '.join(SCHEME_NAMES)}")
     scenario = scenario_for_scheme(_resolve(preset, config, seed), scheme, rounds)
-    run_dir = out or _default_run_dir(scenario)
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise _fail(f"{run_dir} exists and is not empty; choose another --out or pass --overwrite")
+    run_dir = run_directory(out, scenario, overwrite)
     console.print(f"[bold]tinylarge colearn[/]: {scheme} on scenario '{scenario.name}'")
     try:
         report, result = run_colearn(scenario, run_dir, no_cache=no_cache)
