@@ -7,6 +7,7 @@ import pytest
 import torch
 from tests.integrate.colearning_fixtures import links
 
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.aggregators import get_aggregator, register_aggregator
 from tinylarge.integrate.client_selection import select_clients
 from tinylarge.integrate.colearning import LinkBudget
@@ -39,7 +40,7 @@ def test_selection_errors_name_the_problem() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="unknown client selection 'best'"):
         select_clients("best", rng, links(), 2)
-    with pytest.raises(ValueError, match="no device can reach"):
+    with pytest.raises(CannotFitError, match="no device can reach"):  # not a config error
         select_clients("uniform", rng, links(2, unreachable=(0, 1)), 1)
     with pytest.raises(ValueError, match=">= 1"):
         select_clients("uniform", rng, links(), 0)

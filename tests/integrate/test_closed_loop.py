@@ -17,6 +17,7 @@ from tinylarge.integrate.closed_loop import (
     UpdateChannel,
     exclude_samples,
     max_softmax,
+    reaches_accuracy,
     threshold_for_accuracy,
     threshold_for_offload,
 )
@@ -49,6 +50,11 @@ def test_threshold_for_accuracy_offloads_as_little_as_reaches_the_target() -> No
     assert (conf < t).sum() == 2
     t = threshold_for_accuracy(conf, tiny_ok, large_ok, 1.01)  # unreachable: most accurate
     assert (conf < t).sum() == 2
+    # ... and the loop can tell, to flag the round (issue 13)
+    assert reaches_accuracy(conf, tiny_ok, large_ok, threshold_for_accuracy(
+        conf, tiny_ok, large_ok, 0.75), 0.75)  # fmt: skip
+    assert not reaches_accuracy(conf, tiny_ok, large_ok, t, 1.01)
+    assert not reaches_accuracy(conf, tiny_ok, large_ok, 0.0, 0.75)  # offloads none: 2/4
 
 
 def test_max_softmax_matches_torch() -> None:

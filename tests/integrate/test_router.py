@@ -179,3 +179,19 @@ def test_mlp_router_folds_standardization_and_learns_a_class_rule() -> None:
     )
     with pytest.raises(ValueError, match="hidden_units"):
         Router(tiny_macs=0, bytes_per_offload=1, hidden_units=-1)
+
+
+@pytest.mark.parametrize("large_fixes", ["none", "all"])
+def test_a_router_with_nothing_to_learn_says_so_as_a_cannot_fit_error(large_fixes: str) -> None:
+    """Not a config error: the pipeline catches CannotFitError, skips the router and runs on."""
+    from tinylarge.errors import CannotFitError
+
+    y = np.zeros(6, dtype=np.int64)
+    right, wrong = np.eye(2)[y], np.eye(2)[1 - y]
+    tiny = wrong if large_fixes == "all" else right  # "none": the tiny model is always right
+    trace = Trace(tiny_logits=tiny, large_logits=right, y=y)
+    fixed = 6 if large_fixes == "all" else 0
+    with pytest.raises(
+        CannotFitError, match=f"the large model fixes {fixed} of 6 validation samples"
+    ):
+        Router(tiny_macs=1, bytes_per_offload=1, target_offload=0.5).fit(trace)

@@ -86,6 +86,12 @@ def run(
     except (ScenarioError, ValueError) as error:
         raise _fail(str(error)) from None
     console.print(_results_table(collect(result)))
+    if result.skipped or result.warnings:
+        console.print(
+            f"[yellow]{len(result.skipped)} part(s) skipped, {len(result.warnings)} warning(s)[/]"
+            f": {', '.join([*result.skipped, *result.warnings])} (reasons above, in "
+            "metrics.json 'skipped'/'warnings' and in the report's summary)"
+        )
     console.print(f"Run directory: {run_dir}")
     console.print(f"Report: [bold]{report}[/]")
 
@@ -113,6 +119,9 @@ def colearn(
         report, result = run_colearn(scenario, run_dir, no_cache=no_cache)
     except (ScenarioError, ValueError) as error:
         raise _fail(str(error)) from None
+    skipped = result.skipped.get(f"colearning.{scheme}")
+    if skipped is not None:
+        raise _fail(f"{scheme} could not run on this scenario: {skipped} (report: {report})")
     console.print(rounds_table(scheme, result.colearning[scheme]))
     console.print(f"Run directory: {run_dir}")
     console.print(f"Report: [bold]{report}[/]")

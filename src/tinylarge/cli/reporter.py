@@ -56,6 +56,12 @@ class RichReporter:
             self.progress.remove_task(self._bars.pop(key))
         self.console.print(f"[green]✓[/] {name} [dim]({seconds:.1f} s)[/]  {summary}")
 
+    def part_skipped(self, path: str, reason: str) -> None:
+        self.console.print(f"  [yellow]! skipped[/] {path}: {reason}")
+
+    def part_warning(self, path: str, message: str) -> None:
+        self.console.print(f"  [yellow]! warning[/] {path}: {message}")
+
     def training(
         self,
         role: str,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.colearning import LinkBudget
 
 IntArray = npt.NDArray[np.int64]
@@ -25,7 +26,7 @@ Selector = Callable[[np.random.Generator, LinkBudget, int], IntArray]
 def _reachable(links: LinkBudget) -> IntArray:
     ids = np.flatnonzero(links.reachable).astype(np.int64)
     if ids.size == 0:
-        raise ValueError("no device can reach the server (every link rate is 0)")
+        raise CannotFitError("no device can reach the server (every link rate is 0)")
     return ids
 
 

@@ -38,6 +38,7 @@ from torch import nn
 
 from tinylarge.config.training_config import TrainingSpec
 from tinylarge.data.partition import Partition
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.colearning import CoLearning, FederatedData, LinkBudget, RoundRecord
 from tinylarge.models.evaluation import predict_logits
 from tinylarge.tiny.distill import distill
@@ -134,6 +135,19 @@ def threshold_for_accuracy(
     reaching = np.flatnonzero(acc >= target_accuracy - 1e-12)
     j = int(reaching[0]) if reaching.size else int(np.argmax(acc))
     return _threshold_at(conf_sorted, j)
+
+
+def reaches_accuracy(
+    confidence: npt.ArrayLike,
+    tiny_correct: npt.ArrayLike,
+    large_correct: npt.ArrayLike,
+    threshold: float,
+    target_accuracy: float,
+) -> bool:
+    """Whether the cascade at ``threshold`` reaches ``target_accuracy`` on the given frames."""
+    offload = np.asarray(confidence, dtype=np.float64) < threshold
+    accuracy = np.where(offload, np.asarray(large_correct, bool), np.asarray(tiny_correct, bool))
+    return bool(accuracy.mean() >= target_accuracy - 1e-12)
 
 
 def exclude_samples(partition: Partition, excluded: IntArray) -> Partition:
@@ -247,11 +261,18 @@ class ClosedLoop(CoLearning):
         self.seed, self.rng = seed, rng
         self.update_channel = update_channel
         self.version = 0
+        #: Rounds whose pushed model reached the day-0 accuracy at no threshold (it then takes
+        #: the most accurate one).
+        self.accuracy_target_missed_rounds: list[int] = []
         self._started = False
         self._test_logits: tuple[int, np.ndarray] = (-1, np.zeros((0, data.num_classes)))
 
     # -- the server's side -------------------------------------------------------------------
     def _start(self) -> None:
+        if not np.any(self.links.reachable & (self.stream.sizes > 0)):
+            raise CannotFitError(
+                "no device both streams frames and can reach the server (link rate > 0)"
+            )
         x = self.data.x_train
         self.large_train_logits = predict_logits(self.large, x[self.server_train])
         self.large_val_correct = (
@@ -308,6 +329,10 @@ class ClosedLoop(CoLearning):
         self.threshold = threshold_for_accuracy(
             conf, tiny_ok, self.large_val_correct, self.target_accuracy
         )
+        if not reaches_accuracy(
+            conf, tiny_ok, self.large_val_correct, self.threshold, self.target_accuracy
+        ):
+            self.accuracy_target_missed_rounds.append(number)
         self.version += 1
         update = to_bytes(self.int8) + struct.pack("<f", self.threshold)
         if self.update_channel is None:

@@ -38,6 +38,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.colearning import (
     CoLearning,
     FederatedData,
@@ -293,7 +294,7 @@ class FedGKT(CoLearning):
         conv_dims(data.input_shape)
         self.eligible = np.flatnonzero(links.reachable & (data.partition.sizes >= 2))
         if self.eligible.size == 0:
-            raise ValueError("no device is reachable and holds >= 2 training samples")
+            raise CannotFitError("no device is reachable and holds >= 2 training samples")
         self.data, self.links = data, links
         self._x_train = torch.from_numpy(np.ascontiguousarray(data.x_train, dtype=np.float32))
         self._y_train = torch.from_numpy(np.asarray(data.y_train, dtype=np.int64))

@@ -42,6 +42,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.policy import Decision, NotFittedError, Policy, Trace, check_request
 
 #: MAC equivalents per class of the feature computation: exp, normalise, log, p log p (ESTIMATE).
@@ -192,7 +193,7 @@ class Router(Policy):
         features = self._features(validation)
         labels = oracle_offload(validation)
         if labels.all() or not labels.any():
-            raise ValueError(
+            raise CannotFitError(
                 f"cannot train the router: the large model fixes {int(labels.sum())} of "
                 f"{labels.size} validation samples; both fixed and unfixed samples are needed"
             )

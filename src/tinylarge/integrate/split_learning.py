@@ -42,6 +42,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.colearning import (
     CoLearning,
     FederatedData,
@@ -125,7 +126,9 @@ class _SplitScheme(CoLearning):
             )
         eligible = np.flatnonzero(links.reachable & (data.partition.sizes > 0))
         if eligible.size == 0:
-            raise ValueError("no device both holds training samples and is reachable (rate > 0)")
+            raise CannotFitError(
+                "no device both holds training samples and is reachable (rate > 0)"
+            )
         self.model: BlockModel = copy.deepcopy(model)
         self.device_part, self.server_part = cut_model(self.model, cut)
         self.data, self.links = data, links

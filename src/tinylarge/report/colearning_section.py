@@ -7,6 +7,7 @@ from typing import Any
 
 from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, table
+from tinylarge.report.notes import notes, ran
 from tinylarge.sim.state import RunResult
 
 
@@ -51,9 +52,13 @@ def colearning_section(
     result: RunResult, metrics: dict[str, Any], plots_dir: Path
 ) -> Section | None:
     """Table of schemes (accuracy, bytes, airtime, energy), curves, and the closed loop."""
-    schemes = metrics.get("colearning")
-    if not schemes:
+    if not metrics.get("colearning"):
         return None
+    schemes = ran(metrics["colearning"])
+    if not schemes:
+        return Section(
+            "Co-learning: federated, distillation, split, closed loop", notes(metrics, "colearning")
+        )
     rows = []
     for name, s in schemes.items():
         rows.append(
@@ -74,6 +79,7 @@ def colearning_section(
         "(training counted as 3 forward passes at the MCU's int8 energy per MAC, a lower bound)."
         " Accuracy is on the same test frames each round."
     )
+    body += notes(metrics, "colearning")
     fed = schemes.get("fedavg")
     if fed is not None and "centralized_accuracy" in fed:
         body += paragraph(

@@ -20,6 +20,7 @@ th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; } figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.9em; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 .meta { color: #555; } .note { color: #555; font-size: 0.92em; }
+ul.notes { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5em 0.5em 0.5em 2em; }
 """
 
 

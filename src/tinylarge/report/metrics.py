@@ -140,7 +140,25 @@ def collect(result: RunResult) -> dict[str, Any]:
         if key in models["tiny"]:
             comparison[f"large_minus_tiny_{key}"] = models["large"][key] - models["tiny"][key]
         metrics["comparison"] = comparison
+    _mark_parts(metrics, result.skipped, "skipped")
+    _mark_parts(metrics, result.warnings, "warning")
+    metrics["skipped"] = dict(result.skipped)
+    metrics["warnings"] = dict(result.warnings)
     return dict(_clean(metrics))
+
+
+def _mark_parts(metrics: dict[str, Any], parts: dict[str, str], key: str) -> None:
+    """Write each message at its metrics path: ``policies.router`` -> ``{"skipped": ...}``
+    (beside the part's numbers when it has some)."""
+    for path, message in parts.items():
+        *parents, leaf = path.split(".")
+        node = metrics
+        for part in parents:
+            node = node.setdefault(part, {})
+        entry = node.get(leaf)
+        if not isinstance(entry, dict):
+            entry = node[leaf] = {}
+        entry[key] = message
 
 
 def tiny_int8_metrics(result: RunResult, class_names: tuple[str, ...]) -> dict[str, Any]:

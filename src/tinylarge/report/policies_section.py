@@ -7,6 +7,7 @@ from typing import Any
 
 from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, table
+from tinylarge.report.notes import notes, ran
 from tinylarge.sim.state import RunResult
 
 
@@ -69,7 +70,7 @@ def policies_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
     pol = metrics.get("policies")
     if pol is None:
         return None
-    summaries = {k: v for k, v in pol.items() if not k.startswith("_")}
+    summaries = ran(pol)
     large_acc = summaries["large"]["accuracy"] if "large" in summaries else None
     rows = []
     for name, s in summaries.items():
@@ -98,6 +99,7 @@ def policies_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
         "large_compressed_<b>b sends the int8 frame requantized to b bits per I/Q value and "
         "compressed with zstd."
     )
+    body += notes(metrics, "policies")
     best = pol.get("_best_within_target_offload")
     if best is not None:
         body += paragraph(

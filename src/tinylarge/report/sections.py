@@ -13,6 +13,7 @@ from tinylarge.report.colearning_section import colearning_section
 from tinylarge.report.html import Section, image, paragraph, preformatted, table
 from tinylarge.report.metrics import HIGH_SNR_DB
 from tinylarge.report.network_section import network_section
+from tinylarge.report.notes import notes
 from tinylarge.report.policies_section import policies_section
 from tinylarge.report.security_section import security_section
 from tinylarge.report.tiny_section import tiny_section
@@ -47,6 +48,13 @@ def summary_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
             f"The large model is {gap:+.1f} percentage points more accurate than the tiny one on "
             f"frames with SNR >= {HIGH_SNR_DB:g} dB: the headroom that offloading can exploit."
         )
+    parts = notes(metrics)
+    if parts:
+        body += paragraph(
+            "**Parts of this run were left out or missed their target** on the models it "
+            "trained (everything else ran; the sections below say where):"
+        )
+        body += parts
     return Section("Summary", body)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, table
+from tinylarge.report.notes import is_skipped, notes
 from tinylarge.sim.state import RunResult
 
 
@@ -148,17 +149,21 @@ def security_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
             for k, v in fuzz["rejections"].items()
         ],
     )
-    rows = sec["aggregation_under_attack"]
-    body += paragraph(
-        "**Aggregation under attack:** final FedAvg test accuracy on IID device data with a "
-        "share of the devices malicious, per aggregator."
-    )
-    body += _attack_table(rows)
-    body += image(
-        plots.accuracy_under_attack(rows, plots_dir / "attacks.png"),
-        "Accuracy against the share of malicious devices; 0 % is the attack-free run.",
-    )
+    body += notes(metrics, "security")
+    rows = sec.get("aggregation_under_attack")
+    rows = rows if isinstance(rows, list) else []
+    if rows:
+        body += paragraph(
+            "**Aggregation under attack:** final FedAvg test accuracy on IID device data with "
+            "a share of the devices malicious, per aggregator."
+        )
+        body += _attack_table(rows)
+        body += image(
+            plots.accuracy_under_attack(rows, plots_dir / "attacks.png"),
+            "Accuracy against the share of malicious devices; 0 % is the attack-free run.",
+        )
     dp = sec.get("dp")
+    dp = None if dp is None or (is_skipped(dp) and "epsilon" not in dp) else dp
     plain = [r["accuracy"] for r in rows if r["attack"] == "none" and r["aggregator"] == "mean"]
     if dp is not None:
         body += paragraph(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tinylarge.config.colearning_config import SCHEME_NAMES, ColearningConfig
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.aggregators import aggregator_names
 from tinylarge.integrate.closed_loop import ClosedLoop
 from tinylarge.integrate.colearning import CoLearning, FederatedData, LinkBudget, RoundRecord
@@ -253,6 +254,7 @@ def run_scheme(
         central = predict_logits(state.models[central_role].model, data.x_test)
         summary["centralized_accuracy"] = float((central.argmax(1) == data.y_test).mean())
     if isinstance(scheme, ClosedLoop):
+        summary["accuracy_target_missed_rounds"] = scheme.accuracy_target_missed_rounds
         summary["day0_accuracy"] = summary["accuracy"][0]
         summary["day0_offload_fraction"] = summary["offload_fraction"][0]
     return summary
@@ -265,7 +267,18 @@ def colearning_stage(state: RunState, ctx: StageContext) -> str:
         return "disabled"
     check_colearning_config(config)
     for name in config.schemes:
-        state.colearning[name] = run_scheme(name, state, ctx)
+        try:
+            state.colearning[name] = run_scheme(name, state, ctx)
+        except CannotFitError as error:  # e.g. no device can reach the server
+            state.skip(f"colearning.{name}", str(error))
+            continue
+        missed = state.colearning[name].get("accuracy_target_missed_rounds")
+        if missed:
+            state.warn(
+                f"colearning.{name}",
+                f"in round(s) {', '.join(map(str, missed))} no threshold let the pushed model "
+                "keep the day-0 cascade's validation accuracy; it used the most accurate one",
+            )
     parts = [f"{n} {s['final_accuracy']:.1%}" for n, s in state.colearning.items()]
     loop = state.colearning.get("closed_loop")
     if loop is not None:
@@ -273,4 +286,6 @@ def colearning_stage(state: RunState, ctx: StageContext) -> str:
             f"closed loop offload {loop['offload_fraction'][0]:.0%} -> "
             f"{loop['offload_fraction'][-1]:.0%}"
         )
+    if not parts:
+        return "every scheme was skipped"
     return "final accuracy: " + ", ".join(parts)

@@ -96,7 +96,12 @@ def run(
         for stage in stages:
             ctx.reporter.stage_started(stage.name, stage.title)
             started = time.perf_counter()
+            noted_before = set(state.skipped), set(state.warnings)
             summary = stage.run(state, ctx)
             state.timings_s[stage.name] = time.perf_counter() - started
             ctx.reporter.stage_finished(stage.name, state.timings_s[stage.name], summary)
+            for path in [p for p in state.skipped if p not in noted_before[0]]:
+                ctx.reporter.part_skipped(path, state.skipped[path])
+            for path in [p for p in state.warnings if p not in noted_before[1]]:
+                ctx.reporter.part_warning(path, state.warnings[path])
     return state

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tinylarge.data import generate_radio_frames
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.early_exit import BOTTLENECK_LOGITS_KEY
 from tinylarge.integrate.frame_codec import dequantize_frames, requantize_frames
 from tinylarge.integrate.policies import Cascade, LargeCompressed, LargeOnly, Oracle, TinyOnly
@@ -94,39 +95,75 @@ def _validation_trace(state: RunState) -> tuple[Trace, str]:
 UNPROTECTED_REFERENCES = ("large", "router")
 
 
+#: A tuned policy whose validation offload fraction misses ``target_offload`` by more than this
+#: (ties in a confidence that barely varies) is flagged in the terminal, metrics and report.
+OFFLOAD_TARGET_TOLERANCE = 0.1
+
+
+def _fit_or_skip(state: RunState, key: str, policy: Policy, validation: Trace) -> Policy | None:
+    """``policy.fit(validation)``, or None with the reason recorded when the models leave it
+    nothing to learn (`CannotFitError`); flag a missed offload target."""
+    try:
+        fitted = policy.fit(validation)
+    except CannotFitError as error:
+        state.skip(f"policies.{key}", str(error))
+        return None
+    target = state.scenario.policies.target_offload
+    reached = getattr(fitted, "validation_offload_fraction_", None)
+    if reached is not None and abs(reached - target) > OFFLOAD_TARGET_TOLERANCE:
+        state.warn(
+            f"policies.{key}",
+            f"tuned to offload {target:.0%} but its confidence takes too few distinct values on "
+            f"the validation frames: it offloads {reached:.0%} of them",
+        )
+    return fitted
+
+
 def build_policies(
     state: RunState, validation: Trace, split: SplitPolicy | None = None
 ) -> list[Policy]:
-    """The compared policies, tuned on ``validation`` where they tune."""
+    """The compared policies, tuned on ``validation`` where they tune.
+
+    A tuned policy that cannot be fitted on the run's models is left out and recorded in
+    ``state.skipped`` (e.g. the router when the large model never fixes a validation frame).
+    """
     config = state.scenario.policies
     tiny = state.require_tiny_int8()
     target = state.footprints[state.scenario.tiny.target_mcu]
     frame_bytes = tiny.input_spec.size  # one int8 per I/Q value
     tiny_macs = int(target.macs)
-    policies: list[Policy] = [
-        TinyOnly(tiny_macs=tiny_macs),
-        LargeOnly(frame_bytes=frame_bytes),
-        *(LargeCompressed(b, tiny.input_spec.shape) for b in config.compressed_bits),
-        Cascade(
+    tuned: dict[str, Policy] = {
+        "cascade": Cascade(
             config.cascade_confidence,
             target_offload=config.target_offload,
             frame_bytes=frame_bytes,
             tiny_macs=tiny_macs,
-        ).fit(validation),
-        Router(
+        ),
+        "router": Router(
             tiny_macs=tiny_macs,
             bytes_per_offload=frame_bytes,
             target_offload=config.target_offload,
             hidden_units=config.router_hidden_units,
             seed=derive_seed(state.scenario.seed, "policies", "router"),
-        ).fit(validation),
-        Oracle(frame_bytes=frame_bytes, tiny_macs=tiny_macs),
+        ),
+    }
+    policies: list[Policy] = [
+        TinyOnly(tiny_macs=tiny_macs),
+        LargeOnly(frame_bytes=frame_bytes),
+        *(LargeCompressed(b, tiny.input_spec.shape) for b in config.compressed_bits),
     ]
+    for key, policy in tuned.items():
+        fitted = _fit_or_skip(state, key, policy, validation)
+        if fitted is not None:
+            policies.append(fitted)
+    policies.append(Oracle(frame_bytes=frame_bytes, tiny_macs=tiny_macs))
     if split is not None:
         policies.append(split)
     early_exit = early_exit_policy(state)
     if early_exit is not None:
-        policies.append(early_exit.fit(validation))
+        fitted = _fit_or_skip(state, "early_exit", early_exit, validation)
+        if fitted is not None:
+            policies.append(fitted)
     return policies
 
 

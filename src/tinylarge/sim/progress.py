@@ -12,6 +12,12 @@ class Reporter(Protocol):
 
     def stage_finished(self, name: str, seconds: float, summary: str) -> None: ...
 
+    def part_skipped(self, path: str, reason: str) -> None:
+        """A stage left out the part at metrics path ``path`` and says why."""
+
+    def part_warning(self, path: str, message: str) -> None:
+        """The part at metrics path ``path`` ran but missed what it was tuned for."""
+
     def training(
         self,
         role: str,
@@ -30,6 +36,12 @@ class SilentReporter:
         return None
 
     def stage_finished(self, name: str, seconds: float, summary: str) -> None:
+        return None
+
+    def part_skipped(self, path: str, reason: str) -> None:
+        return None
+
+    def part_warning(self, path: str, message: str) -> None:
         return None
 
     def training(

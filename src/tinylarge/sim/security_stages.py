@@ -16,6 +16,7 @@ from typing import Any
 
 from tinylarge.config.security_config import SecurityConfig
 from tinylarge.data.partition import partition_iid
+from tinylarge.errors import CannotFitError
 from tinylarge.integrate.aggregators import aggregator_names
 from tinylarge.integrate.colearning import FederatedData
 from tinylarge.integrate.fedavg import FedAvg
@@ -172,10 +173,16 @@ def security_stage(state: RunState, ctx: StageContext) -> str:
     base = federated_data(state)
     data = FederatedData(base.x_train, base.y_train, base.x_test, base.y_test, iid,
                          base.num_classes)  # fmt: skip
-    rows = attack_study(state, data, ctx)
-    result["aggregation_under_attack"] = rows
-    if config.dp:
-        result["dp"] = dp_study(state, data)
+    rows: list[dict[str, Any]] = []
+    try:  # FedAvg needs devices that reach the server
+        rows = attack_study(state, data, ctx)
+        result["aggregation_under_attack"] = rows
+        if config.dp:
+            result["dp"] = dp_study(state, data)
+    except CannotFitError as error:
+        state.skip("security.aggregation_under_attack", str(error))
+        if config.dp:
+            state.skip("security.dp", str(error))
     state.security = result
     clean = {r["aggregator"]: r["accuracy"] for r in rows if r["attack"] == "none"}
     worst = [

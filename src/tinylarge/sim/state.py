@@ -40,6 +40,13 @@ class TrainedModel:
     training: TrainingReport | None
 
 
+def _check_path(path: str) -> str:
+    section, _, part = path.partition(".")
+    if not section or not part:
+        raise ValueError(f"a metrics path must be '<section>.<part>', got {path!r}")
+    return path
+
+
 class StageOrderError(RuntimeError):
     """A stage asked for something an earlier stage should have produced."""
 
@@ -71,6 +78,11 @@ class RunState:
     security : dict
         Wire costs, fuzz summary, aggregation under attack, DP (``security`` stage).
     timings_s : dict of stage name -> wall seconds
+    skipped : dict of metrics path -> reason
+        Parts a stage could not do on the models it was given (``"policies.router"`` ->
+        "cannot train the router: ..."); the run went on without them (see `skip`).
+    warnings : dict of metrics path -> message
+        Parts that ran but missed what they were tuned for (see `warn`).
     """
 
     scenario: Scenario
@@ -89,6 +101,21 @@ class RunState:
     colearning: dict[str, Any] = field(default_factory=dict)
     security: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, path: str, reason: str) -> None:
+        """Record that the part at metrics path ``path`` (``"<section>.<part>"``) was left out.
+
+        For what the models make impossible (`tinylarge.errors.CannotFitError`), never for a
+        bad scenario, which fails before any work.
+        """
+        self.skipped[_check_path(path)] = reason
+
+    def warn(self, path: str, message: str) -> None:
+        """Record that the part at ``path`` ran but missed its target (e.g. an offload
+        fraction that ties in the model's confidence put out of reach)."""
+        self.warnings[_check_path(path)] = message
 
     def require_task(self) -> Task:
         if self.task is None:
