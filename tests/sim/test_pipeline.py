@@ -13,10 +13,15 @@ from tinylarge.sim.state import RunState, StageOrderError
 
 
 def _small(overrides: dict[str, object]) -> dict[str, object]:
-    """The smoke preset on fewer frames; co-learning off unless ``overrides`` turns it on
-    (the smoke run and the co-learning tests cover it)."""
+    """The smoke preset with co-learning off unless ``overrides`` turns it on (the smoke run
+    and the co-learning tests cover it).
+
+    Its models are the smoke run's (same task, models and training), so tests that do not test
+    the cache share them through the session's cache. The smoke sizes learn on every CPU kernel
+    set we tried (AVX-512, AVX2, SSE4.1, ATen default: large model 40-46 % on 8 classes); 600
+    training frames did not: on some CPUs every model collapsed to one class (issue 13).
+    """
     table = scenario_to_table(load_preset("smoke"))
-    table["task"]["radio"].update({"n_train": 600, "n_test": 300})  # type: ignore[index]
     table["colearning"]["enabled"] = False  # type: ignore[index]
     table.update(overrides)
     return table
@@ -61,7 +66,7 @@ def test_unknown_target_mcu_fails_early_and_custom_mcus_are_costed(tmp_path: Pat
     table = _small({})
     table["tiny"]["target_mcu"] = "pdp11"  # type: ignore[index]
     with pytest.raises(ValueError, match=r"tiny.target_mcu = 'pdp11' is not a known MCU; known:"):
-        run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+        run(scenario_from_table(table, "test"), cache=ModelCache())
     profile = {
         "part": "my board",
         "core": "Cortex-M4F",
@@ -72,7 +77,7 @@ def test_unknown_target_mcu_fails_early_and_custom_mcus_are_costed(tmp_path: Pat
         "cycles_per_mac": 4.0,
     }
     table["tiny"]["mcu_profiles"] = {"pdp11": profile}  # type: ignore[index]
-    result = run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+    result = run(scenario_from_table(table, "test"), cache=ModelCache())
     fp = result.footprints["pdp11"]
     assert fp.latency_s == pytest.approx(fp.macs * 4.0 / 100e6)
     assert not fp.fits and any(v.startswith("SRAM") for v in fp.violations)
@@ -217,7 +222,7 @@ def test_edge_service_can_be_measured_on_this_machine(tmp_path: Path) -> None:
 
     table = _small({})
     table["network"] = {"edge_service": "measured", "edge_max_batch": 8}
-    result = run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
+    result = run(scenario_from_table(table, "test"), cache=ModelCache())
     edge = collect(result)["network"]["edge_server"]
     assert edge["source"].startswith("measured on this machine") and edge["max_batch"] == 8
     assert edge["per_item_s"] > 0
@@ -228,7 +233,7 @@ def test_resource_aware_policies_keep_what_cannot_arrive_in_time(tmp_path: Path)
 
     table = _small({})
     table["policies"] = {"resource_aware": True, "deadline_s": 1e-4}
-    pol = collect(run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path)))["policies"]
+    pol = collect(run(scenario_from_table(table, "test"), cache=ModelCache()))["policies"]
     # No offload can answer within 0.1 ms: everything stays on the device.
     for name in ("large", "cascade", "router", "oracle"):
         assert pol[name]["offload_fraction"] == 0.0, name
