@@ -24,7 +24,13 @@ class TrafficConfig(Section):
     message_bytes: int = Field(
         256, ge=1, le=100_000_000, description="uplink payload (default: one int8 (2, 128) frame)"
     )
-    reply_bytes: int = Field(8, ge=0, le=100_000_000, description="downlink reply payload")
+    reply_bytes: int | None = Field(
+        None,
+        ge=0,
+        le=100_000_000,
+        description="downlink reply payload; unset: what the edge server sends, a 4-byte "
+        "request id + the class byte + one int8 logit per class (13 B for 8 classes)",
+    )
 
 
 class RadioEnergyConfig(Section):

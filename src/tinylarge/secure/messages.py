@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+#: Bytes of a REPLY before its logits: the request's id (uint32: the low 32 bits of the
+#: request's sequence number) and the answered class (uint8).
+REPLY_HEADER_BYTES = 5
+
+
+def reply_payload_bytes(num_classes: int) -> int:
+    """Payload bytes of the edge's REPLY to an offload: request id, class, one int8 logit per
+    class (what `tinylarge.deploy` sends and the simulator charges)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return REPLY_HEADER_BYTES + num_classes
+
 
 class MessageType(IntEnum):
     """What a protected message carries (who sends it)."""

@@ -137,7 +137,7 @@ def _closed_loop(state: RunState, data: FederatedData, links: LinkBudget) -> Clo
         temperature=distillation.temperature,
         alpha=distillation.alpha,
         frame_bytes=scenario.network.traffic.message_bytes,
-        reply_bytes=scenario.network.traffic.reply_bytes,
+        reply_bytes=state.reply_bytes(),
         validation_fraction=config.validation_fraction,
         update_channel=signed_updates(state),
         seed=derive_seed(scenario.seed, "colearning", "closed_loop"),

@@ -158,7 +158,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         device=device,
         arrival_s=arrival,
         bytes_up=traffic.message_bytes,
-        bytes_down=traffic.reply_bytes,
+        bytes_down=state.reply_bytes(),
         compute_energy_j=compute_j,
         sleep_time_s=sleep_s,
     )
@@ -194,7 +194,7 @@ def network_metrics(state: RunState) -> dict[str, Any] | None:
             "compute_energy_j_per_message": state.network["compute_energy_j_per_message"],
             "sleep_s_per_message": state.network["sleep_s_per_message"],
         },
-        "traffic": config.traffic.model_dump(),
+        "traffic": {**config.traffic.model_dump(), "reply_bytes": state.reply_bytes()},
         "edge_server": {
             "setup_s": edge.setup_s,
             "per_item_s": edge.per_item_s,

@@ -234,7 +234,7 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
                 settings=state.network["settings"],
                 edge=state.network["edge"],
                 compute=compute,
-                reply_bytes=scenario.network.traffic.reply_bytes,
+                reply_bytes=state.reply_bytes(),
                 deadline_s=config.deadline_s,
                 limits=limits,
                 overhead=overhead if protect else None,

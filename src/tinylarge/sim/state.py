@@ -13,6 +13,7 @@ from tinylarge.data import Partition, Task
 from tinylarge.models.evaluation import Evaluation
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.training import TrainingReport
+from tinylarge.secure.messages import reply_payload_bytes
 from tinylarge.tiny.footprint import Footprint
 from tinylarge.tiny.graph import TinyModel
 
@@ -126,6 +127,15 @@ class RunState:
         if self.tiny_int8 is None:
             raise StageOrderError("no int8 tiny model yet: 'quantize_tiny' must run first")
         return self.tiny_int8
+
+    def reply_bytes(self) -> int:
+        """Payload of the edge's reply to an offload, bytes: ``network.traffic.reply_bytes``, or
+        when unset what the edge server sends (`tinylarge.secure.messages.reply_payload_bytes`).
+        """
+        configured = self.scenario.network.traffic.reply_bytes
+        if configured is not None:
+            return configured
+        return reply_payload_bytes(self.require_task().num_classes)
 
     def require_model(self, role: str) -> TrainedModel:
         if role not in self.models:
