@@ -51,6 +51,14 @@ def _int8_logits(model: TinyModel, x_q: np.ndarray) -> np.ndarray:
     return model.dequantize_output(run_int8(model, x_q).reshape(len(x_q), -1))
 
 
+def edge_logits(state: RunState, x_q: np.ndarray) -> np.ndarray:
+    """The large model's logits on int8 frames as the edge receives them (dequantized): an
+    offload sends the int8 frame, not the float one the model was evaluated on."""
+    spec = state.require_tiny_int8().input_spec
+    x_float = (x_q.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+    return predict_logits(state.require_model("large").model, x_float)
+
+
 def _compressed_extra(state: RunState, x_q: np.ndarray, bits: list[int]) -> dict[str, np.ndarray]:
     """The large model's logits on the frames requantized to each number of bits."""
     tiny = state.require_tiny_int8()
@@ -82,7 +90,7 @@ def _validation_trace(state: RunState) -> tuple[Trace, str]:
     x_q = tiny.quantize_input(x)
     trace = Trace(
         tiny_logits=_int8_logits(tiny, x_q),
-        large_logits=predict_logits(state.require_model("large").model, x),
+        large_logits=edge_logits(state, x_q),
         y=np.asarray(y, dtype=np.int64),
         snr_db=None if snr is None else np.asarray(snr, dtype=np.float64),
         extra=split_exit_extra(state, x),
@@ -193,7 +201,7 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         split, extra = split_policy_and_extra(state, plan, task.x_test, extra)
     test = Trace(
         tiny_logits=state.logits[TINY_INT8_ROLE],
-        large_logits=state.logits["large"],
+        large_logits=edge_logits(state, x_q),
         y=task.y_test,
         snr_db=task.meta_test.get("snr_db"),
         extra=extra,

@@ -1,0 +1,299 @@
+"""Device agents: many devices in one asyncio process, each with its own MQTT connection,
+identity and session, running the same int8 runtime and `Policy` as the simulator.
+
+Each device follows a schedule of requests (arrival time, test sample), given as arrays by the
+caller (the CLI draws it as the simulator does). Requests due together are run through the
+integer runtime (``tflm`` arithmetic) in one vectorized call, and the policy decides per request
+from the tiny model's logits: `Policy.decide` sees a trace whose large-model logits are unknown
+to the device (zeros); a deployable policy's ``offload`` and ``fallback_prediction`` depend on
+the tiny logits only (checked in the tests). An offload is sealed with the device's session
+and published; the answer is the edge's class if its reply arrives within ``deadline_s``,
+else the device's own (``timed_out``). Every request ends in exactly one of: answered on the
+device, answered by the edge, timed out; `FleetRecords.lost` counts any that did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiomqtt
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tinylarge.deploy.broker import BrokerAddress
+from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
+from tinylarge.deploy.server import NODELAY, connect_properties
+from tinylarge.integrate.policy import Policy, Trace
+from tinylarge.secure.errors import SecurityError
+from tinylarge.secure.handshake import DeviceHandshake
+from tinylarge.secure.identity import Identity
+from tinylarge.secure.messages import MessageType
+from tinylarge.secure.session import Aead, Session
+from tinylarge.secure.wire import overhead_bytes, parse
+from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.runtime import run as run_int8
+
+#: Route codes of a finished request.
+ON_DEVICE, BY_EDGE, TIMED_OUT, UNFINISHED = 0, 1, 2, -1
+ROUTES = {ON_DEVICE: "device", BY_EDGE: "edge", TIMED_OUT: "timed_out"}
+
+
+@dataclass
+class FleetRecords:
+    """Per-request records, arrays of shape (m,), in schedule order.
+
+    Times are seconds on the fleet's monotonic clock from the run's start. ``bytes_up`` and
+    ``bytes_down`` are the protected messages (payload + header + tag), as the simulator
+    counts them; ``mqtt_bytes_up`` / ``_down`` the MQTT PUBLISH packets around them.
+    """
+
+    device: npt.NDArray[np.int64]
+    sample: npt.NDArray[np.int64]
+    scheduled_s: npt.NDArray[np.float64]
+    offload: npt.NDArray[np.bool_] = field(init=False)
+    sent_s: npt.NDArray[np.float64] = field(init=False)
+    answered_s: npt.NDArray[np.float64] = field(init=False)
+    route: npt.NDArray[np.int64] = field(init=False)
+    answer: npt.NDArray[np.int64] = field(init=False)
+    bytes_up: npt.NDArray[np.int64] = field(init=False)
+    bytes_down: npt.NDArray[np.int64] = field(init=False)
+    mqtt_bytes_up: npt.NDArray[np.int64] = field(init=False)
+    mqtt_bytes_down: npt.NDArray[np.int64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        m = self.device.size
+        self.offload = np.zeros(m, bool)
+        self.sent_s = np.full(m, np.nan)
+        self.answered_s = np.full(m, np.nan)
+        self.route = np.full(m, UNFINISHED, np.int64)
+        self.answer = np.full(m, -1, np.int64)
+        for name in ("bytes_up", "bytes_down", "mqtt_bytes_up", "mqtt_bytes_down"):
+            setattr(self, name, np.zeros(m, np.int64))
+
+    @property
+    def latency_s(self) -> npt.NDArray[np.float64]:
+        """From the request's arrival to its answer, s."""
+        return self.answered_s - self.scheduled_s
+
+    @property
+    def lost(self) -> int:
+        """Requests that ended in no route (must be 0)."""
+        return int(np.sum(self.route == UNFINISHED))
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """What every device shares."""
+
+    deadline_s: float = 1.0
+    handshake_timeout_s: float = 5.0
+    aead: Aead = "chacha20-poly1305"
+
+
+class Device:
+    """One device's connection, session and outstanding offloads."""
+
+    def __init__(
+        self, identity: Identity, edge_key: Ed25519PublicKey, topics: Topics, config: FleetConfig
+    ) -> None:
+        self.identity, self.edge_key, self.topics, self.config = identity, edge_key, topics, config
+        self.id = identity.device_id
+        self.session: Session | None = None
+        self.attached = asyncio.Event()
+        self.pending: dict[int, asyncio.Future[tuple[int, int]]] = {}
+        self.edge_boot: bytes | None = None
+        self.client: aiomqtt.Client | None = None
+        self._handshake: DeviceHandshake | None = None
+        self.rejected = 0
+
+    async def _hello(self) -> None:
+        self.attached.clear()
+        self.session = None
+        self._handshake = DeviceHandshake(self.identity, self.config.aead)
+        if self.client is not None:
+            await self.client.publish(self.topics.hello(self.id), self._handshake.hello(), qos=1)
+
+    def _on_message(self, topic: str, payload: bytes) -> asyncio.Task[None] | None:
+        """Handle one message; a task when it needs to send (a new handshake)."""
+        if topic == self.topics.edge:
+            if payload != self.edge_boot:  # a (re)started edge: its sessions are gone
+                self.edge_boot = payload
+                return asyncio.ensure_future(self._hello())
+        elif topic == self.topics.welcome(self.id) and self._handshake is not None:
+            try:
+                self.session = self._handshake.finish(payload, self.edge_key)
+            except SecurityError:
+                self.rejected += 1
+                return None
+            self._handshake = None
+            self.attached.set()
+        elif topic == self.topics.down(self.id) and self.session is not None:
+            try:
+                msg_type, reply = self.session.open(payload)
+                if msg_type != MessageType.REPLY:
+                    raise ValueError("not a reply")
+            except (SecurityError, ValueError):
+                self.rejected += 1
+                return None
+            request = int.from_bytes(reply[:4], "little")
+            future = self.pending.pop(request, None)
+            if future is not None and not future.done():
+                future.set_result((len(payload), reply[4]))
+        return None
+
+    async def run(self, address: BrokerAddress, stop: asyncio.Event) -> None:
+        """Stay connected (reconnecting after a broker restart) until ``stop``."""
+        while not stop.is_set():
+            try:
+                async with aiomqtt.Client(
+                    address.host,
+                    address.port,
+                    identifier=f"{self.topics.prefix}-{self.id}",
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    clean_start=False,
+                    properties=connect_properties(),
+                    socket_options=NODELAY,
+                ) as client:
+                    self.client = client
+                    for topic in (self.topics.welcome(self.id), self.topics.down(self.id)):
+                        await client.subscribe(topic, qos=1)
+                    await client.subscribe(self.topics.edge, qos=1)
+                    tasks: set[asyncio.Task[None]] = set()
+                    async for message in client.messages:
+                        task = self._on_message(str(message.topic), bytes(message.payload))
+                        if task is not None:
+                            tasks.add(task)
+                            task.add_done_callback(tasks.discard)
+            except aiomqtt.MqttError:
+                self.client = None
+                self.attached.clear()
+                await asyncio.sleep(0.2)
+
+    async def offload(self, frame: bytes, deadline_s: float) -> tuple[int, int, int] | None:
+        """Send ``frame``; ``(class, bytes up, bytes down)`` if answered in time, else None."""
+        session, client = self.session, self.client
+        if session is None or client is None:
+            return None
+        wire = session.seal(MessageType.FRAME, frame)
+        request = request_id(parse(wire, session.max_payload)[0].seq)
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self.pending[request] = future
+        try:
+            await client.publish(self.topics.up(self.id), wire, qos=1)
+            down, answer = await asyncio.wait_for(future, deadline_s)
+        except (TimeoutError, aiomqtt.MqttError):
+            self.pending.pop(request, None)
+            return None
+        return answer, len(wire), down
+
+
+def device_decisions(
+    model: TinyModel, policy: Policy, frames: npt.NDArray[np.int8], device: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """``(offload, device answer)`` per frame: the int8 runtime in ``tflm`` arithmetic, then
+    the policy on the tiny logits alone (the large model's are unknown on the device)."""
+    out = run_int8(model, frames, arithmetic="tflm").reshape(len(frames), -1)
+    logits = model.dequantize_output(out)
+    trace = Trace(
+        tiny_logits=logits, large_logits=np.zeros_like(logits), y=np.zeros(len(frames), np.int64)
+    )
+    decision = policy.decide(trace, np.arange(len(frames)), np.random.default_rng(0), device=device)
+    return decision.offload, decision.fallback_prediction
+
+
+class Fleet:
+    """Run a request schedule over ``identities`` (device i = ``identities[i]``)."""
+
+    def __init__(
+        self,
+        model: TinyModel,
+        policy: Policy,
+        identities: list[Identity],
+        edge_key: Ed25519PublicKey,
+        frames: npt.NDArray[np.int8],
+        *,
+        topics: Topics | None = None,
+        config: FleetConfig | None = None,
+    ) -> None:
+        self.model, self.policy, self.frames = model, policy, frames
+        self.topics, self.config = topics or Topics(), config or FleetConfig()
+        self.devices = [Device(i, edge_key, self.topics, self.config) for i in identities]
+        self.num_classes = int(np.prod(model.output_spec.shape))
+
+    async def _one(self, records: FleetRecords, i: int, offload: bool, own: int, t0: float) -> None:
+        device = self.devices[int(records.device[i])]
+        records.sent_s[i] = time.monotonic() - t0
+        result = None
+        if offload:
+            records.offload[i] = True
+            frame = self.frames[records.sample[i]].tobytes()
+            result = await device.offload(frame, self.config.deadline_s)
+            records.bytes_up[i] = len(frame) + overhead_bytes(device.id)
+            records.mqtt_bytes_up[i] = publish_packet_bytes(
+                self.topics.up(device.id), int(records.bytes_up[i])
+            )
+        records.answered_s[i] = time.monotonic() - t0
+        if result is not None:
+            records.route[i], records.answer[i], records.bytes_down[i] = (
+                BY_EDGE,
+                result[0],
+                result[2],
+            )
+            records.mqtt_bytes_down[i] = publish_packet_bytes(
+                self.topics.down(device.id), result[2]
+            )
+        else:
+            records.route[i] = TIMED_OUT if offload else ON_DEVICE
+            records.answer[i] = own
+
+    async def run(
+        self,
+        address: BrokerAddress,
+        device: npt.NDArray[np.int64],
+        sample: npt.NDArray[np.int64],
+        arrival_s: npt.NDArray[np.float64],
+        *,
+        tick_s: float = 0.002,
+    ) -> FleetRecords:
+        """Connect every device, attach (handshake), then play the schedule (sorted by
+        arrival) in real time; return when every request has finished."""
+        order = np.argsort(arrival_s, kind="stable")
+        records = FleetRecords(device[order], sample[order], arrival_s[order].astype(np.float64))
+        stop = asyncio.Event()
+        connections = [asyncio.create_task(d.run(address, stop)) for d in self.devices]
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(d.attached.wait() for d in self.devices)),
+                self.config.handshake_timeout_s,
+            )
+            t0 = time.monotonic()
+            tasks: list[asyncio.Task[None]] = []
+            start = 0
+            while start < records.device.size:
+                now = time.monotonic() - t0
+                end = int(np.searchsorted(records.scheduled_s, now, side="right"))
+                if end > start:
+                    idx = np.arange(start, end)
+                    offload, own = device_decisions(
+                        self.model,
+                        self.policy,
+                        self.frames[records.sample[idx]],
+                        records.device[idx],
+                    )
+                    tasks += [
+                        asyncio.create_task(self._one(records, int(i), bool(o), int(a), t0))
+                        for i, o, a in zip(idx, offload, own, strict=True)
+                    ]
+                    start = end
+                else:
+                    await asyncio.sleep(min(tick_s, max(0.0, records.scheduled_s[start] - now)))
+            await asyncio.gather(*tasks)
+        finally:
+            stop.set()
+            for task in connections:
+                task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
+        return records

@@ -1,0 +1,169 @@
+"""The edge server and device agents over a real Mosquitto: answers, bytes, batching, attacks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiomqtt
+import numpy as np
+
+from tinylarge.deploy.broker import Broker
+from tinylarge.deploy.fleet import BY_EDGE, ON_DEVICE, Fleet, FleetConfig, FleetRecords
+from tinylarge.deploy.protocol import Topics, publish_packet_bytes
+from tinylarge.deploy.server import EdgeServer
+from tinylarge.integrate.policies import Cascade, LargeOnly
+from tinylarge.integrate.policy import Policy
+from tinylarge.secure.identity import Identity
+from tinylarge.secure.messages import reply_payload_bytes
+from tinylarge.secure.wire import overhead_bytes
+
+from .conftest import World
+
+Schedule = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def run_system(
+    broker: Broker,
+    world: World,
+    policy: Policy,
+    schedule: Schedule,
+    *,
+    prefix: str,
+    server_options: dict[str, Any] | None = None,
+    during: Callable[[EdgeServer], Awaitable[None]] | None = None,
+) -> tuple[FleetRecords, EdgeServer]:
+    """Server and fleet in one event loop, on the real broker; ``during`` runs beside them."""
+    topics = Topics(prefix)
+    server = EdgeServer(
+        world.predict,
+        world.config(**(server_options or {})),
+        world.edge,
+        world.registry,
+        topics=topics,
+    )
+    fleet = Fleet(
+        world.tiny,
+        policy,
+        world.devices,
+        world.edge.public_key,
+        world.frames,
+        topics=topics,
+        config=FleetConfig(deadline_s=2.0),
+    )
+
+    async def main() -> FleetRecords:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(server.serve(broker.address, stop))
+        await asyncio.wait_for(server.connected.wait(), 5)
+        side = asyncio.create_task(during(server)) if during is not None else None
+        try:
+            return await fleet.run(broker.address, *schedule)
+        finally:
+            if side is not None:
+                await side
+            stop.set()
+            await serving
+
+    return asyncio.run(main()), server
+
+
+def schedule(n: int, n_devices: int, duration_s: float, seed: int = 0) -> Schedule:
+    rng = np.random.default_rng(seed)
+    return (
+        rng.integers(0, n_devices, n),
+        rng.integers(0, 200, n),
+        np.sort(rng.uniform(0, duration_s, n)),
+    )
+
+
+def test_every_offload_is_answered_by_the_edge_with_the_bytes_the_simulator_counts(
+    broker: Broker, world: World
+) -> None:
+    device, sample, arrival = schedule(60, 6, 1.0)
+    records, server = run_system(broker, world, LargeOnly(256), (device, sample, arrival),
+                                 prefix="t1")  # fmt: skip
+    assert records.lost == 0 and (records.route == BY_EDGE).all()
+    order = np.argsort(arrival, kind="stable")
+    np.testing.assert_array_equal(records.answer, world.edge_answers(sample[order]))
+    # the protected messages are payload + header + tag, as the simulator charges them
+    ids = [world.devices[d].device_id for d in records.device]
+    assert records.bytes_up.tolist() == [256 + overhead_bytes(i) for i in ids]
+    assert records.bytes_down.tolist() == [reply_payload_bytes(8) + overhead_bytes(i) for i in ids]
+    assert records.mqtt_bytes_up[0] == publish_packet_bytes("t1/up/" + ids[0], 256 + 39)
+    assert server.state.requests == server.state.replies == 60 and not server.state.rejected
+    assert np.all(records.latency_s > 0) and np.all(records.latency_s < 2.0)
+
+
+def test_the_device_runs_the_policy_on_its_own_logits(broker: Broker, world: World) -> None:
+    from tinylarge.tiny.runtime import run as run_int8
+
+    logits = world.tiny.dequantize_output(run_int8(world.tiny, world.frames, arithmetic="tflm"))
+    confidence = np.sort(np.exp(logits).max(1) / np.exp(logits).sum(1))
+    policy = Cascade("max_softmax", threshold=float(np.median(confidence)), frame_bytes=256,
+                     tiny_macs=1)  # fmt: skip
+    device, sample, arrival = schedule(80, 4, 1.0, seed=1)
+    records, _ = run_system(broker, world, policy, (device, sample, arrival), prefix="t2")
+    order = np.argsort(arrival, kind="stable")
+    s = sample[order]
+    expected_offload = (
+        np.exp(logits[s]).max(1) / np.exp(logits[s]).sum(1) < policy.threshold  # type: ignore[operator]
+    )
+    np.testing.assert_array_equal(records.offload, expected_offload)
+    assert 0 < records.offload.sum() < 80 and records.lost == 0
+    on_device = records.route == ON_DEVICE
+    np.testing.assert_array_equal(records.answer[on_device], logits[s][on_device].argmax(1))
+    np.testing.assert_array_equal(records.answer[~on_device], world.edge_answers(s[~on_device]))
+    assert (records.bytes_up[on_device] == 0).all()
+
+
+def test_a_burst_is_served_in_batches(broker: Broker, world: World) -> None:
+    device = np.arange(120) % 12
+    burst = (device, np.arange(120) % 200, np.zeros(120))  # all at once
+    records, server = run_system(broker, world, LargeOnly(256), burst, prefix="t3",
+                                 server_options={"max_batch": 16, "max_wait_s": 0.02})  # fmt: skip
+    assert records.lost == 0 and (records.route == BY_EDGE).all()
+    assert max(server.state.batch_sizes) == 16 and len(server.state.batch_sizes) < 60
+    assert sum(server.state.batch_sizes) == 120
+
+
+def test_forged_replayed_and_garbage_messages_are_rejected_while_devices_are_served(
+    broker: Broker, world: World
+) -> None:
+    captured: list[tuple[str, bytes]] = []
+
+    async def attacker(server: EdgeServer) -> None:
+        async with aiomqtt.Client(broker.address.host, broker.address.port) as client:
+            await client.subscribe("t4/up/+", qos=1)  # eavesdrop on real offloads
+            async with asyncio.timeout(5):
+                async for message in client.messages:
+                    captured.append((str(message.topic), bytes(message.payload)))  # type: ignore[arg-type]
+                    if len(captured) == 3:
+                        break
+            for topic, wire in captured:
+                await client.publish(topic, wire, qos=1)  # replay
+            stranger = Identity.generate("device-99999")  # not enrolled
+            from tinylarge.secure.handshake import DeviceHandshake
+
+            await client.publish("t4/hello/device-99999", DeviceHandshake(stranger).hello(), qos=1)
+            victim = world.devices[0].device_id
+            await client.publish(f"t4/up/{victim}", b"\x01\x01garbage" * 5, qos=1)
+            topic, wire = captured[0]
+            end = 11 + wire[2]  # forge a fresh sequence number: the header is authenticated
+            forged = wire[: end - 8] + (10**6).to_bytes(8, "big") + wire[end:]
+            await client.publish(topic, forged, qos=1)
+            await asyncio.sleep(0.5)
+
+    device, sample, arrival = schedule(100, 6, 1.5, seed=2)
+    records, server = run_system(broker, world, LargeOnly(256), (device, sample, arrival),
+                                 prefix="t4", during=attacker)  # fmt: skip
+    assert records.lost == 0 and (records.route == BY_EDGE).all()  # honest devices unharmed
+    rejected = server.state.rejected
+    assert rejected == {
+        "Replay": 3,
+        "BadTag": 1,
+        "handshake_UnknownDevice": 1,
+        "Malformed": 1,  # the garbage: not a message of the wire format
+    }
+    assert server.state.requests == 100  # nothing but the honest frames reached the model
