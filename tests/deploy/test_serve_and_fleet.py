@@ -10,7 +10,7 @@ import aiomqtt
 import numpy as np
 
 from tinylarge.deploy.broker import Broker
-from tinylarge.deploy.fleet import BY_EDGE, ON_DEVICE, Fleet, FleetConfig, FleetRecords
+from tinylarge.deploy.fleet import BY_EDGE, ON_DEVICE, TIMED_OUT, Fleet, FleetConfig, FleetRecords
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes
 from tinylarge.deploy.server import EdgeServer
 from tinylarge.integrate.policies import Cascade, LargeOnly
@@ -18,6 +18,7 @@ from tinylarge.integrate.policy import Policy
 from tinylarge.secure.identity import Identity
 from tinylarge.secure.messages import reply_payload_bytes
 from tinylarge.secure.wire import overhead_bytes
+from tinylarge.tiny.runtime import run as run_int8
 
 from .conftest import World
 
@@ -97,8 +98,6 @@ def test_every_offload_is_answered_by_the_edge_with_the_bytes_the_simulator_coun
 
 
 def test_the_device_runs_the_policy_on_its_own_logits(broker: Broker, world: World) -> None:
-    from tinylarge.tiny.runtime import run as run_int8
-
     logits = world.tiny.dequantize_output(run_int8(world.tiny, world.frames, arithmetic="tflm"))
     confidence = np.sort(np.exp(logits).max(1) / np.exp(logits).sum(1))
     policy = Cascade("max_softmax", threshold=float(np.median(confidence)), frame_bytes=256,
@@ -167,3 +166,49 @@ def test_forged_replayed_and_garbage_messages_are_rejected_while_devices_are_ser
         "Malformed": 1,  # the garbage: not a message of the wire format
     }
     assert server.state.requests == 100  # nothing but the honest frames reached the model
+
+
+def test_a_restarted_server_is_reattached_and_no_request_is_lost(
+    broker: Broker, world: World
+) -> None:
+    topics = Topics("t5")
+    first, second = (
+        EdgeServer(world.predict, world.config(), world.edge, world.registry, topics=topics)
+        for _ in range(2)
+    )
+    everything = Cascade("max_softmax", threshold=2.0, frame_bytes=256, tiny_macs=1)  # all up,
+    # with the tiny model's answer to fall back on
+    fleet = Fleet(world.tiny, everything, world.devices[:6], world.edge.public_key,
+                  world.frames, topics=topics, config=FleetConfig(deadline_s=0.5))  # fmt: skip
+    device, sample, arrival = schedule(150, 6, 3.0, seed=3)
+
+    async def main() -> FleetRecords:
+        stop_first, stop_second = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(first.serve(broker.address, stop_first))
+        await asyncio.wait_for(first.connected.wait(), 5)
+
+        async def restart() -> None:
+            await asyncio.sleep(1.0)  # mid-run: gone, without a word to the devices
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            await asyncio.sleep(0.3)
+            await second.serve(broker.address, stop_second)
+
+        restarting = asyncio.create_task(restart())
+        try:
+            return await fleet.run(broker.address, device, sample, arrival)
+        finally:
+            stop_second.set()
+            await restarting
+
+    records = asyncio.run(main())
+    assert records.lost == 0
+    assert set(np.unique(records.route)) <= {BY_EDGE, TIMED_OUT}
+    late = records.scheduled_s > 2.0  # well after the restart: all devices are back
+    assert (records.route[late] == BY_EDGE).all() and late.sum() > 20
+    assert second.state.handshakes == 6  # every device re-attached to the new process
+    assert first.state.replies + second.state.replies == (records.route == BY_EDGE).sum()
+    fell_back = records.route == TIMED_OUT
+    order = np.argsort(arrival, kind="stable")
+    own = run_int8(world.tiny, world.frames[sample[order]], arithmetic="tflm").argmax(1)
+    np.testing.assert_array_equal(records.answer[fell_back], own[fell_back])
