@@ -38,6 +38,10 @@ def run_dir(smoke_result: RunResult, tmp_path_factory: pytest.TempPathFactory) -
 def test_run_directory_has_every_artefact(run_dir: Path) -> None:
     for name in ("scenario.toml", "metrics.json", "report.html"):
         assert (run_dir / name).is_file(), name
+    # the fitted policies a device can run, for `tinylarge fleet`
+    assert {p.name for p in (run_dir / "policies").glob("*.json")} == {
+        "tiny.json", "large.json", "cascade.json", "router.json"
+    }  # fmt: skip
     pngs = {p.name for p in (run_dir / "plots").glob("*.png")}
     assert {"accuracy_vs_snr.png", "confusion_tiny.png", "confusion_large.png"} <= pngs
     for png in (run_dir / "plots").glob("*.png"):

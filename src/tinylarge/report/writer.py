@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from tinylarge.config import scenario_to_toml
+from tinylarge.integrate.persistence import DEPLOYABLE, save_policy
 from tinylarge.models.persistence import save_model
 from tinylarge.report.html import page
 from tinylarge.report.metrics import collect
@@ -19,6 +20,8 @@ from tinylarge.tiny.onnx_export import export_onnx
 #: The int8 tiny model in the run directory, and its ONNX export beside it.
 TINY_INT8_FILE = "tiny_int8.tlm"
 TINY_INT8_ONNX_FILE = "tiny_int8.onnx"
+#: The run's fitted deployable policies, one JSON file each (`tinylarge.integrate.persistence`).
+POLICIES_DIR = "policies"
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -33,7 +36,8 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
 
     Layout: ``scenario.toml`` (resolved), ``metrics.json``, ``plots/*.png``,
     ``models/<role>.safetensors`` + ``models/<role>.json``, ``tiny_int8.tlm`` (the int8 model)
-    and ``tiny_int8.onnx`` (its ONNX export), ``report.html`` (self-contained).
+    and ``tiny_int8.onnx`` (its ONNX export), ``policies/<name>.json`` (the fitted policies a
+    device can run), ``report.html`` (self-contained).
     """
     run_dir = Path(run_dir)
     plots_dir = run_dir / "plots"
@@ -44,6 +48,9 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
         if trained.training is not None:
             extra["training"] = trained.training.to_dict()  # type: ignore[assignment]
         save_model(trained.model, run_dir / "models" / role, trained.manifest, extra)
+    for name, policy in result.policies.get("fitted", {}).items():
+        if name in DEPLOYABLE:  # what `tinylarge fleet` runs on the devices
+            save_policy(policy, run_dir / POLICIES_DIR / f"{name}.json")
     if result.tiny_int8 is not None:
         save_tiny_model(result.tiny_int8, run_dir / TINY_INT8_FILE)
         export_onnx(result.tiny_int8, run_dir / TINY_INT8_ONNX_FILE)

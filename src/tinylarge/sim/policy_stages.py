@@ -261,6 +261,7 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
             state.split_exit.code_bytes if state.split_exit is not None else None,
         ),
         "outcomes": outcomes,
+        "fitted": {_key(p): p for p in policies},
         "requests": requests,
         "validation_source": validation_source,
         "unprotected": unprotected,
