@@ -41,6 +41,7 @@ class World:
     """What a deployment test needs besides the broker."""
 
     tiny: TinyModel
+    tiny_float: torch.nn.Module  # what ``tiny`` was quantized from
     frames: np.ndarray  # int8 (n, 2, 128)
     weights: np.ndarray  # the "large" model: logits = flatten(x) @ weights
     edge: Identity
@@ -82,4 +83,4 @@ def world() -> World:
     for d in devices:
         registry.enroll(d.device_id, d.public_key)
     weights = rng.normal(size=(int(np.prod(SHAPE)), len(CLASSES))).astype(np.float32)
-    return World(tiny, tiny.quantize_input(x), weights, edge, devices, registry)
+    return World(tiny, model, tiny.quantize_input(x), weights, edge, devices, registry)

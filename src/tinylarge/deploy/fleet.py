@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import aiomqtt
@@ -27,13 +28,15 @@ from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
 from tinylarge.deploy.server import NODELAY, connect_properties
 from tinylarge.integrate.policy import Policy, Trace
-from tinylarge.secure.errors import SecurityError
+from tinylarge.secure.bundle import bundle_version, verify_bundle
+from tinylarge.secure.errors import Rollback, SecurityError
 from tinylarge.secure.handshake import DeviceHandshake
 from tinylarge.secure.identity import Identity
 from tinylarge.secure.messages import MessageType
 from tinylarge.secure.session import Aead, Session
 from tinylarge.secure.wire import overhead_bytes, parse
-from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.graph import TinyModel, TinyModelError
+from tinylarge.tiny.model_file import from_bytes
 from tinylarge.tiny.runtime import run as run_int8
 
 #: Route codes of a finished request.
@@ -58,6 +61,7 @@ class FleetRecords:
     answered_s: npt.NDArray[np.float64] = field(init=False)
     route: npt.NDArray[np.int64] = field(init=False)
     answer: npt.NDArray[np.int64] = field(init=False)
+    model_version: npt.NDArray[np.int64] = field(init=False)
     bytes_up: npt.NDArray[np.int64] = field(init=False)
     bytes_down: npt.NDArray[np.int64] = field(init=False)
     mqtt_bytes_up: npt.NDArray[np.int64] = field(init=False)
@@ -70,6 +74,7 @@ class FleetRecords:
         self.answered_s = np.full(m, np.nan)
         self.route = np.full(m, UNFINISHED, np.int64)
         self.answer = np.full(m, -1, np.int64)
+        self.model_version = np.zeros(m, np.int64)
         for name in ("bytes_up", "bytes_down", "mqtt_bytes_up", "mqtt_bytes_down"):
             setattr(self, name, np.zeros(m, np.int64))
 
@@ -91,15 +96,39 @@ class FleetConfig:
     deadline_s: float = 1.0
     handshake_timeout_s: float = 5.0
     aead: Aead = "chacha20-poly1305"
+    #: Device class that model bundles must name (the MCU), as in `tinylarge.secure.bundle`.
+    target: str = "device"
+
+
+class ModelStore:
+    """The tiny models of the fleet by version: parsed once, shared by the devices that
+    installed them (each device verifies the bundle itself)."""
+
+    def __init__(self, shipped: TinyModel) -> None:
+        self.by_version: dict[int, TinyModel] = {0: shipped}
+
+    def add(self, version: int, model_bytes: bytes) -> None:
+        if version not in self.by_version:
+            self.by_version[version] = from_bytes(model_bytes, source=f"bundle v{version}")
 
 
 class Device:
     """One device's connection, session and outstanding offloads."""
 
     def __init__(
-        self, identity: Identity, edge_key: Ed25519PublicKey, topics: Topics, config: FleetConfig
+        self,
+        identity: Identity,
+        edge_key: Ed25519PublicKey,
+        topics: Topics,
+        config: FleetConfig,
+        models: ModelStore,
     ) -> None:
         self.identity, self.edge_key, self.topics, self.config = identity, edge_key, topics, config
+        self.models = models
+        #: Installed model version (0: the one the device shipped with) and when each came.
+        self.version = 0
+        self.installs: list[tuple[float, int]] = []
+        self.refused: Counter[str] = Counter()
         self.id = identity.device_id
         self.session: Session | None = None
         self.attached = asyncio.Event()
@@ -122,6 +151,8 @@ class Device:
             if payload != self.edge_boot:  # a (re)started edge: its sessions are gone
                 self.edge_boot = payload
                 return asyncio.ensure_future(self._hello())
+        elif topic == self.topics.model:
+            self._install(payload)
         elif topic == self.topics.welcome(self.id) and self._handshake is not None:
             try:
                 self.session = self._handshake.finish(payload, self.edge_key)
@@ -144,6 +175,23 @@ class Device:
                 future.set_result((len(payload), reply[4]))
         return None
 
+    def _install(self, bundle: bytes) -> None:
+        """Verify a pushed bundle (signature, hash, target, no rollback) and install it."""
+        try:
+            model = verify_bundle(bundle, self.edge_key, self.version, self.config.target)
+            version = bundle_version(bundle)
+            self.models.add(version, model)
+        except Rollback:
+            if self.version and bundle_version(bundle) == self.version:
+                return  # the retained copy of what is installed, again after a reconnect
+            self.refused["Rollback"] += 1
+            return
+        except (SecurityError, TinyModelError) as error:
+            self.refused[type(error).__name__] += 1
+            return
+        self.version = version
+        self.installs.append((time.monotonic(), version))
+
     async def run(self, address: BrokerAddress, stop: asyncio.Event) -> None:
         """Stay connected (reconnecting after a broker restart) until ``stop``."""
         while not stop.is_set():
@@ -161,6 +209,7 @@ class Device:
                     for topic in (self.topics.welcome(self.id), self.topics.down(self.id)):
                         await client.subscribe(topic, qos=1)
                     await client.subscribe(self.topics.edge, qos=1)
+                    await client.subscribe(self.topics.model, qos=1)
                     tasks: set[asyncio.Task[None]] = set()
                     async for message in client.messages:
                         task = self._on_message(str(message.topic), bytes(message.payload))
@@ -220,7 +269,10 @@ class Fleet:
     ) -> None:
         self.model, self.policy, self.frames = model, policy, frames
         self.topics, self.config = topics or Topics(), config or FleetConfig()
-        self.devices = [Device(i, edge_key, self.topics, self.config) for i in identities]
+        self.models = ModelStore(model)
+        self.devices = [
+            Device(i, edge_key, self.topics, self.config, self.models) for i in identities
+        ]
         self.num_classes = int(np.prod(model.output_spec.shape))
 
     async def _one(self, records: FleetRecords, i: int, offload: bool, own: int, t0: float) -> None:
@@ -248,6 +300,24 @@ class Fleet:
         else:
             records.route[i] = TIMED_OUT if offload else ON_DEVICE
             records.answer[i] = own
+
+    def _decide(
+        self, records: FleetRecords, idx: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+        """Decisions for requests ``idx``, each with its device's installed model."""
+        versions = np.array([self.devices[d].version for d in records.device[idx]], np.int64)
+        records.model_version[idx] = versions
+        offload = np.zeros(idx.size, bool)
+        own = np.zeros(idx.size, np.int64)
+        for v in np.unique(versions):
+            mine = versions == v
+            offload[mine], own[mine] = device_decisions(
+                self.models.by_version[int(v)],
+                self.policy,
+                self.frames[records.sample[idx[mine]]],
+                records.device[idx[mine]],
+            )
+        return offload, own
 
     async def run(
         self,
@@ -277,12 +347,7 @@ class Fleet:
                 end = int(np.searchsorted(records.scheduled_s, now, side="right"))
                 if end > start:
                     idx = np.arange(start, end)
-                    offload, own = device_decisions(
-                        self.model,
-                        self.policy,
-                        self.frames[records.sample[idx]],
-                        records.device[idx],
-                    )
+                    offload, own = self._decide(records, idx)
                     tasks += [
                         asyncio.create_task(self._one(records, int(i), bool(o), int(a), t0))
                         for i, o, a in zip(idx, offload, own, strict=True)

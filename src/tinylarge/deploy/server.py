@@ -23,6 +23,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import aiomqtt
@@ -32,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tinylarge.deploy.broker import BrokerAddress
+from tinylarge.deploy.live_loop import LiveLoop
 from tinylarge.deploy.metrics_endpoint import EdgeMetrics
 from tinylarge.deploy.protocol import Topics, encode_reply, request_id
 from tinylarge.secure.errors import SecurityError
@@ -124,6 +126,7 @@ class EdgeServer:
         *,
         topics: Topics | None = None,
         metrics: EdgeMetrics | None = None,
+        live_loop: LiveLoop | None = None,
     ) -> None:
         self.predict, self.config = predict, config
         self.identity, self.registry = identity, registry
@@ -133,8 +136,13 @@ class EdgeServer:
         self.sessions: dict[str, Session] = {}
         self.boot_id = os.urandom(8).hex()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()
         self.connected = asyncio.Event()
+        self.live_loop = live_loop
+        self._trainer = ThreadPoolExecutor(1, thread_name_prefix="tinylarge-distil")
+        self._training: asyncio.Future[tuple[int, bytes]] | None = None
+        #: (monotonic time, version) of every bundle published
+        self.pushed: list[tuple[float, int]] = []
 
     # -- checking what arrives ------------------------------------------------------------------
     def reject(self, reason: str) -> None:
@@ -166,7 +174,7 @@ class EdgeServer:
             return
         self.sessions[device_id] = session
         self.state.handshakes += 1
-        self._outbox.put_nowait((self.topics.welcome(device_id), reply))
+        self._outbox.put_nowait((self.topics.welcome(device_id), reply, False))
 
     def _frame(self, device_id: str, wire: bytes) -> None:
         session = self.sessions.get(device_id)
@@ -211,12 +219,32 @@ class EdgeServer:
         q = raw.reshape(len(batch), *self.config.frame_shape).astype(np.float32)
         return (q - np.float32(self.config.input_zero_point)) * np.float32(self.config.input_scale)
 
+    def _learn(self, x: npt.NDArray[np.float32], logits: npt.NDArray[np.float32]) -> None:
+        """Keep the answered frames; start an update in the worker when one is due."""
+        if self.live_loop is None or not self.live_loop.add(x, logits) or self._training:
+            return
+        loop = asyncio.get_running_loop()
+        self._training = loop.run_in_executor(self._trainer, self.live_loop.build_update)
+        self._training.add_done_callback(self._publish_update)
+
+    def _publish_update(self, done: asyncio.Future[tuple[int, bytes]]) -> None:
+        self._training = None
+        if done.cancelled() or done.exception() is not None:
+            self.reject("update_failed")  # counted; serving goes on with the old model
+            return
+        version, bundle = done.result()
+        self._outbox.put_nowait((self.topics.model, bundle, True))
+        self.pushed.append((time.monotonic(), version))
+        if self.metrics is not None:
+            self.metrics.model_version.set(version)
+
     async def _batcher(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
             started = time.perf_counter()
-            logits = await loop.run_in_executor(None, self.predict, self._dequantize(batch))
+            x = self._dequantize(batch)
+            logits = await loop.run_in_executor(None, self.predict, x)
             service_s = time.perf_counter() - started
             self.state.batch_sizes.append(len(batch))
             self.state.service_s.append(service_s)
@@ -229,17 +257,18 @@ class EdgeServer:
                     continue
                 reply = encode_reply(pending.request, int(np.argmax(z)), z)
                 wire = session.seal(MessageType.REPLY, reply)
-                self._outbox.put_nowait((self.topics.down(pending.device_id), wire))
+                self._outbox.put_nowait((self.topics.down(pending.device_id), wire, False))
                 self.state.replies += 1
+            self._learn(x, np.asarray(logits, np.float32))
 
     # -- the broker connection --------------------------------------------------------------------
     async def _publisher(self, client: aiomqtt.Client) -> None:
         while True:
-            topic, payload = await self._outbox.get()
+            topic, payload, retain = await self._outbox.get()
             try:
-                await client.publish(topic, payload, qos=1)
+                await client.publish(topic, payload, qos=1, retain=retain)
             except aiomqtt.MqttError:
-                self._outbox.put_nowait((topic, payload))  # the connection is gone: retry later
+                self._outbox.put_nowait((topic, payload, retain))  # connection gone: retry later
                 raise
 
     async def _session(self, address: BrokerAddress) -> None:
@@ -291,3 +320,7 @@ class EdgeServer:
         finally:
             batcher.cancel()
             await asyncio.gather(batcher, return_exceptions=True)
+            if self._training is not None:
+                await asyncio.gather(self._training, return_exceptions=True)
+            if self.live_loop is not None:
+                self.live_loop.save()

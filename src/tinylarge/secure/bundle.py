@@ -121,3 +121,13 @@ def verify_bundle(
             f"bundle version {manifest['version']} is not newer than installed {installed_version}"
         )
     return model
+
+
+def bundle_version(bundle: bytes) -> int:
+    """The version a bundle's manifest states (read it after `verify_bundle` accepted it)."""
+    data = bytes(bundle)
+    if len(data) < 8 or data[:4] != MAGIC:
+        raise Malformed("not a TLB1 model bundle")
+    (m,) = struct.unpack(">I", data[4:8])
+    version: int = _parse_manifest(data[8 : 8 + m])["version"]
+    return version

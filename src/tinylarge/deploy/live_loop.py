@@ -1,0 +1,131 @@
+"""The closed loop, live at the edge: offloads labelled by the large model become the next tiny
+model, pushed to the devices as a signed bundle.
+
+Every frame the server answers is kept with the large model's logits (soft targets) and class
+(hard label). Each ``update_every`` new frames, a worker thread distils a copy of the current
+tiny model on everything gathered (`tinylarge.tiny.distill`, the simulator's closed-loop step),
+quantizes it (`tinylarge.tiny.quantize`), and signs it as the next version
+(`tinylarge.secure.bundle`); the server publishes it retained, so a device that connects later
+still gets it. Serving never waits for training. What must survive a restart is on disk in
+``state_dir``: the gathered frames and logits (``labels.npz``) and the last version pushed
+(``bundle_version``), so versions only ever grow (devices refuse a rollback).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from torch import nn
+
+from tinylarge.config.training_config import TrainingSpec
+from tinylarge.secure.bundle import sign_bundle
+from tinylarge.secure.identity import Identity
+from tinylarge.tiny.distill import distill
+from tinylarge.tiny.model_file import to_bytes
+from tinylarge.tiny.quantize import quantize_model
+
+LABELS_FILE, VERSION_FILE = "labels.npz", "bundle_version"
+
+
+class LiveLoop:
+    """Gathers labelled offloads and builds the next signed tiny-model bundle (see module doc).
+
+    Parameters
+    ----------
+    state_dir : path
+        Where the gathered labels and the version counter live.
+    tiny : nn.Module
+        The float tiny model the devices run (int8) today; each update continues from the last.
+    calibration_x : ndarray, float32
+        Frames for the int8 calibration of each new model.
+    class_names : tuple of str
+    spec : TrainingSpec
+        Distillation epochs, batch size, learning rate of each update.
+    identity : Identity
+        The edge's signing identity.
+    target : str
+        Device class in the bundle manifest (the MCU name).
+    update_every : int
+        New labelled frames between two updates.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        tiny: nn.Module,
+        calibration_x: npt.NDArray[np.float32],
+        class_names: tuple[str, ...],
+        spec: TrainingSpec,
+        identity: Identity,
+        target: str,
+        *,
+        update_every: int = 500,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        if update_every < 1:
+            raise ValueError(f"update_every must be >= 1, got {update_every}")
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.tiny, self.calibration_x, self.class_names = tiny, calibration_x, class_names
+        self.spec, self.identity, self.target = spec, identity, target
+        self.update_every, self.temperature, self.alpha, self.seed = (
+            update_every, temperature, alpha, seed
+        )  # fmt: skip
+        self.x: list[npt.NDArray[np.float32]] = []
+        self.logits: list[npt.NDArray[np.float32]] = []
+        labels = self.state_dir / LABELS_FILE
+        if labels.is_file():
+            with np.load(labels) as saved:
+                self.x, self.logits = [saved["x"]], [saved["logits"]]
+        self.gathered = sum(len(x) for x in self.x)
+        self.since_update = 0
+        version = self.state_dir / VERSION_FILE
+        self.version = int(version.read_text()) if version.is_file() else 0
+
+    def add(self, x: npt.NDArray[np.float32], logits: npt.NDArray[np.float32]) -> bool:
+        """Keep a batch of answered frames; True when an update is due."""
+        self.x.append(np.asarray(x, np.float32))
+        self.logits.append(np.asarray(logits, np.float32))
+        self.gathered += len(x)
+        self.since_update += len(x)
+        return self.since_update >= self.update_every
+
+    def save(self) -> None:
+        """Write the gathered frames and logits (atomically)."""
+        if not self.x:
+            return
+        tmp = self.state_dir / f".{LABELS_FILE}.tmp-{os.getpid()}.npz"
+        np.savez(tmp, x=np.concatenate(self.x), logits=np.concatenate(self.logits))
+        tmp.replace(self.state_dir / LABELS_FILE)
+
+    def build_update(self) -> tuple[int, bytes]:
+        """Distil, quantize and sign the next model: ``(version, bundle)``. Blocking: run it in
+        a worker thread. The version counter is on disk before the bundle leaves."""
+        self.since_update = 0
+        x, logits = np.concatenate(self.x), np.concatenate(self.logits)
+        self.x, self.logits = [x], [logits]
+        self.save()
+        student = copy.deepcopy(self.tiny)
+        version = self.version + 1
+        distill(
+            student,
+            student,  # unused: the teacher's logits are given
+            x,
+            logits.argmax(1).astype(np.int64),
+            self.spec,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            seed=self.seed + version,
+            teacher_logits=logits,
+        )
+        model = quantize_model(student.eval(), self.calibration_x, self.class_names)
+        bundle = sign_bundle(to_bytes(model), version, self.target, self.identity)
+        (self.state_dir / VERSION_FILE).write_text(str(version))
+        self.version, self.tiny = version, student
+        return version, bundle
