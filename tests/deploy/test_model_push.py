@@ -30,8 +30,6 @@ def test_the_live_loop_pushes_a_new_model_that_every_device_installs(
     loop = LiveLoop(
         tmp_path / "edge-state",
         world.tiny_float,
-        (world.frames[:64].astype(np.float32) - world.tiny.input_spec.zero_point)
-        * np.float32(world.tiny.input_spec.scale),
         tuple(world.tiny.class_names),
         TrainingSpec(epochs=1, batch_size=16, patience_epochs=0),
         world.edge,
@@ -77,8 +75,8 @@ def test_the_live_loop_pushes_a_new_model_that_every_device_installs(
     assert all(d.version >= 1 and not d.refused for d in fleet.devices)
     assert (after.model_version >= 1).all()  # decided by the new model
     # what the edge gathered survives a restart, and versions keep growing
-    again = LiveLoop(tmp_path / "edge-state", world.tiny_float, loop.calibration_x,
-                     loop.class_names, loop.spec, world.edge, "device")  # fmt: skip
+    again = LiveLoop(tmp_path / "edge-state", world.tiny_float, loop.class_names, loop.spec,
+                     world.edge, "device")  # fmt: skip
     assert again.version == loop.version and again.gathered == server.state.replies
 
 

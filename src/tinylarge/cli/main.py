@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from tinylarge.cli import deploy as deploy_commands
 from tinylarge.cli.colearn import rounds_table, run_colearn, scenario_for_scheme
 from tinylarge.cli.common import (
     ConfigOption,
@@ -39,6 +40,10 @@ config_app = typer.Typer(help="Inspect scenario configurations.", no_args_is_hel
 app.add_typer(config_app, name="config")
 app.add_typer(tiny_app, name="tiny")
 app.add_typer(net_app, name="net")
+app.command()(deploy_commands.broker)
+app.command()(deploy_commands.serve)
+app.command()(deploy_commands.fleet)
+app.command()(deploy_commands.deploy)
 
 
 def _results_table(metrics: dict[str, Any]) -> Table:

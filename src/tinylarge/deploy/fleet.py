@@ -327,9 +327,14 @@ class Fleet:
         arrival_s: npt.NDArray[np.float64],
         *,
         tick_s: float = 0.002,
+        start_at: float | None = None,
     ) -> FleetRecords:
         """Connect every device, attach (handshake), then play the schedule (sorted by
-        arrival) in real time; return when every request has finished."""
+        arrival) in real time; return when every request has finished.
+
+        ``start_at`` (a `time.time` instant) starts the schedule then rather than as soon as
+        every device is attached: several fleet processes start together.
+        """
         order = np.argsort(arrival_s, kind="stable")
         records = FleetRecords(device[order], sample[order], arrival_s[order].astype(np.float64))
         stop = asyncio.Event()
@@ -339,6 +344,8 @@ class Fleet:
                 asyncio.gather(*(d.attached.wait() for d in self.devices)),
                 self.config.handshake_timeout_s,
             )
+            if start_at is not None:
+                await asyncio.sleep(max(0.0, start_at - time.time()))
             t0 = time.monotonic()
             tasks: list[asyncio.Task[None]] = []
             start = 0

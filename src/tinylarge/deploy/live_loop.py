@@ -40,8 +40,6 @@ class LiveLoop:
         Where the gathered labels and the version counter live.
     tiny : nn.Module
         The float tiny model the devices run (int8) today; each update continues from the last.
-    calibration_x : ndarray, float32
-        Frames for the int8 calibration of each new model.
     class_names : tuple of str
     spec : TrainingSpec
         Distillation epochs, batch size, learning rate of each update.
@@ -57,13 +55,13 @@ class LiveLoop:
         self,
         state_dir: str | Path,
         tiny: nn.Module,
-        calibration_x: npt.NDArray[np.float32],
         class_names: tuple[str, ...],
         spec: TrainingSpec,
         identity: Identity,
         target: str,
         *,
         update_every: int = 500,
+        calibration_samples: int = 500,
         temperature: float = 4.0,
         alpha: float = 0.5,
         seed: int = 0,
@@ -72,7 +70,8 @@ class LiveLoop:
             raise ValueError(f"update_every must be >= 1, got {update_every}")
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.tiny, self.calibration_x, self.class_names = tiny, calibration_x, class_names
+        self.tiny, self.class_names = tiny, class_names
+        self.calibration_samples = calibration_samples
         self.spec, self.identity, self.target = spec, identity, target
         self.update_every, self.temperature, self.alpha, self.seed = (
             update_every, temperature, alpha, seed
@@ -124,7 +123,9 @@ class LiveLoop:
             seed=self.seed + version,
             teacher_logits=logits,
         )
-        model = quantize_model(student.eval(), self.calibration_x, self.class_names)
+        # calibrated on the frames devices offload: what the next model will be unsure about
+        calibration = x[: self.calibration_samples]
+        model = quantize_model(student.eval(), calibration, self.class_names)
         bundle = sign_bundle(to_bytes(model), version, self.target, self.identity)
         (self.state_dir / VERSION_FILE).write_text(str(version))
         self.version, self.tiny = version, student

@@ -18,6 +18,7 @@ handshake again, since sessions live in memory only.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
 import numpy as np
@@ -33,10 +35,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tinylarge.deploy.broker import BrokerAddress
+from tinylarge.deploy.keys import load_registry
 from tinylarge.deploy.live_loop import LiveLoop
 from tinylarge.deploy.metrics_endpoint import EdgeMetrics
 from tinylarge.deploy.protocol import Topics, encode_reply, request_id
-from tinylarge.secure.errors import SecurityError
+from tinylarge.secure.errors import SecurityError, UnknownDevice
 from tinylarge.secure.handshake import server_accept
 from tinylarge.secure.identity import Identity, Registry
 from tinylarge.secure.messages import MessageType
@@ -112,6 +115,8 @@ class ServerState:
     rejected: Counter[str] = field(default_factory=Counter)
     batch_sizes: list[int] = field(default_factory=list)
     service_s: list[float] = field(default_factory=list)
+    first_request_s: float | None = None  # monotonic
+    last_reply_s: float | None = None
 
 
 class EdgeServer:
@@ -127,6 +132,7 @@ class EdgeServer:
         topics: Topics | None = None,
         metrics: EdgeMetrics | None = None,
         live_loop: LiveLoop | None = None,
+        registry_path: Path | None = None,
     ) -> None:
         self.predict, self.config = predict, config
         self.identity, self.registry = identity, registry
@@ -139,6 +145,9 @@ class EdgeServer:
         self._outbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.live_loop = live_loop
+        self.registry_path = registry_path
+        self._registry_mtime = registry_path.stat().st_mtime if registry_path else 0.0
+        self.started_s = time.monotonic()
         self._trainer = ThreadPoolExecutor(1, thread_name_prefix="tinylarge-distil")
         self._training: asyncio.Future[tuple[int, bytes]] | None = None
         #: (monotonic time, version) of every bundle published
@@ -163,9 +172,26 @@ class EdgeServer:
             self._frame(device_id, payload)
         # welcome/down are the server's own publications: not subscribed
 
+    def _reload_registry(self) -> bool:
+        """Re-read the registry file if it changed (devices enrolled while serving)."""
+        path = self.registry_path
+        if path is None or not path.is_file() or path.stat().st_mtime == self._registry_mtime:
+            return False
+        try:
+            self.registry = load_registry(path)
+        except ValueError:
+            return False  # half-written or broken: keep the old one
+        self._registry_mtime = path.stat().st_mtime
+        return True
+
     def _hello(self, device_id: str, hello: bytes) -> None:
         try:
-            reply, session = server_accept(hello, self.identity, self.registry)
+            try:
+                reply, session = server_accept(hello, self.identity, self.registry)
+            except UnknownDevice:
+                if not self._reload_registry():
+                    raise
+                reply, session = server_accept(hello, self.identity, self.registry)
         except SecurityError as error:
             self.reject(f"handshake_{type(error).__name__}")
             return
@@ -191,6 +217,8 @@ class EdgeServer:
             return
         seq = parse(wire, session.max_payload)[0].seq  # the authenticated header's
         self.state.requests += 1
+        if self.state.first_request_s is None:
+            self.state.first_request_s = time.monotonic()
         if self.metrics is not None:
             self.metrics.requests.inc()
         self._queue.put_nowait(_Pending(device_id, request_id(seq), frame, time.monotonic()))
@@ -259,7 +287,39 @@ class EdgeServer:
                 wire = session.seal(MessageType.REPLY, reply)
                 self._outbox.put_nowait((self.topics.down(pending.device_id), wire, False))
                 self.state.replies += 1
+            self.state.last_reply_s = time.monotonic()
             self._learn(x, np.asarray(logits, np.float32))
+
+    def stats(self) -> dict[str, object]:
+        """What the server counted, JSON-ready (written by `tinylarge serve` on shutdown)."""
+        sizes = np.asarray(self.state.batch_sizes, dtype=np.int64)
+        service = np.asarray(self.state.service_s, dtype=np.float64)
+        first, last = self.state.first_request_s, self.state.last_reply_s
+        active = (last - first) if first is not None and last is not None else 0.0
+        return {
+            "boot_id": self.boot_id,
+            "requests": self.state.requests,
+            "replies": self.state.replies,
+            "handshakes": self.state.handshakes,
+            "rejected": dict(self.state.rejected),
+            "batches": int(sizes.size),
+            "batch_size_counts": {
+                str(k): int(v) for k, v in zip(*np.unique(sizes, return_counts=True), strict=True)
+            },
+            "mean_batch": float(sizes.mean()) if sizes.size else 0.0,
+            "max_batch": int(sizes.max()) if sizes.size else 0,
+            "service_s": {
+                q: float(np.percentile(service, p)) if service.size else None
+                for q, p in (("p50", 50), ("p99", 99))
+            },
+            "uptime_s": time.monotonic() - self.started_s,
+            "active_s": active,
+            "requests_per_s": self.state.replies / active if active > 0 else None,
+            "pushed": [{"after_s": t - self.started_s, "version": v} for t, v in self.pushed],
+        }
+
+    def write_stats(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.stats(), indent=1))
 
     # -- the broker connection --------------------------------------------------------------------
     async def _publisher(self, client: aiomqtt.Client) -> None:

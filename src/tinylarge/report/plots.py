@@ -21,7 +21,7 @@ _COLORS = {
 _DPI = 110
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
     return path
@@ -39,7 +39,7 @@ def accuracy_vs_snr(evaluations: Mapping[str, Evaluation], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("Test accuracy vs SNR")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(ev: Evaluation, class_names: tuple[str, ...], title: str, path: Path) -> Path:
@@ -70,7 +70,7 @@ def confusion_matrix(ev: Evaluation, class_names: tuple[str, ...], title: str, p
                     color=color,
                 )
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(reports: Mapping[str, TrainingReport], path: Path) -> Path:
@@ -101,7 +101,7 @@ def training_curves(reports: Mapping[str, TrainingReport], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("Training")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def radio_examples(task: Task, path: Path) -> Path:
@@ -126,7 +126,7 @@ def radio_examples(task: Task, path: Path) -> Path:
         bottom.set_xticks([])
         bottom.set_yticks([])
     axes[0, 0].legend(fontsize=7, loc="lower left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def device_label_mix(partition: Partition, task: Task, path: Path, max_devices: int = 40) -> Path:
@@ -143,7 +143,7 @@ def device_label_mix(partition: Partition, task: Task, path: Path, max_devices: 
     ax.set_ylabel("training samples")
     ax.legend(fontsize=7, ncol=min(5, task.num_classes), loc="upper right")
     ax.set_title("Training data per device, by class")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def device_snr(partition: Partition, snr_db: np.ndarray, path: Path) -> Path:
@@ -166,7 +166,7 @@ def device_snr(partition: Partition, snr_db: np.ndarray, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Training-frame SNR per device")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def mcu_costs(
@@ -196,7 +196,7 @@ def mcu_costs(
         if i:
             ax.tick_params(axis="y", labelleft=False)
     fig.suptitle("The int8 tiny model on each microcontroller (grey hatched: does not fit)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def network_coverage(
@@ -227,7 +227,7 @@ def network_coverage(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Rate across the cell per radio profile")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def latency_cdf(latency_s: np.ndarray, title: str, path: Path) -> Path:
@@ -244,7 +244,7 @@ def latency_cdf(latency_s: np.ndarray, title: str, path: Path) -> Path:
     ax.set_ylabel("messages (%)")
     ax.grid(alpha=0.3)
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def policy_tradeoffs(summaries: Mapping[str, Mapping[str, float]], path: Path) -> Path:
@@ -266,11 +266,13 @@ def policy_tradeoffs(summaries: Mapping[str, Mapping[str, float]], path: Path) -
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("Inference policies: accuracy vs offloading and vs device energy")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def policy_latency_cdf(latency_s: Mapping[str, np.ndarray], path: Path) -> Path:
-    """CDF of the answer latency (ms) of every policy."""
+def policy_latency_cdf(
+    latency_s: Mapping[str, np.ndarray], path: Path, title: str = "Latency per policy"
+) -> Path:
+    """CDF of the answer latency (ms) of every policy (or other named groups of requests)."""
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     for name, lat in latency_s.items():
@@ -282,8 +284,8 @@ def policy_latency_cdf(latency_s: Mapping[str, np.ndarray], path: Path) -> Path:
     ax.set_ylabel("requests (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("Latency per policy")
-    return _save(fig, path)
+    ax.set_title(title)
+    return save_figure(fig, path)
 
 
 def policy_energy_breakdown(summaries: Mapping[str, Mapping[str, float]], path: Path) -> Path:
@@ -299,7 +301,7 @@ def policy_energy_breakdown(summaries: Mapping[str, Mapping[str, float]], path: 
     ax.set_xlabel("device energy per inference (uJ)")
     ax.legend()
     ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def policy_accuracy_by_snr(
@@ -318,7 +320,7 @@ def policy_accuracy_by_snr(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Accuracy per SNR, per policy")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_vs_bytes(points: Mapping[str, tuple[float, float]], path: Path) -> Path:
@@ -344,7 +346,7 @@ def accuracy_vs_bytes(points: Mapping[str, tuple[float, float]], path: Path) -> 
     if baseline:
         ax.legend(fontsize=8)
     ax.set_title("What to send: compressed frame vs learned bottleneck")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def colearning_curves(schemes: Mapping[str, Mapping[str, list[float]]], path: Path) -> Path:
@@ -366,7 +368,7 @@ def colearning_curves(schemes: Mapping[str, Mapping[str, list[float]]], path: Pa
         ax.grid(alpha=0.3)
     right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("Co-learning: accuracy per round and per byte")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def closed_loop_over_time(loop: Mapping[str, list[float]], path: Path) -> Path:
@@ -389,7 +391,7 @@ def closed_loop_over_time(loop: Mapping[str, list[float]], path: Path) -> Path:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.suptitle("The closed loop: offload -> label -> distil -> push")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_under_attack(rows: list[Mapping[str, object]], path: Path) -> Path:
@@ -414,4 +416,4 @@ def accuracy_under_attack(rows: list[Mapping[str, object]], path: Path) -> Path:
         ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("FedAvg under attack, per aggregator")
-    return _save(fig, path)
+    return save_figure(fig, path)

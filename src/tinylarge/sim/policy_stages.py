@@ -29,6 +29,7 @@ from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.engine import (
     DeviceCompute,
     PolicyOutcome,
+    Requests,
     ResourceLimits,
     draw_requests,
     run_policy,
@@ -175,6 +176,23 @@ def build_policies(
     return policies
 
 
+def policy_requests(state: RunState, *, rate_per_device_hz: float, duration_s: float) -> Requests:
+    """The requests the policies are compared on (and a deployment replays): Poisson per
+    device; each draws a test frame like its device's data, by SNR if known, else by class."""
+    task = state.require_task()
+    if state.partition is None:
+        raise ValueError("requests need the devices stage's partition")
+    by_snr = "snr_db" in task.meta_test and "snr_db" in task.meta_train
+    return draw_requests(
+        rng_for(state.scenario.seed, "policies", "requests"),
+        state.partition,
+        task.meta_train["snr_db"] if by_snr else task.y_train,
+        task.meta_test["snr_db"] if by_snr else task.y_test,
+        rate_per_device_hz=rate_per_device_hz,
+        duration_s=duration_s,
+    )
+
+
 def _key(policy: Policy) -> str:
     if isinstance(policy, LargeCompressed):
         return f"large_compressed_{policy.bits_per_sample}b"
@@ -207,17 +225,8 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         extra=extra,
     )
     validation, validation_source = _validation_trace(state)
-    # Requests draw test frames like their device's data: same SNR if known, else same class.
-    by_snr = "snr_db" in task.meta_test and "snr_db" in task.meta_train
-    train_key = task.meta_train["snr_db"] if by_snr else task.y_train
-    test_key = task.meta_test["snr_db"] if by_snr else task.y_test
-    requests = draw_requests(
-        rng_for(scenario.seed, "policies", "requests"),
-        state.partition,
-        train_key,
-        test_key,
-        rate_per_device_hz=config.rate_per_device_hz,
-        duration_s=config.duration_s,
+    requests = policy_requests(
+        state, rate_per_device_hz=config.rate_per_device_hz, duration_s=config.duration_s
     )
     fp = state.footprints[scenario.tiny.target_mcu]
     compute = DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j)

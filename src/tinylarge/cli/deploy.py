@@ -1,0 +1,464 @@
+"""`tinylarge broker | serve | fleet | deploy`: the integrated system running for real over MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tinylarge.cli.common import (
+    ConfigOption,
+    OutOption,
+    OverwriteOption,
+    PresetOption,
+    SeedOption,
+    console,
+    fail,
+    resolve_scenario,
+    run_directory,
+)
+
+BrokerOption = Annotated[str, typer.Option("--broker", help="The MQTT broker, mqtt://HOST:PORT.")]
+PrefixOption = Annotated[str, typer.Option(help="Topic prefix of this deployment.")]
+RunDirArgument = Annotated[
+    Path, typer.Argument(help="A run directory written by `tinylarge run`.", file_okay=False)
+]
+READY_FILE, STATS_FILE, RECORDS_FILE = "ready", "server_stats.json", "fleet_records.npz"
+
+
+def _address(url: str) -> Any:
+    from tinylarge.deploy.broker import parse_broker_url
+
+    try:
+        return parse_broker_url(url)
+    except ValueError as error:
+        raise fail(str(error)) from None
+
+
+def _until_signalled(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def broker(
+    port: Annotated[int, typer.Option(help="Loopback port.", min=1, max=65535)] = 1883,
+    data_dir: Annotated[Path, typer.Option(help="Config, persistence database and log.")] = Path(
+        "mosquitto-data"
+    ),
+) -> None:
+    """Start a local Mosquitto broker and keep it until Ctrl-C (or SIGTERM)."""
+    from tinylarge.deploy.broker import Broker
+
+    try:
+        running = Broker(data_dir, port=port)
+        address = running.start()
+    except (FileNotFoundError, RuntimeError, TimeoutError) as error:
+        raise fail(str(error)) from None
+    console.print(
+        f"Mosquitto listening at [bold]{address.url}[/] (data in {data_dir}); Ctrl-C stops"
+    )
+
+    async def wait() -> None:
+        stop = asyncio.Event()
+        _until_signalled(stop)
+        await stop.wait()
+
+    try:
+        asyncio.run(wait())
+    finally:
+        running.stop()
+        console.print("Mosquitto stopped (database saved)")
+
+
+def serve(
+    run_dir: RunDirArgument,
+    broker_url: BrokerOption = "mqtt://127.0.0.1:1883",
+    max_batch: Annotated[int, typer.Option(help="Largest batch the model runs.", min=1)] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a batch's first request waits for more, ms.", min=0)
+    ] = 2.0,
+    metrics_port: Annotated[
+        int, typer.Option(help="Prometheus /metrics port on 127.0.0.1 (0: none).", min=0)
+    ] = 0,
+    update_every: Annotated[
+        int, typer.Option(help="Labelled offloads between two pushed tiny models.", min=1)
+    ] = 500,
+    live_loop: Annotated[
+        bool, typer.Option(help="Distil and push new tiny models from the offloads.")
+    ] = True,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads.", min=1)] = 1,
+    prefix: PrefixOption = "tinylarge",
+) -> None:
+    """Serve the run's large model to enrolled devices until Ctrl-C (or SIGTERM)."""
+    from tinylarge.deploy.edge_model import OnnxPredict, export_large_onnx
+    from tinylarge.deploy.keys import load_registry
+    from tinylarge.deploy.layout import DeployLayout
+    from tinylarge.deploy.live_loop import LiveLoop
+    from tinylarge.deploy.metrics_endpoint import EdgeMetrics
+    from tinylarge.deploy.protocol import Topics
+    from tinylarge.deploy.server import EdgeServer, ServerConfig
+    from tinylarge.sim.deployment import load_run
+
+    address = _address(broker_url)
+    try:
+        run = load_run(run_dir)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    layout = DeployLayout(run_dir)
+    if not layout.registry.is_file():
+        raise fail(
+            f"no device registry at {layout.registry}: enroll devices with `tinylarge fleet "
+            f"{run_dir} --devices N` (on this machine) or copy the fleet's registry.json there"
+        )
+    identity = layout.edge()
+    if not layout.large_onnx.is_file():
+        export_large_onnx(run.model("large"), run.tiny.input_spec.shape, layout.large_onnx)
+    scenario, spec = run.scenario, run.tiny.input_spec
+    loop = None
+    if live_loop:
+        loop = LiveLoop(
+            layout.edge_state,
+            run.model("tiny"),
+            tuple(run.tiny.class_names),
+            scenario.colearning.closed_loop.update_training,
+            identity,
+            scenario.tiny.target_mcu,
+            update_every=update_every,
+            temperature=scenario.tiny.distillation.temperature,
+            alpha=scenario.tiny.distillation.alpha,
+            seed=scenario.seed,
+        )
+    metrics = EdgeMetrics()
+    if metrics_port:
+        metrics.serve_http(metrics_port)
+    server = EdgeServer(
+        OnnxPredict(layout.large_onnx, threads=threads),
+        ServerConfig(
+            spec.shape,
+            spec.scale,
+            spec.zero_point,
+            len(run.tiny.class_names),
+            max_batch=max_batch,
+            max_wait_s=max_wait_ms / 1e3,
+        ),
+        identity,
+        load_registry(layout.registry),
+        topics=Topics(prefix),
+        metrics=metrics,
+        live_loop=loop,
+        registry_path=layout.registry,
+    )
+    layout.edge_state.mkdir(parents=True, exist_ok=True)
+    ready = layout.edge_state / READY_FILE
+    ready.unlink(missing_ok=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _until_signalled(stop)
+        serving = asyncio.create_task(server.serve(address, stop))
+        connected = asyncio.create_task(server.connected.wait())
+        await asyncio.wait({serving, connected}, return_when=asyncio.FIRST_COMPLETED)
+        if server.connected.is_set():
+            ready.write_text(server.boot_id)
+            console.print(f"edge serving {run_dir} at {address.url} (boot id {server.boot_id})")
+        await serving
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.write_stats(layout.edge_state / STATS_FILE)
+        ready.unlink(missing_ok=True)
+        console.print(
+            f"edge stopped: {server.state.replies:,} replies; rejected: "
+            f"{dict(server.state.rejected) or 'none'}"
+        )
+
+
+def fleet(
+    run_dir: RunDirArgument,
+    broker_url: BrokerOption = "mqtt://127.0.0.1:1883",
+    devices: Annotated[int, typer.Option(help="Number of devices.", min=1)] = 100,
+    rate: Annotated[float, typer.Option(help="Requests per second per device.", min=0)] = 1.0,
+    duration: Annotated[float, typer.Option(help="Seconds of requests.", min=0)] = 10.0,
+    policy: Annotated[
+        str, typer.Option(help="Fitted policy of the run the devices use.")
+    ] = "router",
+    deadline_ms: Annotated[
+        float, typer.Option(help="After this, a device keeps its own answer, ms.", min=0)
+    ] = 500.0,
+    processes: Annotated[
+        int, typer.Option(help="Processes the devices are spread over.", min=1)
+    ] = 1,
+    out: Annotated[Path | None, typer.Option(help="Per-request records (.npz).")] = None,
+    prefix: PrefixOption = "tinylarge",
+) -> None:
+    """Run N device agents against an edge server: the run's int8 model and policy per frame."""
+    from tinylarge.deploy.fleet import FleetConfig
+    from tinylarge.deploy.fleet_processes import FleetRun, run_fleet
+    from tinylarge.deploy.keys import edge_public_key
+    from tinylarge.deploy.layout import DeployLayout
+    from tinylarge.deploy.protocol import Topics
+    from tinylarge.deploy.summary import deploy_metrics, save_records
+    from tinylarge.sim.deployment import deployment_requests, load_run
+
+    address = _address(broker_url)
+    try:
+        run = load_run(run_dir)
+        chosen = run.policy(policy)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    if rate <= 0 or duration <= 0:
+        raise fail(f"--rate and --duration must be > 0, got {rate}, {duration}")
+    layout = DeployLayout(run_dir)
+    identities = layout.enroll(devices)
+    if not layout.edge_public.is_file():
+        raise fail(
+            f"no edge public key at {layout.edge_public}: start `tinylarge serve {run_dir}` once "
+            "on this machine, or copy the edge's edge.json there"
+        )
+    task, requests = deployment_requests(
+        run.scenario, devices, rate_per_device_hz=rate, duration_s=duration
+    )
+    console.print(
+        f"fleet: {devices} devices, {requests.device.size:,} requests over {duration:g} s, "
+        f"policy {policy}, broker {address.url}"
+    )
+    records, installed = run_fleet(
+        FleetRun(
+            run.tiny,
+            chosen,
+            identities,
+            edge_public_key(layout.edge_public),
+            run.tiny.quantize_input(task.x_test),
+            requests.device,
+            requests.sample,
+            requests.arrival_s,
+            address,
+            Topics(prefix),
+            FleetConfig(deadline_s=deadline_ms / 1e3, target=run.scenario.tiny.target_mcu),
+        ),
+        processes,
+    )
+    path = out or layout.root / RECORDS_FILE
+    labels = task.y_test[records.sample]
+    save_records(records, path, labels=labels, installed=installed)
+    summary = deploy_metrics(records, labels, {}, devices=devices, installed_versions=installed)
+    table = Table(title="fleet")
+    for column in (
+        "requests",
+        "by edge",
+        "on device",
+        "timed out",
+        "lost",
+        "accuracy",
+        "p50 ms",
+        "p99 ms",
+    ):
+        table.add_column(column, justify="right")
+    lat = summary["latency_s"]
+    table.add_row(
+        f"{summary['requests']:,}",
+        f"{summary['answered_by_edge']:,}",
+        f"{summary['answered_on_device']:,}",
+        f"{summary['timed_out']:,}",
+        str(summary["lost"]),
+        f"{100 * (summary['accuracy'] or 0):.1f} %",
+        *(f"{1e3 * lat[q]:.1f}" if lat[q] is not None else "n/a" for q in ("p50", "p99")),
+    )
+    console.print(table)
+    console.print(f"records: {path}")
+
+
+def _python_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tinylarge.cli.main", *args]
+
+
+def _wait_ready(process: subprocess.Popen[bytes], ready: Path, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready.is_file():
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise fail(f"the edge server exited with code {process.returncode}; its log:\n{tail}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise fail(f"the edge server was not ready within {timeout_s:g} s (log: {log})")
+        time.sleep(0.1)
+
+
+def deploy(
+    preset: PresetOption = None,
+    config: ConfigOption = None,
+    seed: SeedOption = None,
+    devices: Annotated[
+        int | None, typer.Option(help="Devices (default: the scenario's).", min=1)
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Requests/s per device (default: the scenario's).")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Seconds of requests.", min=0)] = 10.0,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
+    broker_url: Annotated[
+        str | None,
+        typer.Option(
+            "--broker", help="Use this broker (mqtt://HOST:PORT) instead of starting one."
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option(help="Use this run directory's models instead of making them.")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="Fitted policy the devices use.")] = "router",
+    max_batch: Annotated[int, typer.Option(help="The edge's largest batch.", min=1)] = 32,
+    max_wait_ms: Annotated[float, typer.Option(help="The edge's batching wait, ms.", min=0)] = 2.0,
+    deadline_ms: Annotated[float, typer.Option(help="Device reply deadline, ms.", min=0)] = 500.0,
+    update_every: Annotated[
+        int, typer.Option(help="Offloads between pushed tiny models.", min=1)
+    ] = 500,
+    processes: Annotated[int, typer.Option(help="Fleet processes.", min=1)] = 1,
+) -> None:
+    """Broker, edge server and device fleet as separate processes on this machine: run, stop,
+    and write metrics.json (deploy.*) and a report."""
+    from tinylarge.cli.reporter import RichReporter
+    from tinylarge.deploy.broker import Broker
+    from tinylarge.deploy.layout import DeployLayout
+    from tinylarge.deploy.summary import deploy_metrics, load_records
+    from tinylarge.models.cache import ModelCache
+    from tinylarge.report.deploy_section import write_deploy_report
+    from tinylarge.report.writer import write
+    from tinylarge.sim import run as run_pipeline
+    from tinylarge.sim.deployment import DEPLOY_STAGES
+
+    scenario = resolve_scenario(preset, config, seed)
+    out_dir = run_directory(out, scenario, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = devices or scenario.devices.count
+    hz = rate or scenario.policies.rate_per_device_hz
+    run_dir = run
+    if run_dir is None:
+        run_dir = out_dir / "run"
+        console.print(f"[bold]tinylarge deploy[/]: models for scenario '{scenario.name}'")
+        with RichReporter(console) as reporter:
+            result = run_pipeline(
+                scenario, cache=ModelCache(), reporter=reporter, stages=DEPLOY_STAGES
+            )
+        write(result, run_dir)
+    layout = DeployLayout(run_dir)
+    layout.edge()
+    layout.enroll(n)
+    broker_process = None
+    if broker_url is None:
+        broker_process = Broker(out_dir / "broker")
+        try:
+            broker_url = broker_process.start().url
+        except (FileNotFoundError, RuntimeError, TimeoutError) as error:
+            raise fail(str(error)) from None
+    _address(broker_url)
+    prefix = f"tinylarge-{os.getpid()}"  # fresh topics: no retained leftovers of other runs
+    serve_log, fleet_log = out_dir / "serve.log", out_dir / "fleet.log"
+    records_path = out_dir / RECORDS_FILE
+    server = None
+    try:
+        with serve_log.open("wb") as log:
+            server = subprocess.Popen(
+                _python_cli(
+                    "serve",
+                    str(run_dir),
+                    "--broker",
+                    broker_url,
+                    "--max-batch",
+                    str(max_batch),
+                    "--max-wait-ms",
+                    str(max_wait_ms),
+                    "--update-every",
+                    str(update_every),
+                    "--prefix",
+                    prefix,
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_ready(server, layout.edge_state / READY_FILE, serve_log, 120.0)
+        console.print(f"edge server up; fleet of {n} devices for {duration:g} s ...")
+        with fleet_log.open("wb") as log:
+            done = subprocess.run(
+                _python_cli(
+                    "fleet",
+                    str(run_dir),
+                    "--broker",
+                    broker_url,
+                    "--devices",
+                    str(n),
+                    "--rate",
+                    str(hz),
+                    "--duration",
+                    str(duration),
+                    "--policy",
+                    policy,
+                    "--deadline-ms",
+                    str(deadline_ms),
+                    "--processes",
+                    str(processes),
+                    "--out",
+                    str(records_path),
+                    "--prefix",
+                    prefix,
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if done.returncode != 0:
+            tail = fleet_log.read_text(errors="replace")[-2000:]
+            raise fail(f"the fleet exited with code {done.returncode}; its log:\n{tail}")
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if broker_process is not None:
+            broker_process.stop()
+    records, labels, installed = load_records(records_path)
+    stats = json.loads((layout.edge_state / STATS_FILE).read_text())
+    metrics = {
+        "deploy": deploy_metrics(
+            records,
+            labels,
+            stats,
+            devices=n,
+            installed_versions=installed,
+            extra={
+                "policy": policy,
+                "broker": broker_url,
+                "duration_s": duration,
+                "rate_per_device_hz": hz,
+                "run_dir": str(run_dir),
+            },
+        )
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    report = write_deploy_report(out_dir, metrics, records, f"tinylarge deploy: {scenario.name}")
+    d = metrics["deploy"]
+    lat = d["latency_s"]
+    console.print(
+        f"{d['requests']:,} requests: {d['answered_by_edge']:,} by the edge, "
+        f"{d['answered_on_device']:,} on device, {d['timed_out']:,} timed out, {d['lost']} lost; "
+        f"p50 {_ms(lat['p50'])} ms, p99 {_ms(lat['p99'])} ms; accuracy "
+        f"{100 * (d['accuracy'] or 0):.1f} %"
+    )
+    console.print(f"Report: [bold]{report}[/]")
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{1e3 * value:.1f}"

@@ -1,0 +1,115 @@
+"""``metrics.json`` ``deploy``: what a deployed run measured, from the devices' records and the
+edge's counters. Keys named in issue 14 are a contract."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tinylarge.deploy.fleet import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetRecords
+
+RECORD_FIELDS = (
+    "device", "sample", "scheduled_s", "offload", "sent_s", "answered_s", "route", "answer",
+    "model_version", "bytes_up", "bytes_down", "mqtt_bytes_up", "mqtt_bytes_down",
+)  # fmt: skip
+
+
+def save_records(
+    records: FleetRecords,
+    path: str | Path,
+    *,
+    labels: npt.NDArray[np.int64],
+    installed: list[int],
+) -> None:
+    """All per-request arrays, each request's true class and each device's final model
+    version, in one ``.npz``."""
+    arrays = {name: getattr(records, name) for name in RECORD_FIELDS}
+    np.savez(path, **arrays, label=labels, installed=np.asarray(installed, np.int64))
+
+
+def load_records(path: str | Path) -> tuple[FleetRecords, npt.NDArray[np.int64], list[int]]:
+    """``(records, labels, installed versions)`` of `save_records`."""
+    with np.load(path) as data:
+        records = FleetRecords(data["device"], data["sample"], data["scheduled_s"])
+        for name in RECORD_FIELDS[3:]:
+            setattr(records, name, data[name])
+        return records, data["label"], data["installed"].tolist()
+
+
+def merge_records(parts: list[FleetRecords]) -> FleetRecords:
+    """Records of several fleet processes as one, in arrival order."""
+    device = np.concatenate([p.device for p in parts])
+    sample = np.concatenate([p.sample for p in parts])
+    scheduled = np.concatenate([p.scheduled_s for p in parts])
+    order = np.argsort(scheduled, kind="stable")
+    merged = FleetRecords(device[order], sample[order], scheduled[order])
+    for name in RECORD_FIELDS[3:]:
+        setattr(merged, name, np.concatenate([getattr(p, name) for p in parts])[order])
+    return merged
+
+
+def _counts(values: npt.NDArray[np.int64]) -> dict[str, int]:
+    keys, counts = np.unique(values, return_counts=True)
+    return {str(k): int(c) for k, c in zip(keys, counts, strict=True)}
+
+
+def _percentiles(values: npt.NDArray[np.float64]) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p50": None, "p95": None, "p99": None}
+    return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
+
+
+def deploy_metrics(
+    records: FleetRecords,
+    labels: npt.NDArray[np.int64],
+    server: dict[str, Any],
+    *,
+    devices: int,
+    installed_versions: list[int],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``deploy`` section: requests, routes, accuracy, latency, bytes, edge, rejections.
+
+    ``labels`` is the true class of every request (shape (m,), as the records).
+    """
+    m = records.device.size
+    answered = records.route >= 0
+    correct = records.answer == labels
+    per = max(m, 1)
+    return {
+        "devices": devices,
+        "requests": m,
+        "answered": int(answered.sum()),
+        "answered_by_edge": int(np.sum(records.route == BY_EDGE)),
+        "answered_on_device": int(np.sum(records.route == ON_DEVICE)),
+        "timed_out": int(np.sum(records.route == TIMED_OUT)),
+        "lost": records.lost,
+        "accuracy": float(correct.mean()) if m else None,
+        "offload_fraction": float(records.offload.mean()) if m else None,
+        "latency_s": _percentiles(records.latency_s[answered]),
+        "edge_latency_s": _percentiles(records.latency_s[records.route == BY_EDGE]),
+        "bytes_up_per_inference": float(records.bytes_up.sum() / per),
+        "bytes_down_per_inference": float(records.bytes_down.sum() / per),
+        "mqtt_bytes_up_per_inference": float(records.mqtt_bytes_up.sum() / per),
+        "mqtt_bytes_down_per_inference": float(records.mqtt_bytes_down.sum() / per),
+        "edge": {
+            "requests_per_s": server.get("requests_per_s"),
+            "mean_batch": server.get("mean_batch"),
+            "max_batch": server.get("max_batch"),
+            "batch_size_counts": server.get("batch_size_counts", {}),
+            "service_s": server.get("service_s"),
+            "handshakes": server.get("handshakes"),
+            "pushed": server.get("pushed", []),
+        },
+        "rejected": server.get("rejected", {}),
+        "model_versions": {str(k): v for k, v in sorted(Counter(installed_versions).items())},
+        "requests_by_model_version": {
+            str(k): int(v)
+            for k, v in zip(*np.unique(records.model_version, return_counts=True), strict=True)
+        },
+        **(extra or {}),
+    }

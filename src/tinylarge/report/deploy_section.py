@@ -1,0 +1,113 @@
+"""The report of a deployed run (`tinylarge deploy`): what the running system measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from tinylarge.deploy.fleet import BY_EDGE, FleetRecords
+from tinylarge.report.html import Section, image, page, paragraph, table
+from tinylarge.report.plots import policy_latency_cdf, save_figure
+
+
+def batch_histogram(counts: dict[str, int], path: Path) -> Path:
+    """Batches the edge ran, by size."""
+    sizes = sorted(int(k) for k in counts)
+    fig = Figure(figsize=(6.4, 3.2))
+    ax = fig.add_subplot()
+    ax.bar([str(s) for s in sizes], [counts[str(s)] for s in sizes], color="#1f77b4")
+    ax.set_xlabel("batch size (requests)")
+    ax.set_ylabel("batches")
+    ax.grid(alpha=0.3, axis="y")
+    return save_figure(fig, path)
+
+
+def versions_over_time(records: FleetRecords, path: Path) -> Path:
+    """Which tiny-model version decided each request, against its arrival time."""
+    fig = Figure(figsize=(6.4, 3.2))
+    ax = fig.add_subplot()
+    ax.step(records.scheduled_s, records.model_version, where="post")
+    ax.set_xlabel("arrival of the request (s)")
+    ax.set_ylabel("tiny-model version")
+    ax.set_yticks(sorted(set(records.model_version.tolist())))
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{1e3 * value:.1f}"
+
+
+def deploy_section(metrics: dict[str, Any], records: FleetRecords, plots_dir: Path) -> Section:
+    """Requests and their fate, latency, bytes, the edge's batching, rejections, versions."""
+    d = metrics["deploy"]
+    lat, edge = d["latency_s"], d["edge"]
+    body = paragraph(
+        f"{d['devices']:,} device agents sent {d['requests']:,} requests through a real MQTT "
+        f"broker to the edge server: **{d['answered_by_edge']:,} answered by the edge, "
+        f"{d['answered_on_device']:,} on the device, {d['timed_out']:,} past their deadline "
+        f"(the device kept its own answer), {d['lost']} lost**. Accuracy "
+        f"{100 * (d['accuracy'] or 0):.1f} %, offloaded {100 * (d['offload_fraction'] or 0):.1f} %."
+    )
+    body += table(
+        ["", "p50 (ms)", "p95 (ms)", "p99 (ms)"],
+        [
+            ["every request", *(_ms(lat[q]) for q in ("p50", "p95", "p99"))],
+            ["answered by the edge", *(_ms(d["edge_latency_s"][q]) for q in ("p50", "p95", "p99"))],
+        ],
+    )
+    body += paragraph(
+        f"Bytes per inference: {d['bytes_up_per_inference']:.1f} up and "
+        f"{d['bytes_down_per_inference']:.1f} down in protected messages (what the simulator "
+        f"charges on the radio), {d['mqtt_bytes_up_per_inference']:.1f} and "
+        f"{d['mqtt_bytes_down_per_inference']:.1f} as MQTT 5 PUBLISH packets (topic and packet "
+        "id around them; the simulator does not model MQTT)."
+    )
+    latencies = {"every request": records.latency_s[records.route >= 0]}
+    latencies["answered by the edge"] = records.latency_s[records.route == BY_EDGE]
+    body += image(
+        policy_latency_cdf(latencies, plots_dir / "deploy_latency.png", "Measured latency"),
+        "Measured end-to-end latency: arrival of the request to the answer the device uses.",
+    )
+    body += paragraph(
+        f"The edge answered {edge['requests_per_s'] or 0:.1f} requests/s in batches of "
+        f"{edge['mean_batch'] or 0:.2f} on average (largest {edge['max_batch']}); "
+        f"{edge['handshakes']} handshakes."
+    )
+    if edge["batch_size_counts"]:
+        body += image(
+            batch_histogram(edge["batch_size_counts"], plots_dir / "deploy_batches.png"),
+            "Batch sizes the edge's dynamic batcher ran.",
+        )
+    rejected = d["rejected"]
+    body += paragraph(
+        "Rejected messages: "
+        + (", ".join(f"{k}: {v:,}" for k, v in rejected.items()) if rejected else "none")
+        + "."
+    )
+    if len(set(records.model_version.tolist())) > 1 or edge["pushed"]:
+        body += paragraph(
+            "The closed loop ran live: the edge distilled new tiny models from the offloads and "
+            f"pushed {len(edge['pushed'])} signed bundle(s); installed at the end: "
+            + ", ".join(f"v{k} on {v} device(s)" for k, v in d["model_versions"].items())
+            + "."
+        )
+        body += image(
+            versions_over_time(records, plots_dir / "deploy_versions.png"),
+            "The tiny-model version that decided each request.",
+        )
+    return Section("Deployment: measured on the running system", body)
+
+
+def write_deploy_report(
+    out_dir: Path, metrics: dict[str, Any], records: FleetRecords, title: str
+) -> Path:
+    """``report.html`` of a deployed run (self-contained)."""
+    plots_dir = out_dir / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    section = deploy_section(metrics, records, plots_dir)
+    report = out_dir / "report.html"
+    report.write_text(page(title, "tinylarge deploy", [section]), "utf-8")
+    return report
