@@ -32,3 +32,19 @@ def smoke_result():  # type: ignore[no-untyped-def]
     from tinylarge.sim import run
 
     return run(load_preset("smoke"))
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> str:
+    """Path of the Mosquitto broker program. Without it, tests that start a real broker are
+    skipped with the install hint, unless TINYLARGE_REQUIRE_MOSQUITTO=1 (CI: they must run)."""
+    import shutil
+
+    from tinylarge.deploy.broker import INSTALL_HINT
+
+    program = shutil.which("mosquitto")
+    if program is None:
+        if os.environ.get("TINYLARGE_REQUIRE_MOSQUITTO") == "1":
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    return program

@@ -1,13 +1,8 @@
-"""A real Mosquitto per test module, a small int8 tiny model, a fixed "large" model, identities.
-
-Without Mosquitto on PATH the deployment tests are skipped with the install hint, unless
-``TINYLARGE_REQUIRE_MOSQUITTO=1`` (CI sets it: there they must run).
-"""
+"""A real Mosquitto per test module (see the ``mosquitto`` fixture), a small int8 tiny model, a
+fixed "large" model, identities."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinylarge.deploy.broker import INSTALL_HINT, Broker
+from tinylarge.deploy.broker import Broker
 from tinylarge.deploy.server import ServerConfig
 from tinylarge.models.registry import build_model
 from tinylarge.secure.identity import Identity, Registry
@@ -27,12 +22,8 @@ CLASSES = tuple(f"c{i}" for i in range(8))
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    if shutil.which("mosquitto") is None:
-        if os.environ.get("TINYLARGE_REQUIRE_MOSQUITTO") == "1":
-            pytest.fail(INSTALL_HINT)
-        pytest.skip(INSTALL_HINT)
-    with Broker(tmp_path_factory.mktemp("broker")) as running:
+def broker(tmp_path_factory: pytest.TempPathFactory, mosquitto: str) -> Iterator[Broker]:
+    with Broker(tmp_path_factory.mktemp("broker"), executable=mosquitto) as running:
         yield running
 
 

@@ -1,4 +1,4 @@
-"""Fitted policies saved as JSON decide exactly as before; what cannot run on a device is refused."""
+"""Saved fitted policies decide exactly as before; what a device cannot run is refused."""
 
 from __future__ import annotations
 
@@ -53,5 +53,5 @@ def test_policies_that_need_more_than_the_device_logits_are_refused(tmp_path: Pa
     with pytest.raises(ValueError, match="'oracle' cannot run on a device from its own logits"):
         policy_to_dict(Oracle(frame_bytes=256, tiny_macs=1))
     (tmp_path / "bad.json").write_text('{"format": "tinylarge-policy-1", "policy": "oracle"}')
-    with pytest.raises(ValueError, match="bad.json: not a tinylarge-policy-1 document"):
+    with pytest.raises(ValueError, match=r"bad\.json: not a tinylarge-policy-1 document"):
         load_policy(tmp_path / "bad.json")

@@ -1,0 +1,81 @@
+"""`tinylarge deploy` on the smoke preset: broker, edge server and fleet as real processes; and
+the deployed system against the simulator, request by request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tinylarge.cli.main import app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, mosquitto: str) -> Path:
+    out = tmp_path_factory.mktemp("deploy")
+    result = CliRunner().invoke(
+        app,
+        ["deploy", "--preset", "smoke", "--devices", "12", "--duration", "4", "--out", str(out),
+         "--overwrite", "--update-every", "40"],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_deploy_writes_every_contract_key_and_loses_nothing(deployed: Path) -> None:
+    d: dict[str, Any] = json.loads((deployed / "metrics.json").read_text())["deploy"]
+    for key in ("requests", "answered", "answered_by_edge", "timed_out", "lost", "accuracy",
+                "offload_fraction", "bytes_up_per_inference", "bytes_down_per_inference",
+                "rejected", "model_versions", "devices"):  # fmt: skip
+        assert key in d, key
+    assert set(d["latency_s"]) == {"p50", "p95", "p99"}
+    assert {"requests_per_s", "mean_batch", "max_batch"} <= set(d["edge"])
+    assert d["devices"] == 12 and d["lost"] == 0 and d["answered"] == d["requests"] > 20
+    assert d["answered_by_edge"] > 0 and d["timed_out"] == 0 and d["rejected"] == {}
+    assert sum(d["model_versions"].values()) == 12
+    assert (deployed / "report.html").read_text().count("data:image/png;base64") >= 2
+
+
+def test_the_deployed_system_decides_and_answers_as_the_simulator(deployed: Path) -> None:
+    from tinylarge.deploy.summary import load_records
+    from tinylarge.integrate.policy import Trace
+    from tinylarge.models.evaluation import predict_logits
+    from tinylarge.secure.costs import protocol_overhead, run_device_id
+    from tinylarge.sim.deployment import deployment_requests, load_run
+    from tinylarge.tiny.mcu import MCU_PROFILES
+    from tinylarge.tiny.runtime import run as run_int8
+
+    run = load_run(deployed / "run")
+    records, labels, _ = load_records(deployed / "fleet_records.npz")
+    task, requests = deployment_requests(run.scenario, 12, rate_per_device_hz=1.0, duration_s=4)
+    # the fleet replayed the simulator's requests: same devices, frames and arrival times
+    order = np.argsort(requests.arrival_s, kind="stable")
+    np.testing.assert_array_equal(records.device, requests.device[order])
+    np.testing.assert_array_equal(records.sample, requests.sample[order])
+    np.testing.assert_array_equal(labels, task.y_test[records.sample])
+    # the simulator's trace for these frames: int8 runtime, the large model on the int8 frame
+    first = records.model_version == 0  # before any pushed model
+    x_q = run.tiny.quantize_input(task.x_test[records.sample])
+    spec = run.tiny.input_spec
+    large = predict_logits(run.model("large"), (x_q.astype(np.float32) - spec.zero_point)
+                           * np.float32(spec.scale))  # fmt: skip
+    trace = Trace(
+        tiny_logits=run.tiny.dequantize_output(run_int8(run.tiny, x_q).reshape(len(x_q), -1)),
+        large_logits=large,
+        y=labels,
+    )
+    decision = run.policy("router").decide(trace, np.arange(len(x_q)), np.random.default_rng(0))
+    np.testing.assert_array_equal(records.offload[first], decision.offload[first])
+    np.testing.assert_array_equal(records.answer[first], decision.prediction[first])
+    # bytes per message: the simulator's accounting of the same messages
+    overhead = protocol_overhead(run_device_id(11, 12), MCU_PROFILES[run.scenario.tiny.target_mcu])
+    up = records.offload
+    assert (records.bytes_up[up] == overhead.wire_bytes(spec.size)).all()
+    reply = int(np.unique(records.bytes_down[up])[0])
+    assert reply == overhead.wire_bytes(13) and (records.bytes_down[~up] == 0).all()
