@@ -8,6 +8,7 @@ from typing import Any
 
 import aiomqtt
 import numpy as np
+import pytest
 
 from tinylarge.deploy.broker import Broker
 from tinylarge.deploy.fleet import BY_EDGE, ON_DEVICE, TIMED_OUT, Fleet, FleetConfig, FleetRecords
@@ -212,3 +213,45 @@ def test_a_restarted_server_is_reattached_and_no_request_is_lost(
     order = np.argsort(arrival, kind="stable")
     own = run_int8(world.tiny, world.frames[sample[order]], arithmetic="tflm").argmax(1)
     np.testing.assert_array_equal(records.answer[fell_back], own[fell_back])
+
+
+def test_a_restarted_broker_loses_no_request(
+    world: World, mosquitto: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    own = Broker(tmp_path_factory.mktemp("broker-restart"), executable=mosquitto)
+    own.start()
+    topics = Topics("t6")
+    server = EdgeServer(world.predict, world.config(), world.edge, world.registry, topics=topics)
+    everything = Cascade("max_softmax", threshold=2.0, frame_bytes=256, tiny_macs=1)
+    fleet = Fleet(world.tiny, everything, world.devices[:6], world.edge.public_key,
+                  world.frames, topics=topics, config=FleetConfig(deadline_s=0.5))  # fmt: skip
+    device, sample, arrival = schedule(150, 6, 4.0, seed=5)
+
+    async def main() -> FleetRecords:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(server.serve(own.address, stop))
+        await asyncio.wait_for(server.connected.wait(), 5)
+
+        async def restart() -> None:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(own.stop)  # SIGTERM: Mosquitto saves its sessions
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(own.start)
+
+        restarting = asyncio.create_task(restart())
+        try:
+            return await fleet.run(own.address, device, sample, arrival)
+        finally:
+            await restarting
+            stop.set()
+            await serving
+
+    try:
+        records = asyncio.run(main())
+    finally:
+        own.stop()
+    assert records.lost == 0
+    assert set(np.unique(records.route)) <= {BY_EDGE, TIMED_OUT}
+    late = records.scheduled_s > 3.0  # well after the restart: everyone reconnected
+    assert (records.route[late] == BY_EDGE).all() and late.sum() > 20
+    assert (records.route == TIMED_OUT).sum() < 60  # only what was in flight or offline
