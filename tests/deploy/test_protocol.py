@@ -81,3 +81,23 @@ def test_key_files_round_trip_and_private_keys_are_private(tmp_path: Path) -> No
     assert len(registry) == 3 and registry.public_key("device-2") == ids[2].public_key
     with pytest.raises(ValueError, match="not a tinylarge-registry-1 file"):
         load_registry(tmp_path / "keys.json")
+
+
+def test_the_metrics_endpoint_speaks_prometheus_text() -> None:
+    import urllib.request
+
+    from tinylarge.deploy.broker import free_port
+    from tinylarge.deploy.metrics_endpoint import EdgeMetrics
+
+    metrics = EdgeMetrics()
+    port = free_port()
+    metrics.serve_http(port)
+    metrics.requests.inc(3)
+    metrics.rejected.labels("Replay").inc()
+    metrics.batch_size.observe(4)
+    metrics.model_version.set(2)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "tinylarge_edge_requests_total 3.0" in text
+    assert 'tinylarge_edge_rejected_total{reason="Replay"} 1.0' in text
+    assert 'tinylarge_edge_batch_size_bucket{le="4.0"} 1.0' in text
+    assert "tinylarge_edge_model_version 2.0" in text

@@ -29,6 +29,15 @@ from tinylarge.cli.common import (
 
 BrokerOption = Annotated[str, typer.Option("--broker", help="The MQTT broker, mqtt://HOST:PORT.")]
 PrefixOption = Annotated[str, typer.Option(help="Topic prefix of this deployment.")]
+QosOption = Annotated[
+    int,
+    typer.Option(
+        help="MQTT QoS of offloads and replies: 1 at least once, 0 at most once (half the "
+        "packets; a lost message becomes a timed-out request).",
+        min=0,
+        max=1,
+    ),
+]
 RunDirArgument = Annotated[
     Path, typer.Argument(help="A run directory written by `tinylarge run`.", file_okay=False)
 ]
@@ -97,6 +106,7 @@ def serve(
         bool, typer.Option(help="Distil and push new tiny models from the offloads.")
     ] = True,
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads.", min=1)] = 1,
+    qos: QosOption = 1,
     prefix: PrefixOption = "tinylarge",
 ) -> None:
     """Serve the run's large model to enrolled devices until Ctrl-C (or SIGTERM)."""
@@ -150,6 +160,7 @@ def serve(
             len(run.tiny.class_names),
             max_batch=max_batch,
             max_wait_s=max_wait_ms / 1e3,
+            qos=qos,
         ),
         identity,
         load_registry(layout.registry),
@@ -200,6 +211,7 @@ def fleet(
         int, typer.Option(help="Processes the devices are spread over.", min=1)
     ] = 1,
     out: Annotated[Path | None, typer.Option(help="Per-request records (.npz).")] = None,
+    qos: QosOption = 1,
     prefix: PrefixOption = "tinylarge",
 ) -> None:
     """Run N device agents against an edge server: the run's int8 model and policy per frame."""
@@ -245,7 +257,7 @@ def fleet(
             requests.arrival_s,
             address,
             Topics(prefix),
-            FleetConfig(deadline_s=deadline_ms / 1e3, target=run.scenario.tiny.target_mcu),
+            FleetConfig(deadline_s=deadline_ms / 1e3, target=run.scenario.tiny.target_mcu, qos=qos),
         ),
         processes,
     )
@@ -325,6 +337,7 @@ def deploy(
         int, typer.Option(help="Offloads between pushed tiny models.", min=1)
     ] = 500,
     processes: Annotated[int, typer.Option(help="Fleet processes.", min=1)] = 1,
+    qos: QosOption = 1,
 ) -> None:
     """Broker, edge server and device fleet as separate processes on this machine: run, stop,
     and write metrics.json (deploy.*) and a report."""
@@ -383,6 +396,8 @@ def deploy(
                     str(update_every),
                     "--prefix",
                     prefix,
+                    "--qos",
+                    str(qos),
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -412,6 +427,8 @@ def deploy(
                     str(records_path),
                     "--prefix",
                     prefix,
+                    "--qos",
+                    str(qos),
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,9 +1,11 @@
 """The large model as the edge serves it: exported to ONNX once, run by ONNX Runtime.
 
-Measured on this project's 2-core machine (`python benchmarks/bench_deploy.py --model`): the
-default-sized residual network takes 0.15 ms for one frame in ONNX Runtime against 1.1 ms in
-PyTorch eager mode, 3.0 ms against 3.7 ms for 32 (one intra-op thread each); outputs agree to
-~1e-8. The serving choice is therefore ONNX Runtime; `TorchPredict` stays for comparison.
+Measured on this project's 2-core machine (`python benchmarks/bench_deploy.py --model --preset
+default`, one intra-op thread each, median of 30): the default residual network (width 24)
+takes 0.20 ms for one frame in ONNX Runtime against 2.07 ms in PyTorch eager mode, 1.7 against
+4.8 ms for 8 and 6.1 against 7.6 ms for 32; only at 128 is PyTorch ahead (20.3 against 22.7
+ms). Outputs agree to ~1e-8. An edge answering devices sees small batches, so it serves with
+ONNX Runtime; `TorchPredict` stays for comparison.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ handshake again, since sessions live in memory only.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -50,6 +51,8 @@ from tinylarge.secure.wire import parse
 Predict = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 #: TCP_NODELAY on the client side too: without it a QoS 1 round trip takes 44-92 ms.
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+#: Replies being published at once (QoS 1 messages awaiting their PUBACK).
+MAX_IN_FLIGHT = 1000
 #: How long the broker keeps a disconnected client's session and queued messages, s.
 SESSION_EXPIRY_S = 3600
 
@@ -76,6 +79,10 @@ class ServerConfig:
         Largest batch the model runs.
     max_wait_s : float
         How long the first request of a batch waits for others, s.
+    qos : {0, 1}
+        MQTT QoS of the replies: 1 (at least once: the broker keeps them for a device that is
+        briefly away) or 0 (at most once: half the packets; a lost reply is a timed-out
+        request, and the device answers itself). Handshakes and bundles are always QoS 1.
     """
 
     frame_shape: tuple[int, ...]
@@ -84,8 +91,11 @@ class ServerConfig:
     num_classes: int
     max_batch: int = 32
     max_wait_s: float = 0.002
+    qos: int = 1
 
     def __post_init__(self) -> None:
+        if self.qos not in (0, 1):
+            raise ValueError(f"qos must be 0 or 1, got {self.qos}")
         if self.max_batch < 1 or not self.max_wait_s >= 0:
             raise ValueError(
                 f"max_batch must be >= 1 and max_wait_s >= 0, got {self.max_batch}, "
@@ -142,12 +152,13 @@ class EdgeServer:
         self.sessions: dict[str, Session] = {}
         self.boot_id = os.urandom(8).hex()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._outbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str, bytes, bool, int]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.live_loop = live_loop
         self.registry_path = registry_path
         self._registry_mtime = registry_path.stat().st_mtime if registry_path else 0.0
         self.started_s = time.monotonic()
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._trainer = ThreadPoolExecutor(1, thread_name_prefix="tinylarge-distil")
         self._training: asyncio.Future[tuple[int, bytes]] | None = None
         #: (monotonic time, version) of every bundle published
@@ -200,7 +211,7 @@ class EdgeServer:
             return
         self.sessions[device_id] = session
         self.state.handshakes += 1
-        self._outbox.put_nowait((self.topics.welcome(device_id), reply, False))
+        self._outbox.put_nowait((self.topics.welcome(device_id), reply, False, 1))
 
     def _frame(self, device_id: str, wire: bytes) -> None:
         session = self.sessions.get(device_id)
@@ -261,7 +272,7 @@ class EdgeServer:
             self.reject("update_failed")  # counted; serving goes on with the old model
             return
         version, bundle = done.result()
-        self._outbox.put_nowait((self.topics.model, bundle, True))
+        self._outbox.put_nowait((self.topics.model, bundle, True, 1))
         self.pushed.append((time.monotonic(), version))
         if self.metrics is not None:
             self.metrics.model_version.set(version)
@@ -285,7 +296,8 @@ class EdgeServer:
                     continue
                 reply = encode_reply(pending.request, int(np.argmax(z)), z)
                 wire = session.seal(MessageType.REPLY, reply)
-                self._outbox.put_nowait((self.topics.down(pending.device_id), wire, False))
+                down = self.topics.down(pending.device_id)
+                self._outbox.put_nowait((down, wire, False, self.config.qos))
                 self.state.replies += 1
             self.state.last_reply_s = time.monotonic()
             self._learn(x, np.asarray(logits, np.float32))
@@ -322,14 +334,29 @@ class EdgeServer:
         Path(path).write_text(json.dumps(self.stats(), indent=1))
 
     # -- the broker connection --------------------------------------------------------------------
+    async def _publish(self, client: aiomqtt.Client, item: tuple[str, bytes, bool, int]) -> None:
+        topic, payload, retain, qos = item
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError:
+            self._outbox.put_nowait(item)  # the connection is gone: send it on the next one
+        finally:
+            self._in_flight.release()
+
     async def _publisher(self, client: aiomqtt.Client) -> None:
-        while True:
-            topic, payload, retain = await self._outbox.get()
-            try:
-                await client.publish(topic, payload, qos=1, retain=retain)
-            except aiomqtt.MqttError:
-                self._outbox.put_nowait((topic, payload, retain))  # connection gone: retry later
-                raise
+        """Publish the outbox concurrently: a QoS 1 publish waits for its PUBACK, so one at a
+        time would cap the replies at one per broker round trip."""
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                item = await self._outbox.get()
+                await self._in_flight.acquire()
+                task = asyncio.create_task(self._publish(client, item))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _session(self, address: BrokerAddress) -> None:
         async with aiomqtt.Client(
@@ -340,12 +367,14 @@ class EdgeServer:
             clean_start=False,
             properties=connect_properties(),
             socket_options=NODELAY,
-            max_queued_outgoing_messages=None,
+            max_inflight_messages=MAX_IN_FLIGHT,  # paho's default is 20
         ) as client:
             await client.subscribe(f"{self.topics.prefix}/hello/+", qos=1)
             await client.subscribe(f"{self.topics.prefix}/up/+", qos=1)
             await client.publish(self.topics.edge, self.boot_id.encode(), qos=1, retain=True)
             self.connected.set()
+            gc.collect()  # see `tinylarge.deploy.fleet`: no full-collection stalls later
+            gc.freeze()
             publisher = asyncio.create_task(self._publisher(client))
             try:
                 async for message in client.messages:

@@ -1,0 +1,129 @@
+"""The running system on one machine: how much load the edge takes with p99 under 50 ms.
+
+Run by hand::
+
+    python benchmarks/bench_deploy.py --model                 # ONNX Runtime vs PyTorch
+    python benchmarks/bench_deploy.py [--preset smoke] [--devices 100,250,500,1000]
+        [--duration 10] [--policy large] [--processes 1]
+
+``--model`` times the run's large model per batch in ONNX Runtime and in PyTorch (one thread
+each): why the edge serves with ONNX Runtime. The load sweep runs ``tinylarge deploy`` (broker,
+edge server and fleet as separate processes on this machine) for each fleet size at 1 request
+per second per device, with dynamic batching (``--max-batch 32 --max-wait-ms 2``) and without
+(``--max-batch 1``), at MQTT QoS 1 and 0 for offloads and replies, and prints p50/p95/p99
+end-to-end latency, lost and timed-out requests,
+the edge's throughput and mean batch; then the highest load with p99 < 50 ms and 0 lost for
+each. ``--policy large`` (the default) offloads every request: the edge sees the full rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+P99_GOAL_S = 0.050
+
+
+def bench_model(preset: str) -> None:
+    import torch
+
+    from tinylarge.config import load_preset
+    from tinylarge.deploy.edge_model import OnnxPredict, TorchPredict, export_large_onnx
+    from tinylarge.models.registry import build_model
+
+    torch.set_num_threads(1)
+    scenario = load_preset(preset)
+    spec = scenario.models.large
+    shape = (2, 128)
+    model = build_model(spec.name, shape, 8, spec.options, seed=0).eval()
+    path = export_large_onnx(model, shape, Path(tempfile.mkdtemp()) / "large.onnx")
+    runtimes = {"onnxruntime": OnnxPredict(path), "torch": TorchPredict(model)}
+    print(f"large model of preset {preset!r}: {spec.name} {dict(spec.options)}")
+    for n in (1, 8, 32, 128):
+        x = np.random.default_rng(0).normal(size=(n, *shape)).astype(np.float32)
+        row = []
+        for name, predict in runtimes.items():
+            for _ in range(5):
+                predict(x)
+            times = []
+            for _ in range(30):
+                t = time.perf_counter()
+                predict(x)
+                times.append(time.perf_counter() - t)
+            row.append(f"{name} {1e3 * float(np.median(times)):.3f} ms")
+        print(f"  batch {n:4d}: " + ", ".join(row))
+
+
+def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.Namespace,
+                max_batch: int, qos: int, out: Path) -> dict[str, object]:  # fmt: skip
+    command = [sys.executable, "-m", "tinylarge.cli.main", "deploy", "--preset", preset,
+               "--devices", str(devices), "--rate", "1", "--duration", str(args.duration),
+               "--policy", args.policy, "--max-batch", str(max_batch), "--out", str(out),
+               "--overwrite", "--processes", str(args.processes), "--qos", str(qos),
+               "--update-every", "1000000"]  # fmt: skip
+    if run_dir is not None:
+        command += ["--run", str(run_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-3000:])
+        raise SystemExit(f"deploy failed for {devices} devices")
+    deploy: dict[str, object] = json.loads((out / "metrics.json").read_text())["deploy"]
+    return deploy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="store_true", help="only time the large model")
+    parser.add_argument("--preset", default="smoke")
+    parser.add_argument("--devices", default="100,250,500,1000")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--policy", default="large")
+    parser.add_argument("--processes", type=int, default=2, help="fleet processes")
+    parser.add_argument("--qos", default="1,0", help="MQTT QoS of offloads and replies")
+    args = parser.parse_args()
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")  # fmt: skip
+    if args.model:
+        bench_model(args.preset)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    run_dir: Path | None = None
+    best: dict[str, int] = {}
+    configs = [
+        (f"QoS {q}, {label}", max_batch, int(q))
+        for q in args.qos.split(",")
+        for label, max_batch in (("dynamic batching", 32), ("no batching", 1))
+    ]
+    for label, max_batch, qos in configs:
+        print(f"\n{label} (max_batch {max_batch}), policy {args.policy}, 1 request/s per "
+              f"device, {args.processes} fleet process(es)")  # fmt: skip
+        for devices in (int(d) for d in args.devices.split(",")):
+            out = work / f"{max_batch}-{qos}-{devices}"
+            d = deploy_once(run_dir, args.preset, devices, args, max_batch, qos, out)
+            run_dir = run_dir or out / "run"  # models made once, reused
+            lat, edge = d["latency_s"], d["edge"]  # type: ignore[index]
+            ok = lat["p99"] is not None and lat["p99"] < P99_GOAL_S and d["lost"] == 0  # type: ignore[index]
+            if ok:
+                best[label] = max(best.get(label, 0), devices)
+            print(
+                f"  {devices:5d} devices: {d['requests']:6d} requests, p50 {1e3 * lat['p50']:.1f} "  # type: ignore[index]
+                f"p95 {1e3 * lat['p95']:.1f} p99 {1e3 * lat['p99']:.1f} ms, lost {d['lost']}, "  # type: ignore[index]
+                f"timed out {d['timed_out']}, edge {edge['requests_per_s'] or 0:.0f} req/s, "  # type: ignore[index]
+                f"mean batch {edge['mean_batch']:.2f}{'' if ok else '  <- misses the goal'}"  # type: ignore[index]
+            )
+    for label, _, _ in configs:
+        print(f"highest load with p99 < 50 ms and 0 lost, {label}: "
+              f"{best.get(label, 0)} devices x 1 request/s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
