@@ -19,11 +19,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory, mosquitto: str) -> Path:
     out = tmp_path_factory.mktemp("deploy")
-    result = CliRunner().invoke(
-        app,
-        ["deploy", "--preset", "smoke", "--devices", "12", "--duration", "4", "--out", str(out),
-         "--overwrite", "--update-every", "40"],  # fmt: skip
-    )
+    args = "deploy --preset smoke --devices 12 --duration 4 --overwrite --update-every 40"
+    result = CliRunner().invoke(app, [*args.split(), "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
