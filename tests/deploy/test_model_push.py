@@ -59,7 +59,7 @@ def test_the_live_loop_pushes_a_new_model_that_every_device_installs(
                 while not server.pushed:
                     await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
-            after = await fleet.run(broker.address, *schedule(40, 1.0))
+            after = await fleet.run(broker.address, *schedule(80, 2.0))
             return before, after
         finally:
             stop.set()
@@ -73,7 +73,11 @@ def test_the_live_loop_pushes_a_new_model_that_every_device_installs(
     # every device verified and installed the push; the retained copy seen again on
     # reconnecting is not a rollback
     assert all(d.version >= 1 and not d.refused for d in fleet.devices)
-    assert (after.model_version >= 1).all()  # decided by the new model
+    # decided by the new model once installed (a device that was offline when it was pushed
+    # gets it on reconnecting: queued for its session, and retained)
+    installed_s = max(d.installs[0][0] for d in fleet.devices) - fleet.started_s
+    assert (after.model_version[after.sent_s > installed_s] >= 1).all()
+    assert (after.model_version >= 1).mean() > 0.5
     # what the edge gathered survives a restart, and versions keep growing
     again = LiveLoop(tmp_path / "edge-state", world.tiny_float, loop.class_names, loop.spec,
                      world.edge, "device")  # fmt: skip

@@ -26,8 +26,8 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tinylarge.deploy.broker import BrokerAddress
+from tinylarge.deploy.mqtt import persistent_client
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
-from tinylarge.deploy.server import NODELAY, connect_properties
 from tinylarge.integrate.policy import Policy, Trace
 from tinylarge.secure.bundle import bundle_version, verify_bundle
 from tinylarge.secure.errors import Rollback, SecurityError
@@ -199,15 +199,8 @@ class Device:
         """Stay connected (reconnecting after a broker restart) until ``stop``."""
         while not stop.is_set():
             try:
-                async with aiomqtt.Client(
-                    address.host,
-                    address.port,
-                    identifier=f"{self.topics.prefix}-{self.id}",
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    clean_start=False,
-                    properties=connect_properties(),
-                    socket_options=NODELAY,
-                ) as client:
+                identifier = f"{self.topics.prefix}-{self.id}"
+                async with persistent_client(address, identifier) as client:
                     self.client = client
                     for topic in (self.topics.welcome(self.id), self.topics.down(self.id)):
                         await client.subscribe(topic, qos=1)
@@ -277,6 +270,8 @@ class Fleet:
             Device(i, edge_key, self.topics, self.config, self.models) for i in identities
         ]
         self.num_classes = int(np.prod(model.output_spec.shape))
+        #: `time.monotonic` at the start of the last schedule (records' times count from it)
+        self.started_s = 0.0
         #: per model version: (offload, device answer) of every request of the running schedule
         self._decided: dict[int, tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]] = {}
 
@@ -379,7 +374,7 @@ class Fleet:
             gc.freeze()
             if start_at is not None:
                 await asyncio.sleep(max(0.0, start_at - time.time()))
-            t0 = time.monotonic()
+            t0 = self.started_s = time.monotonic()
             tasks: list[asyncio.Task[None]] = []
             start = 0
             while start < records.device.size:

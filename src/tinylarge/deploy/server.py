@@ -21,7 +21,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,13 +31,12 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 import numpy.typing as npt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.keys import load_registry
 from tinylarge.deploy.live_loop import LiveLoop
 from tinylarge.deploy.metrics_endpoint import EdgeMetrics
+from tinylarge.deploy.mqtt import persistent_client
 from tinylarge.deploy.protocol import Topics, encode_reply, request_id
 from tinylarge.secure.errors import SecurityError, UnknownDevice
 from tinylarge.secure.handshake import server_accept
@@ -49,19 +47,8 @@ from tinylarge.secure.wire import parse
 
 #: Logits of a batch of float frames, shape (n, C); run in a worker thread.
 Predict = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
-#: TCP_NODELAY on the client side too: without it a QoS 1 round trip takes 44-92 ms.
-NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 #: Replies being published at once (QoS 1 messages awaiting their PUBACK).
 MAX_IN_FLIGHT = 1000
-#: How long the broker keeps a disconnected client's session and queued messages, s.
-SESSION_EXPIRY_S = 3600
-
-
-def connect_properties() -> Properties:
-    """MQTT 5 CONNECT properties: a session that outlives a dropped connection."""
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = SESSION_EXPIRY_S
-    return props
 
 
 @dataclass(frozen=True)
@@ -359,16 +346,9 @@ class EdgeServer:
                 task.cancel()
 
     async def _session(self, address: BrokerAddress) -> None:
-        async with aiomqtt.Client(
-            address.host,
-            address.port,
-            identifier=f"{self.topics.prefix}-edge",
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=connect_properties(),
-            socket_options=NODELAY,
-            max_inflight_messages=MAX_IN_FLIGHT,  # paho's default is 20
-        ) as client:
+        identifier = f"{self.topics.prefix}-edge"
+        # paho's default in-flight window is 20 messages
+        async with persistent_client(address, identifier, max_inflight=MAX_IN_FLIGHT) as client:
             await client.subscribe(f"{self.topics.prefix}/hello/+", qos=1)
             await client.subscribe(f"{self.topics.prefix}/up/+", qos=1)
             await client.publish(self.topics.edge, self.boot_id.encode(), qos=1, retain=True)
