@@ -101,3 +101,10 @@ def test_the_metrics_endpoint_speaks_prometheus_text() -> None:
     assert 'tinylarge_edge_rejected_total{reason="Replay"} 1.0' in text
     assert 'tinylarge_edge_batch_size_bucket{le="4.0"} 1.0' in text
     assert "tinylarge_edge_model_version 2.0" in text
+
+
+def test_a_missing_mosquitto_says_how_to_install_it(tmp_path: Path) -> None:
+    from tinylarge.deploy.broker import Broker
+
+    with pytest.raises(FileNotFoundError, match="apt-get install mosquitto"):
+        Broker(tmp_path, executable="no-such-mosquitto-here").start()

@@ -255,3 +255,35 @@ def test_a_restarted_broker_loses_no_request(
     late = records.scheduled_s > 3.0  # well after the restart: everyone reconnected
     assert (records.route[late] == BY_EDGE).all() and late.sum() > 20
     assert (records.route == TIMED_OUT).sum() < 60  # only what was in flight or offline
+
+
+def test_a_fleet_spread_over_two_processes_merges_its_records(broker: Broker, world: World) -> None:
+    import threading
+
+    from tinylarge.deploy.fleet_processes import FleetRun, run_fleet
+
+    topics = Topics("t7")
+    server = EdgeServer(world.predict, world.config(), world.edge, world.registry, topics=topics)
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    serving = threading.Thread(
+        target=loop.run_until_complete, args=(server.serve(broker.address, stop),)
+    )
+    serving.start()
+    try:
+        device, sample, arrival = schedule(90, 8, 1.0, seed=7)
+        records, installed = run_fleet(
+            FleetRun(world.tiny, LargeOnly(256), world.devices[:8], world.edge.public_key,
+                     world.frames, device, sample, arrival, broker.address, topics,
+                     FleetConfig(deadline_s=2.0)),
+            processes=2,
+        )  # fmt: skip
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        serving.join(10)
+    order = np.argsort(arrival, kind="stable")
+    np.testing.assert_array_equal(records.device, device[order])  # global ids, arrival order
+    np.testing.assert_array_equal(records.sample, sample[order])
+    assert records.lost == 0 and (records.route == BY_EDGE).all() and installed == [0] * 8
+    np.testing.assert_array_equal(records.answer, world.edge_answers(sample[order]))
+    assert server.state.handshakes == 8
