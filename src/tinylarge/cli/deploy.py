@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -26,6 +26,9 @@ from tinylarge.cli.common import (
     resolve_scenario,
     run_directory,
 )
+
+if TYPE_CHECKING:
+    from tinylarge.sim.deployment import RunArtefacts
 
 BrokerOption = Annotated[str, typer.Option("--broker", help="The MQTT broker, mqtt://HOST:PORT.")]
 PrefixOption = Annotated[str, typer.Option(help="Topic prefix of this deployment.")]
@@ -49,6 +52,16 @@ def _address(url: str) -> Any:
 
     try:
         return parse_broker_url(url)
+    except ValueError as error:
+        raise fail(str(error)) from None
+
+
+def _load_run(run_dir: Path) -> RunArtefacts:
+    """The run directory's artefacts, or a one-line error saying what is missing."""
+    from tinylarge.sim.deployment import load_run
+
+    try:
+        return load_run(run_dir)
     except ValueError as error:
         raise fail(str(error)) from None
 
@@ -117,13 +130,8 @@ def serve(
     from tinylarge.deploy.metrics_endpoint import EdgeMetrics
     from tinylarge.deploy.protocol import Topics
     from tinylarge.deploy.server import EdgeServer, ServerConfig
-    from tinylarge.sim.deployment import load_run
 
-    address = _address(broker_url)
-    try:
-        run = load_run(run_dir)
-    except ValueError as error:
-        raise fail(str(error)) from None
+    address, run = _address(broker_url), _load_run(run_dir)
     layout = DeployLayout(run_dir)
     if not layout.registry.is_file():
         raise fail(
@@ -221,11 +229,10 @@ def fleet(
     from tinylarge.deploy.layout import DeployLayout
     from tinylarge.deploy.protocol import Topics
     from tinylarge.deploy.summary import deploy_metrics, save_records
-    from tinylarge.sim.deployment import deployment_requests, load_run
+    from tinylarge.sim.deployment import deployment_requests
 
-    address = _address(broker_url)
+    address, run = _address(broker_url), _load_run(run_dir)
     try:
-        run = load_run(run_dir)
         chosen = run.policy(policy)
     except ValueError as error:
         raise fail(str(error)) from None
