@@ -196,6 +196,109 @@ def _slot_groups(
     return group_of, order[starts], order, starts
 
 
+@dataclass(frozen=True)
+class UplinkLeg:
+    """Per-message uplink outcome (arrays of shape (n,)): steps 1-5 and the way to the edge.
+
+    ``at_edge_s`` is when the message reaches the edge server (start + queue wait + busy +
+    propagation + backhaul); meaningless where not ``sent_ok``.
+    """
+
+    start_s: FloatArray
+    snr_db: FloatArray
+    outage: BoolArray
+    sent_ok: BoolArray  # not in outage and HARQ succeeded
+    share: FloatArray
+    rate_bps: FloatArray
+    airtime_s: FloatArray
+    transmissions: IntArray
+    busy_s: FloatArray
+    queue_wait_s: FloatArray
+    propagation_s: FloatArray
+    at_edge_s: FloatArray
+
+
+@dataclass(frozen=True)
+class DownlinkLeg:
+    """Per-message reply outcome: whether the downlink can carry it and how long it takes from
+    leaving the edge to arriving on the device (backhaul + propagation + airtime), s."""
+
+    ok: BoolArray
+    airtime_s: FloatArray
+    delay_s: FloatArray
+
+
+def uplink_leg(
+    rng: np.random.Generator,
+    cells: CellDevices,
+    settings: LinkSettings,
+    device: IntArray,
+    arrival_s: FloatArray,
+    bytes_up: IntArray,
+) -> UplinkLeg:
+    """Slot alignment, scheduling, fading, outage, HARQ and the cell's FIFO uplink queue of
+    every message (draws fading, then HARQ outcomes, from ``rng``)."""
+    n = device.size
+    profile = cells.profile
+    slot = profile.slot_s
+    cell = cells.topology.cell[device].astype(np.int64)
+    start = arrival_s + slot_alignment_s(arrival_s, slot)
+    slot_index = np.rint(start / slot).astype(np.int64)
+    group_of, group_first, group_order, group_starts = _slot_groups(
+        slot_index, cell, cells.topology.n_cells
+    )
+    fading = fading_power_gain(rng, n, kind=settings.fading, k_factor_db=settings.rician_k_db)
+    share, link_snr, rate = _uplink_rate(cells, settings, device, group_of, fading_gain_db(fading))
+    in_outage = outage(link_snr, profile.min_snr_db) | (rate <= 0)
+    tx, delivered = harq_transmissions(
+        rng, n, bler=settings.bler_target, max_transmissions=settings.max_transmissions
+    )
+    air = np.where(in_outage, 0.0, airtime_s(8 * bytes_up, np.where(in_outage, 1.0, rate), slot))
+    rtt = float(harq_rtt_s(slot))
+    busy = np.where(in_outage, 0.0, air * tx + (tx - 1) * rtt)
+    # Cell uplink: one group per (cell, slot) holds the band for its longest member; groups of a
+    # cell are served FIFO.
+    group_busy = np.maximum.reduceat(busy[group_order], group_starts) if n else np.zeros(0)
+    queue = fifo_queue_grouped(cell[group_first], start[group_first], group_busy)
+    wait = queue.wait_s[group_of]
+    propagation = propagation_delay_s(cells.topology.d_2d_m[device])
+    return UplinkLeg(
+        start_s=start,
+        snr_db=link_snr,
+        outage=in_outage,
+        sent_ok=delivered & ~in_outage,
+        share=share,
+        rate_bps=rate,
+        airtime_s=air,
+        transmissions=tx,
+        busy_s=busy,
+        queue_wait_s=wait,
+        propagation_s=propagation,
+        at_edge_s=start + wait + busy + propagation + settings.backhaul_s,
+    )
+
+
+def downlink_leg(
+    rng: np.random.Generator,
+    cells: CellDevices,
+    settings: LinkSettings,
+    device: IntArray,
+    bytes_down: IntArray,
+    propagation_s: FloatArray,
+) -> DownlinkLeg:
+    """The reply at the full downlink rate with fast fading (draws fading from ``rng``)."""
+    profile = cells.profile
+    n = device.size
+    dl_fading = fading_power_gain(rng, n, kind=settings.fading, k_factor_db=settings.rician_k_db)
+    dl_snr = cells.downlink_mean_snr_db[device] + fading_gain_db(dl_fading)
+    dl_rate = profile.downlink_bandwidth_hz * efficiency_fn(profile, settings.spectral_efficiency)(
+        dl_snr
+    )
+    ok = dl_rate > 0
+    air = np.where(ok, airtime_s(8 * bytes_down, np.where(ok, dl_rate, 1.0), profile.slot_s), 0.0)
+    return DownlinkLeg(ok=ok, airtime_s=air, delay_s=settings.backhaul_s + propagation_s + air)
+
+
 def send_messages(
     rng: np.random.Generator,
     cells: CellDevices,
@@ -237,37 +340,9 @@ def send_messages(
     n = dev.size
     up = np.broadcast_to(np.asarray(bytes_up, dtype=np.int64), (n,))
     down = np.broadcast_to(np.asarray(bytes_down, dtype=np.int64), (n,))
-    profile = cells.profile
-    slot = profile.slot_s
-    cell = cells.topology.cell[dev].astype(np.int64)
-
-    slot_wait = slot_alignment_s(arrival, slot)
-    start = arrival + slot_wait
-    slot_index = np.rint(start / slot).astype(np.int64)
-    group_of, group_first, group_order, group_starts = _slot_groups(
-        slot_index, cell, cells.topology.n_cells
-    )
-    fading = fading_power_gain(rng, n, kind=settings.fading, k_factor_db=settings.rician_k_db)
-    share, link_snr, rate = _uplink_rate(cells, settings, dev, group_of, fading_gain_db(fading))
-    in_outage = outage(link_snr, profile.min_snr_db) | (rate <= 0)
-    tx, delivered = harq_transmissions(
-        rng, n, bler=settings.bler_target, max_transmissions=settings.max_transmissions
-    )
-    delivered &= ~in_outage
-    air = np.where(in_outage, 0.0, airtime_s(8 * up, np.where(in_outage, 1.0, rate), slot))
-    rtt = float(harq_rtt_s(slot))
-    busy = air * tx + (tx - 1) * rtt
-    busy = np.where(in_outage, 0.0, busy)
-
-    # Cell uplink: one group per (cell, slot) holds the band for its longest member; groups of a
-    # cell are served FIFO.
-    group_busy = np.maximum.reduceat(busy[group_order], group_starts) if n else np.zeros(0)
-    queue = fifo_queue_grouped(cell[group_first], start[group_first], group_busy)
-    uplink_wait = queue.wait_s[group_of]
-
-    distance = cells.topology.d_2d_m[dev]
-    propagation = propagation_delay_s(distance)
-    at_edge = start + uplink_wait + busy + propagation + settings.backhaul_s
+    leg = uplink_leg(rng, cells, settings, dev, arrival, up)
+    delivered = leg.sent_ok.copy()
+    at_edge = leg.at_edge_s
     served = np.flatnonzero(delivered)
     edge_wait = np.zeros(n)
     edge_done = np.full(n, np.nan)
@@ -282,23 +357,17 @@ def send_messages(
         )
         edge_wait[order] = batches.wait_s
         edge_done[order] = batches.departure_s
-
-    dl_fading = fading_power_gain(rng, n, kind=settings.fading, k_factor_db=settings.rician_k_db)
-    dl_snr = cells.downlink_mean_snr_db[dev] + fading_gain_db(dl_fading)
-    dl_se = efficiency_fn(profile, settings.spectral_efficiency)(dl_snr)
-    dl_rate = profile.downlink_bandwidth_hz * dl_se
-    dl_ok = dl_rate > 0
-    dl_air = np.where(dl_ok, airtime_s(8 * down, np.where(dl_ok, dl_rate, 1.0), slot), 0.0)
-    delivered &= dl_ok
-    done = edge_done + settings.backhaul_s + propagation + dl_air
+    reply = downlink_leg(rng, cells, settings, dev, down, leg.propagation_s)
+    delivered &= reply.ok
+    done = edge_done + reply.delay_s
     latency = np.where(delivered, done - arrival, np.nan)
 
-    idle = np.where(delivered, np.nan_to_num(latency) - busy - dl_air, 0.0)
+    idle = np.where(delivered, np.nan_to_num(latency) - leg.busy_s - reply.airtime_s, 0.0)
     energy = message_energy_j(
-        air * tx,
-        profile.device_tx_power_dbm,
+        leg.airtime_s * leg.transmissions,
+        cells.profile.device_tx_power_dbm,
         model=settings.energy,
-        rx_time_s=dl_air,
+        rx_time_s=reply.airtime_s,
         idle_time_s=np.maximum(idle, 0.0),
         sleep_time_s=sleep_time_s,
         compute_energy_j=compute_energy_j,
@@ -306,18 +375,18 @@ def send_messages(
     return MessageResult(
         device=dev,
         arrival_s=arrival,
-        snr_db=link_snr,
-        outage=in_outage,
+        snr_db=leg.snr_db,
+        outage=leg.outage,
         delivered=delivered,
-        share=share,
-        rate_bps=rate,
-        airtime_s=air,
-        transmissions=tx,
-        uplink_queue_wait_s=uplink_wait,
+        share=leg.share,
+        rate_bps=leg.rate_bps,
+        airtime_s=leg.airtime_s,
+        transmissions=leg.transmissions,
+        uplink_queue_wait_s=leg.queue_wait_s,
         edge_wait_s=edge_wait,
         latency_s=latency,
         energy_j=np.asarray(energy, dtype=np.float64),
-        bytes_up=np.where(in_outage, 0, up).astype(np.int64),
+        bytes_up=np.where(leg.outage, 0, up).astype(np.int64),
         bytes_down=np.where(delivered, down, 0).astype(np.int64),
     )
 
