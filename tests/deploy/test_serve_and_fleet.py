@@ -287,3 +287,47 @@ def test_a_fleet_spread_over_two_processes_merges_its_records(broker: Broker, wo
     assert records.lost == 0 and (records.route == BY_EDGE).all() and installed == [0] * 8
     np.testing.assert_array_equal(records.answer, world.edge_answers(sample[order]))
     assert server.state.handshakes == 8
+
+
+def test_the_fleet_applies_each_requests_device_time_and_radio_delays(
+    broker: Broker, world: World
+) -> None:
+    from tinylarge.deploy.link import LinkPlan
+
+    n = 40
+    device, sample = np.arange(n) % 4, np.arange(n) % 200
+    arrival = np.linspace(0.0, 1.0, n)
+    everything = Cascade("max_softmax", threshold=2.0, frame_bytes=256, tiny_macs=1)
+    lost, reply_lost = np.zeros(n, bool), np.zeros(n, bool)
+    lost[5], reply_lost[9] = True, True
+    plan = LinkPlan(
+        compute_s=np.full(n, 0.005),
+        uplink_s=np.full(n, 0.030),
+        lost=lost,
+        downlink_s=np.full(n, 0.020),
+        reply_lost=reply_lost,
+    )
+    topics = Topics("t8")
+    server = EdgeServer(world.predict, world.config(), world.edge, world.registry, topics=topics)
+    fleet = Fleet(world.tiny, everything, world.devices[:4], world.edge.public_key,
+                  world.frames, topics=topics, config=FleetConfig(deadline_s=0.3))  # fmt: skip
+
+    async def main() -> FleetRecords:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(server.serve(broker.address, stop))
+        await asyncio.wait_for(server.connected.wait(), 5)
+        try:
+            return await fleet.run(broker.address, device, sample, arrival, link=plan)
+        finally:
+            stop.set()
+            await serving
+
+    records = asyncio.run(main())
+    assert records.lost == 0
+    edge = records.route == BY_EDGE
+    assert edge.sum() == n - 2 and records.route[5] == records.route[9] == TIMED_OUT
+    # device time + uplink + the real round trip + downlink: never less than the emulated part
+    assert (records.latency_s[edge] >= 0.055).all() and np.median(records.latency_s[edge]) < 0.1
+    assert 0.005 <= records.latency_s[5] < 0.02  # lost on the air: answers itself at once
+    assert records.mqtt_bytes_up[5] == 0 and records.bytes_up[5] > 0  # on air, never at the broker
+    assert records.latency_s[9] >= 0.005 + 0.030 + 0.3  # the reply never came: the deadline

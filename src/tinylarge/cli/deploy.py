@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 
 BrokerOption = Annotated[str, typer.Option("--broker", help="The MQTT broker, mqtt://HOST:PORT.")]
 PrefixOption = Annotated[str, typer.Option(help="Topic prefix of this deployment.")]
+EmulateLinkOption = Annotated[
+    bool,
+    typer.Option(
+        help="Delay each device's messages by its 6G link and MCU time as the simulator "
+        "models them (the scenario's cell, radio profile and target MCU)."
+    ),
+]
 QosOption = Annotated[
     int,
     typer.Option(
@@ -220,16 +227,17 @@ def fleet(
     ] = 1,
     out: Annotated[Path | None, typer.Option(help="Per-request records (.npz).")] = None,
     qos: QosOption = 1,
+    emulate_link: EmulateLinkOption = False,
     prefix: PrefixOption = "tinylarge",
 ) -> None:
     """Run N device agents against an edge server: the run's int8 model and policy per frame."""
-    from tinylarge.deploy.fleet import FleetConfig
+    from tinylarge.deploy.fleet import FleetConfig, device_decisions
     from tinylarge.deploy.fleet_processes import FleetRun, run_fleet
     from tinylarge.deploy.keys import edge_public_key
     from tinylarge.deploy.layout import DeployLayout
     from tinylarge.deploy.protocol import Topics
     from tinylarge.deploy.summary import deploy_metrics, save_records
-    from tinylarge.sim.deployment import deployment_requests
+    from tinylarge.sim.deployment import deployment_requests, link_plan
 
     address, run = _address(broker_url), _load_run(run_dir)
     try:
@@ -248,6 +256,11 @@ def fleet(
     task, requests = deployment_requests(
         run.scenario, devices, rate_per_device_hz=rate, duration_s=duration
     )
+    frames = run.tiny.quantize_input(task.x_test)
+    link = None
+    if emulate_link:
+        decision = device_decisions(run.tiny, chosen, frames[requests.sample], requests.device)
+        link = link_plan(run, policy, devices, requests, decision.offload, decision.device_macs)
     console.print(
         f"fleet: {devices} devices, {requests.device.size:,} requests over {duration:g} s, "
         f"policy {policy}, broker {address.url}"
@@ -258,13 +271,14 @@ def fleet(
             chosen,
             identities,
             edge_public_key(layout.edge_public),
-            run.tiny.quantize_input(task.x_test),
+            frames,
             requests.device,
             requests.sample,
             requests.arrival_s,
             address,
             Topics(prefix),
             FleetConfig(deadline_s=deadline_ms / 1e3, target=run.scenario.tiny.target_mcu, qos=qos),
+            link=link,
         ),
         processes,
     )
@@ -345,6 +359,7 @@ def deploy(
     ] = 500,
     processes: Annotated[int, typer.Option(help="Fleet processes.", min=1)] = 1,
     qos: QosOption = 1,
+    emulate_link: EmulateLinkOption = False,
 ) -> None:
     """Broker, edge server and device fleet as separate processes on this machine: run, stop,
     and write metrics.json (deploy.*) and a report."""
@@ -405,6 +420,7 @@ def deploy(
                     prefix,
                     "--qos",
                     str(qos),
+                    *(["--no-live-loop"] if emulate_link else []),  # one model: sim vs real
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -436,6 +452,7 @@ def deploy(
                     prefix,
                     "--qos",
                     str(qos),
+                    *(["--emulate-link"] if emulate_link else []),
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ import asyncio
 import gc
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import aiomqtt
 import numpy as np
@@ -26,9 +26,10 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tinylarge.deploy.broker import BrokerAddress
+from tinylarge.deploy.link import LinkPlan
 from tinylarge.deploy.mqtt import persistent_client
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
-from tinylarge.integrate.policy import Policy, Trace
+from tinylarge.integrate.policy import Decision, Policy, Trace
 from tinylarge.secure.bundle import bundle_version, verify_bundle
 from tinylarge.secure.errors import Rollback, SecurityError
 from tinylarge.secure.handshake import DeviceHandshake
@@ -237,16 +238,31 @@ class Device:
 
 def device_decisions(
     model: TinyModel, policy: Policy, frames: npt.NDArray[np.int8], device: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
-    """``(offload, device answer)`` per frame: the int8 runtime in ``tflm`` arithmetic, then
-    the policy on the tiny logits alone (the large model's are unknown on the device)."""
+) -> Decision:
+    """The policy's decision per frame: the int8 runtime in ``tflm`` arithmetic, then the
+    policy on the tiny logits alone (the large model's are unknown on the device, so only
+    ``offload``, ``fallback_prediction``, ``bytes_up`` and ``device_macs`` mean anything)."""
     out = run_int8(model, frames, arithmetic="tflm").reshape(len(frames), -1)
     logits = model.dequantize_output(out)
     trace = Trace(
         tiny_logits=logits, large_logits=np.zeros_like(logits), y=np.zeros(len(frames), np.int64)
     )
-    decision = policy.decide(trace, np.arange(len(frames)), np.random.default_rng(0), device=device)
+    return policy.decide(trace, np.arange(len(frames)), np.random.default_rng(0), device=device)
+
+
+def _offload_and_answer(
+    model: TinyModel, policy: Policy, frames: npt.NDArray[np.int8], device: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    decision = device_decisions(model, policy, frames, device)
     return decision.offload, decision.fallback_prediction
+
+
+async def _sleep_until(monotonic_s: float) -> None:
+    await asyncio.sleep(max(0.0, monotonic_s - time.monotonic()))
+
+
+def _reordered(link: LinkPlan, order: npt.NDArray[np.int64]) -> LinkPlan:
+    return LinkPlan(*(np.asarray(getattr(link, f.name))[order] for f in fields(LinkPlan)))
 
 
 class Fleet:
@@ -272,34 +288,57 @@ class Fleet:
         self.num_classes = int(np.prod(model.output_spec.shape))
         #: `time.monotonic` at the start of the last schedule (records' times count from it)
         self.started_s = 0.0
+        self._link: LinkPlan | None = None
         #: per model version: (offload, device answer) of every request of the running schedule
         self._decided: dict[int, tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]] = {}
 
     async def _one(self, records: FleetRecords, i: int, offload: bool, own: int, t0: float) -> None:
+        """Play request ``i``: the device's own time, then (if offloaded) the uplink, the real
+        broker and edge, the downlink; with no link emulation only the real part."""
         device = self.devices[int(records.device[i])]
+        link = self._link
+        if link is not None:  # the MCU's inference and sealing time
+            await _sleep_until(t0 + records.scheduled_s[i] + link.compute_s[i])
         records.sent_s[i] = time.monotonic() - t0
         result = None
         if offload:
             records.offload[i] = True
             frame = self.frames[records.sample[i]].tobytes()
-            result = await device.offload(frame, self.config.deadline_s)
             records.bytes_up[i] = len(frame) + overhead_bytes(device.id)
-            records.mqtt_bytes_up[i] = publish_packet_bytes(
-                self.topics.up(device.id), int(records.bytes_up[i])
-            )
+            if link is None or not link.lost[i]:  # lost on the air: the device answers itself
+                result = await self._over_the_link(device, frame, i)
+                records.mqtt_bytes_up[i] = publish_packet_bytes(
+                    self.topics.up(device.id), int(records.bytes_up[i])
+                )
         records.answered_s[i] = time.monotonic() - t0
         if result is not None:
-            records.route[i], records.answer[i], records.bytes_down[i] = (
-                BY_EDGE,
-                result[0],
-                result[2],
-            )
+            records.route[i], records.answer[i] = BY_EDGE, result[0]
+            records.bytes_down[i] = result[2]
             records.mqtt_bytes_down[i] = publish_packet_bytes(
                 self.topics.down(device.id), result[2]
             )
         else:
             records.route[i] = TIMED_OUT if offload else ON_DEVICE
             records.answer[i] = own
+
+    async def _over_the_link(
+        self, device: Device, frame: bytes, i: int
+    ) -> tuple[int, int, int] | None:
+        """Uplink delay, the real round trip, downlink delay; None past the deadline (counted
+        from the end of the uplink, as a device's reply timer would)."""
+        link, deadline = self._link, self.config.deadline_s
+        if link is not None:
+            await asyncio.sleep(float(link.uplink_s[i]))
+        sent = time.monotonic()
+        result = await device.offload(frame, deadline)
+        if link is None or result is None:
+            return result
+        left = sent + deadline - time.monotonic()
+        if link.reply_lost[i] or link.downlink_s[i] > left:
+            await asyncio.sleep(max(0.0, left))
+            return None
+        await asyncio.sleep(float(link.downlink_s[i]))
+        return result
 
     def _decide(
         self, records: FleetRecords, idx: npt.NDArray[np.int64]
@@ -319,7 +358,7 @@ class Fleet:
         own = np.zeros(idx.size, np.int64)
         for v in np.unique(versions):
             if int(v) not in self._decided:
-                self._decided[int(v)] = device_decisions(
+                self._decided[int(v)] = _offload_and_answer(
                     self.models.by_version[int(v)],
                     self.policy,
                     self.frames[records.sample],
@@ -339,16 +378,21 @@ class Fleet:
         *,
         tick_s: float = 0.002,
         start_at: float | None = None,
+        link: LinkPlan | None = None,
     ) -> FleetRecords:
         """Connect every device, attach (handshake), then play the schedule (sorted by
         arrival) in real time; return when every request has finished.
 
         ``start_at`` (a `time.time` instant) starts the schedule then rather than as soon as
-        every device is attached: several fleet processes start together.
+        every device is attached: several fleet processes start together. ``link`` (arrays in
+        the order of the arguments) emulates each request's device time and radio
+        (`tinylarge.deploy.link`); it is planned for the shipped model's decisions, so run it
+        without pushing new models.
         """
         order = np.argsort(arrival_s, kind="stable")
         records = FleetRecords(device[order], sample[order], arrival_s[order].astype(np.float64))
         self._decided = {}  # decisions belong to one schedule
+        self._link = None if link is None else _reordered(link, order)
         stop = asyncio.Event()
         connections = [asyncio.create_task(d.run(address, stop)) for d in self.devices]
         try:
@@ -362,7 +406,7 @@ class Fleet:
             for v in sorted({d.version for d in self.devices}):
                 self._decided[v] = await loop.run_in_executor(
                     None,
-                    device_decisions,
+                    _offload_and_answer,
                     self.models.by_version[v],
                     self.policy,
                     self.frames[records.sample],

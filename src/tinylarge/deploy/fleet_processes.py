@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.fleet import Fleet, FleetConfig, FleetRecords
+from tinylarge.deploy.link import LinkPlan
 from tinylarge.deploy.protocol import Topics
 from tinylarge.deploy.summary import merge_records
 from tinylarge.integrate.persistence import policy_from_dict, policy_to_dict
@@ -49,6 +50,7 @@ class FleetRun:
     address: BrokerAddress
     topics: Topics
     config: FleetConfig
+    link: LinkPlan | None = None
 
 
 def _raw_private(identity: Identity) -> tuple[str, bytes]:
@@ -76,6 +78,7 @@ def _worker(args: dict[str, Any]) -> dict[str, np.ndarray]:
             args["sample"],
             args["arrival_s"],
             start_at=args["start_at"],
+            link=args["link"],
         )
     )
     out = dict(vars(records))
@@ -91,7 +94,9 @@ def run_fleet(run: FleetRun, processes: int = 1) -> tuple[FleetRecords, list[int
     if processes == 1:
         fleet = Fleet(run.model, run.policy, run.identities, run.edge_key, run.frames,
                       topics=run.topics, config=run.config)  # fmt: skip
-        records = asyncio.run(fleet.run(run.address, run.device, run.sample, run.arrival_s))
+        records = asyncio.run(
+            fleet.run(run.address, run.device, run.sample, run.arrival_s, link=run.link)
+        )
         return records, [d.version for d in fleet.devices]
     n = len(run.identities)
     start_at = time.time() + 2.0 + n / 500  # time to connect and attach every device
@@ -114,6 +119,9 @@ def run_fleet(run: FleetRun, processes: int = 1) -> tuple[FleetRecords, list[int
                 "prefix": run.topics.prefix,
                 "config": run.config,
                 "start_at": start_at,
+                "link": None
+                if run.link is None
+                else LinkPlan(*(getattr(run.link, f.name)[pick] for f in fields(LinkPlan))),
                 "global_ids": mine,
             }
         )
