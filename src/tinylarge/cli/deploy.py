@@ -371,7 +371,7 @@ def deploy(
     from tinylarge.report.deploy_section import write_deploy_report
     from tinylarge.report.writer import write
     from tinylarge.sim import run as run_pipeline
-    from tinylarge.sim.deployment import DEPLOY_STAGES
+    from tinylarge.sim.deployment import DEPLOY_STAGES, sim_vs_real
 
     scenario = resolve_scenario(preset, config, seed)
     out_dir = run_directory(out, scenario, overwrite)
@@ -488,8 +488,23 @@ def deploy(
             },
         )
     }
+    simulated = None
+    if emulate_link:  # the same requests through the simulator, with the edge as measured
+        simulated = _simulate(
+            run_dir, policy, n, hz, duration, stats, max_batch, max_wait_ms, deadline_ms
+        )
+        metrics["deploy"]["sim_vs_real"] = {
+            **sim_vs_real(records, labels, simulated),
+            "edge_service": stats.get("service_fit"),
+        }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    report = write_deploy_report(out_dir, metrics, records, f"tinylarge deploy: {scenario.name}")
+    report = write_deploy_report(
+        out_dir,
+        metrics,
+        records,
+        f"tinylarge deploy: {scenario.name}",
+        simulated_latency_s=None if simulated is None else simulated.latency_s,
+    )
     d = metrics["deploy"]
     lat = d["latency_s"]
     console.print(
@@ -499,6 +514,35 @@ def deploy(
         f"{100 * (d['accuracy'] or 0):.1f} %"
     )
     console.print(f"Report: [bold]{report}[/]")
+
+
+def _simulate(
+    run_dir: Path,
+    policy: str,
+    n: int,
+    hz: float,
+    duration: float,
+    stats: dict[str, Any],
+    max_batch: int,
+    max_wait_ms: float,
+    deadline_ms: float,
+) -> Any:
+    from tinylarge.net.uplink import EdgeServer as SimulatedEdge
+    from tinylarge.sim.deployment import simulate_deployment
+
+    fit = stats.get("service_fit") or {"setup_s": 0.0, "per_item_s": 0.0}
+    edge = SimulatedEdge(
+        setup_s=fit["setup_s"],
+        per_item_s=fit["per_item_s"],
+        max_batch=max_batch,
+        max_wait_s=max_wait_ms / 1e3,
+        source="measured on the deployed edge server",
+    )
+    _, outcome = simulate_deployment(
+        _load_run(run_dir), policy, n, rate_per_device_hz=hz, duration_s=duration, edge=edge,
+        deadline_s=deadline_ms / 1e3,
+    )  # fmt: skip
+    return outcome
 
 
 def _ms(value: float | None) -> str:

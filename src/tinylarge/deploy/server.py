@@ -116,6 +116,22 @@ class ServerState:
     last_reply_s: float | None = None
 
 
+def service_fit(
+    sizes: npt.NDArray[np.int64], service_s: npt.NDArray[np.float64]
+) -> dict[str, float] | None:
+    """Least-squares ``service = setup_s + size x per_item_s`` over the batches run (both >= 0;
+    with one batch size only, all of it is ``per_item_s``): the simulator's edge model
+    (`tinylarge.net.batching.linear_batch_service`) measured on the running server."""
+    if sizes.size == 0:
+        return None
+    if np.unique(sizes).size < 2:
+        return {"setup_s": 0.0, "per_item_s": float(np.mean(service_s / sizes))}
+    per_item, setup = np.polyfit(sizes.astype(np.float64), service_s, 1)
+    if setup < 0:  # through the origin instead
+        return {"setup_s": 0.0, "per_item_s": float(np.sum(sizes * service_s) / np.sum(sizes**2))}
+    return {"setup_s": float(setup), "per_item_s": float(max(per_item, 0.0))}
+
+
 class EdgeServer:
     """Serve ``predict`` to the devices enrolled in ``registry`` (see the module doc)."""
 
@@ -311,6 +327,9 @@ class EdgeServer:
                 q: float(np.percentile(service, p)) if service.size else None
                 for q, p in (("p50", 50), ("p99", 99))
             },
+            "service_fit": service_fit(sizes, service),
+            "max_batch_setting": self.config.max_batch,
+            "max_wait_s_setting": self.config.max_wait_s,
             "uptime_s": time.monotonic() - self.started_s,
             "active_s": active,
             "requests_per_s": self.state.replies / active if active > 0 else None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,14 +18,17 @@ from torch import nn
 
 from tinylarge.config import Scenario, load_scenario
 from tinylarge.data import Task
+from tinylarge.deploy.fleet import BY_EDGE, TIMED_OUT, FleetRecords
 from tinylarge.deploy.link import LinkPlan, plan_links
 from tinylarge.integrate.persistence import load_policy
-from tinylarge.integrate.policy import Policy
+from tinylarge.integrate.policy import Policy, Trace
 from tinylarge.models.cache import ModelCache
+from tinylarge.models.evaluation import predict_logits
 from tinylarge.models.persistence import load_model
+from tinylarge.net.uplink import EdgeServer
 from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import rng_for
-from tinylarge.sim.engine import DeviceCompute, Requests
+from tinylarge.sim.engine import DeviceCompute, PolicyOutcome, Requests, run_policy
 from tinylarge.sim.net_stages import network_stage
 from tinylarge.sim.pipeline import PIPELINE
 from tinylarge.sim.policy_stages import policy_requests
@@ -35,6 +39,7 @@ from tinylarge.sim.tiny_stages import mcu_profiles
 from tinylarge.tiny.footprint import footprint
 from tinylarge.tiny.graph import TinyModel
 from tinylarge.tiny.model_file import load_tiny_model
+from tinylarge.tiny.runtime import run as run_int8
 
 #: The stages a deployment needs: models, the int8 model and the fitted policies.
 DEPLOY_STAGES = tuple(s for s in PIPELINE if s.name not in ("colearning", "security"))
@@ -139,3 +144,97 @@ def link_plan(
         reply_bytes=state.reply_bytes(),
         overhead=overhead,
     )
+
+
+def simulate_deployment(
+    run: RunArtefacts,
+    policy_name: str,
+    n_devices: int,
+    *,
+    rate_per_device_hz: float,
+    duration_s: float,
+    edge: EdgeServer,
+    deadline_s: float,
+) -> tuple[Requests, PolicyOutcome]:
+    """What the simulator predicts for a deployment: the same requests, policy, cell, MCU and
+    security layer (`run_policy` with the stream `link_plan` uses), and ``edge`` the deployed
+    server's measured service time and batching. The trace is the int8 runtime's logits and
+    the large model on the int8 frame, as the deployed devices and edge compute them."""
+    scenario = run.scenario
+    state = deployment_state(scenario, n_devices, network=True)
+    requests = policy_requests(state, rate_per_device_hz=rate_per_device_hz, duration_s=duration_s)
+    task = state.require_task()
+    x_q = run.tiny.quantize_input(task.x_test)
+    spec = run.tiny.input_spec
+    x_edge = (x_q.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+    trace = Trace(
+        tiny_logits=run.tiny.dequantize_output(run_int8(run.tiny, x_q).reshape(len(x_q), -1)),
+        large_logits=predict_logits(run.model("large"), x_edge),
+        y=task.y_test,
+    )
+    mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
+    fp = footprint(run.tiny, mcu)
+    overhead = None
+    if scenario.security.protect_messages:
+        overhead = protocol_overhead(
+            run_device_id(n_devices - 1, n_devices), mcu, scenario.security.aead
+        )
+    outcome = run_policy(
+        rng_for(scenario.seed, "policies", "network", policy_name),
+        run.policy(policy_name),
+        trace,
+        requests,
+        cells=state.network["cells"],
+        settings=state.network["settings"],
+        edge=edge,
+        compute=DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j),
+        reply_bytes=state.reply_bytes(),
+        deadline_s=deadline_s,
+        overhead=overhead,
+        session_lifetime_s=scenario.security.session_lifetime_s,
+        duration_s=duration_s,
+    )
+    return requests, outcome
+
+
+def _both(sim: float | None, real: float | None) -> dict[str, float | None]:
+    ratio = sim / real if sim is not None and real else None
+    return {"sim": sim, "real": real, "ratio": ratio}
+
+
+def _pcts(values: npt.NDArray[np.float64]) -> dict[str, float | None]:
+    finite = values[np.isfinite(values)]
+    return {f"p{q}": float(np.percentile(finite, q)) if finite.size else None for q in (50, 95, 99)}
+
+
+def sim_vs_real(
+    records: FleetRecords, labels: npt.NDArray[np.int64], outcome: PolicyOutcome
+) -> dict[str, Any]:
+    """``deploy.sim_vs_real``: the simulator's prediction and the measurement side by side,
+    request by request over the same schedule (records in arrival order, as the simulator's)."""
+    real_lat = np.where(records.route >= 0, records.latency_s, np.nan)
+    sim_edge = outcome.offloaded & outcome.delivered
+    real_edge = records.route == BY_EDGE
+    out: dict[str, Any] = {
+        "requests": int(records.device.size),
+        "same_decisions": bool(np.array_equal(records.offload, outcome.offloaded)),
+        "same_deliveries": bool(np.array_equal(real_edge, sim_edge)),
+        "latency_s": {},
+        "edge_latency_s": {},
+    }
+    for key, sim_values, real_values in (
+        ("latency_s", outcome.latency_s, real_lat),
+        ("edge_latency_s", outcome.latency_s[sim_edge], real_lat[real_edge]),
+    ):
+        s, r = _pcts(sim_values), _pcts(real_values)
+        out[key] = {q: _both(s[q], r[q]) for q in s}
+    out["accuracy"] = _both(float(outcome.correct.mean()), float((records.answer == labels).mean()))
+    out["offload_fraction"] = _both(float(outcome.offloaded.mean()), float(records.offload.mean()))
+    out["bytes_up_per_inference"] = _both(
+        float(outcome.bytes_up.mean()), float(records.bytes_up.mean())
+    )
+    out["fell_back_fraction"] = _both(
+        float((outcome.offloaded & ~outcome.delivered).mean()),
+        float((records.route == TIMED_OUT).mean()),
+    )
+    return out
