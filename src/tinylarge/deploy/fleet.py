@@ -41,6 +41,8 @@ from tinylarge.tiny.graph import TinyModel, TinyModelError
 from tinylarge.tiny.model_file import from_bytes
 from tinylarge.tiny.runtime import run as run_int8
 
+#: How far ahead of its arrival a request is handed to its task, s.
+LOOKAHEAD_S = 0.01
 #: Route codes of a finished request.
 ON_DEVICE, BY_EDGE, TIMED_OUT, UNFINISHED = 0, 1, 2, -1
 ROUTES = {ON_DEVICE: "device", BY_EDGE: "edge", TIMED_OUT: "timed_out"}
@@ -297,8 +299,10 @@ class Fleet:
         broker and edge, the downlink; with no link emulation only the real part."""
         device = self.devices[int(records.device[i])]
         link = self._link
-        if link is not None:  # the MCU's inference and sealing time
-            await _sleep_until(t0 + records.scheduled_s[i] + link.compute_s[i])
+        # the request's arrival, plus the MCU's inference and sealing time when emulated
+        await _sleep_until(
+            t0 + records.scheduled_s[i] + (0.0 if link is None else link.compute_s[i])
+        )
         records.sent_s[i] = time.monotonic() - t0
         result = None
         if offload:
@@ -423,7 +427,10 @@ class Fleet:
             start = 0
             while start < records.device.size:
                 now = time.monotonic() - t0
-                end = int(np.searchsorted(records.scheduled_s, now, side="right"))
+                # hand requests out a little ahead: each then sleeps to its own instant once
+                # (every sleep is rounded up to epoll's 1 ms, so fewer sleeps, less skew)
+                ahead = now + LOOKAHEAD_S
+                end = int(np.searchsorted(records.scheduled_s, ahead, side="right"))
                 if end > start:
                     idx = np.arange(start, end)
                     offload, own = self._decide(records, idx)
