@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,20 +65,29 @@ def bench_model(preset: str) -> None:
 
 
 def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.Namespace,
-                max_batch: int, qos: int, out: Path) -> dict[str, object]:  # fmt: skip
+                max_batch: int, qos: int, out: Path) -> dict[str, Any]:  # fmt: skip
     command = [sys.executable, "-m", "tinylarge.cli.main", "deploy", "--preset", preset,
                "--devices", str(devices), "--rate", "1", "--duration", str(args.duration),
                "--policy", args.policy, "--max-batch", str(max_batch), "--out", str(out),
                "--overwrite", "--processes", str(args.processes), "--qos", str(qos),
-               "--update-every", "1000000"]  # fmt: skip
+               "--update-every", "1000000",
+               *(["--emulate-link"] if args.emulate_link else [])]  # fmt: skip
     if run_dir is not None:
         command += ["--run", str(run_dir)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:])
         raise SystemExit(f"deploy failed for {devices} devices")
-    deploy: dict[str, object] = json.loads((out / "metrics.json").read_text())["deploy"]
+    deploy: dict[str, Any] = json.loads((out / "metrics.json").read_text())["deploy"]
     return deploy
+
+
+def add_point(
+    curves: dict[str, tuple[list[float], list[float]]], name: str, x: float, y: float
+) -> None:
+    xs, ys = curves.setdefault(name, ([], []))
+    xs.append(x)
+    ys.append(y)
 
 
 def main() -> None:
@@ -89,6 +99,13 @@ def main() -> None:
     parser.add_argument("--policy", default="large")
     parser.add_argument("--processes", type=int, default=2, help="fleet processes")
     parser.add_argument("--qos", default="1,0", help="MQTT QoS of offloads and replies")
+    parser.add_argument(
+        "--emulate-link",
+        action="store_true",
+        help="emulate the radio; also print and plot the simulator's p99",
+    )
+    parser.add_argument("--batching", default="32,1", help="max_batch values to sweep")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of p99 against load")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")  # fmt: skip
@@ -99,10 +116,11 @@ def main() -> None:
     run_dir: Path | None = None
     best: dict[str, int] = {}
     configs = [
-        (f"QoS {q}, {label}", max_batch, int(q))
+        (f"QoS {q}, {'no batching' if b == '1' else f'dynamic batching ({b})'}", int(b), int(q))
         for q in args.qos.split(",")
-        for label, max_batch in (("dynamic batching", 32), ("no batching", 1))
+        for b in args.batching.split(",")
     ]
+    curves: dict[str, tuple[list[float], list[float]]] = {}
     for label, max_batch, qos in configs:
         print(f"\n{label} (max_batch {max_batch}), policy {args.policy}, 1 request/s per "
               f"device, {args.processes} fleet process(es)")  # fmt: skip
@@ -114,12 +132,38 @@ def main() -> None:
             ok = lat["p99"] is not None and lat["p99"] < P99_GOAL_S and d["lost"] == 0  # type: ignore[index]
             if ok:
                 best[label] = max(best.get(label, 0), devices)
+            if "sim_vs_real" in d:
+                sim = d["sim_vs_real"]["latency_s"]["p99"]["sim"]
+                curves.setdefault(f"{label}: simulated", ([], []))[0].append(
+                    d["requests"] / args.duration
+                )
+                curves[f"{label}: simulated"][1].append(1e3 * sim)
+                print(f"  {devices:5d} devices: simulated p99 {1e3 * sim:.1f} ms")
+            curves.setdefault(f"{label}: measured", ([], []))[0].append(
+                d["requests"] / args.duration
+            )
+            curves[f"{label}: measured"][1].append(1e3 * lat["p99"])
             print(
                 f"  {devices:5d} devices: {d['requests']:6d} requests, p50 {1e3 * lat['p50']:.1f} "  # type: ignore[index]
                 f"p95 {1e3 * lat['p95']:.1f} p99 {1e3 * lat['p99']:.1f} ms, lost {d['lost']}, "  # type: ignore[index]
                 f"timed out {d['timed_out']}, edge {edge['requests_per_s'] or 0:.0f} req/s, "  # type: ignore[index]
                 f"mean batch {edge['mean_batch']:.2f}{'' if ok else '  <- misses the goal'}"  # type: ignore[index]
             )
+    if args.plot is not None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6.4, 4.0))
+        ax = fig.add_subplot()
+        for name, (x, y) in curves.items():
+            ax.plot(x, y, marker="o", linestyle="--" if "simulated" in name else "-", label=name)
+        ax.set_xlabel("offered load (requests/s)")
+        ax.set_ylabel("p99 latency (ms)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"plot: {args.plot}")
     for label, _, _ in configs:
         print(f"highest load with p99 < 50 ms and 0 lost, {label}: "
               f"{best.get(label, 0)} devices x 1 request/s")  # fmt: skip
