@@ -25,6 +25,7 @@ from tinylarge.integrate.policy import Policy, Trace
 from tinylarge.models.cache import ModelCache
 from tinylarge.models.evaluation import predict_logits
 from tinylarge.models.persistence import load_model
+from tinylarge.net.overhead import ProtocolOverhead
 from tinylarge.net.uplink import EdgeServer
 from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import rng_for
@@ -109,6 +110,22 @@ def deployment_requests(
     return state.require_task(), requests
 
 
+def device_costs(
+    run: RunArtefacts, n_devices: int
+) -> tuple[DeviceCompute, ProtocolOverhead | None]:
+    """The target MCU's compute per MAC (footprint model) and the security layer's per-message
+    costs (None when messages are not protected), as the simulator charges a device."""
+    scenario = run.scenario
+    mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
+    fp = footprint(run.tiny, mcu)
+    overhead = None
+    if scenario.security.protect_messages:
+        overhead = protocol_overhead(
+            run_device_id(n_devices - 1, n_devices), mcu, scenario.security.aead
+        )
+    return DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j), overhead
+
+
 def link_plan(
     run: RunArtefacts,
     policy_name: str,
@@ -123,14 +140,7 @@ def link_plan(
     for ``policy_name``, so the emulated radio is the simulated one, draw for draw."""
     scenario = run.scenario
     state = deployment_state(scenario, n_devices, network=True)
-    mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
-    fp = footprint(run.tiny, mcu)
-    overhead = None
-    if scenario.security.protect_messages:
-        overhead = protocol_overhead(
-            run_device_id(n_devices - 1, n_devices), mcu, scenario.security.aead
-        )
-    compute = DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j)
+    compute, overhead = device_costs(run, n_devices)
     return plan_links(
         rng_for(scenario.seed, "policies", "network", policy_name),
         state.network["cells"],
@@ -172,13 +182,7 @@ def simulate_deployment(
         large_logits=predict_logits(run.model("large"), x_edge),
         y=task.y_test,
     )
-    mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
-    fp = footprint(run.tiny, mcu)
-    overhead = None
-    if scenario.security.protect_messages:
-        overhead = protocol_overhead(
-            run_device_id(n_devices - 1, n_devices), mcu, scenario.security.aead
-        )
+    compute, overhead = device_costs(run, n_devices)
     outcome = run_policy(
         rng_for(scenario.seed, "policies", "network", policy_name),
         run.policy(policy_name),
@@ -187,7 +191,7 @@ def simulate_deployment(
         cells=state.network["cells"],
         settings=state.network["settings"],
         edge=edge,
-        compute=DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j),
+        compute=compute,
         reply_bytes=state.reply_bytes(),
         deadline_s=deadline_s,
         overhead=overhead,
