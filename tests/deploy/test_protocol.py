@@ -108,3 +108,19 @@ def test_a_missing_mosquitto_says_how_to_install_it(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="apt-get install mosquitto"):
         Broker(tmp_path, executable="no-such-mosquitto-here").start()
+
+
+def test_the_edge_service_fit_by_hand() -> None:
+    from tinylarge.deploy.server import service_fit
+
+    sizes = np.array([1, 2, 4, 8])
+    assert service_fit(sizes, 0.001 + 0.0005 * sizes) == pytest.approx(
+        {"setup_s": 0.001, "per_item_s": 0.0005}
+    )
+    assert service_fit(np.array([1, 1]), np.array([0.002, 0.004])) == {
+        "setup_s": 0.0,
+        "per_item_s": pytest.approx(0.003),
+    }
+    noisy = service_fit(np.array([1, 2, 3]), np.array([0.003, 0.002, 0.001]))
+    assert noisy == {"setup_s": pytest.approx(0.002), "per_item_s": 0.0}
+    assert service_fit(np.zeros(0, np.int64), np.zeros(0)) is None
