@@ -22,3 +22,20 @@ def test_serve_and_fleet_need_a_run_directory(tmp_path: Path) -> None:
         said = " ".join(result.output.split())  # rich wraps long lines
         assert "is not a complete run directory: no scenario.toml" in said
         assert "tinylarge run --out DIR" in said
+
+
+def test_enroll_only_makes_private_keys_and_a_public_registry(tmp_path: Path) -> None:
+    from tinylarge.deploy.keys import load_identities, load_registry
+
+    run = tmp_path / "run"
+    first: list[bytes] = []
+    for n in (3, 5):  # enrolling more keeps the keys made before
+        result = CliRunner().invoke(app, ["fleet", str(run), "--devices", str(n), "--enroll-only"])
+        assert result.exit_code == 0, result.output
+        identities = load_identities(run / "deploy" / "devices.json")
+        first = first or [i.sign(b"m") for i in identities]
+    assert [i.sign(b"m") for i in identities[:3]] == first
+    assert [i.device_id for i in identities] == [f"device-{k:05d}" for k in range(5)]
+    assert (run / "deploy" / "devices.json").stat().st_mode & 0o777 == 0o600
+    registry = load_registry(run / "deploy" / "registry.json")
+    assert len(registry) == 5 and registry.public_key("device-00004") == identities[4].public_key

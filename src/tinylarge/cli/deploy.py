@@ -228,6 +228,12 @@ def fleet(
     out: Annotated[Path | None, typer.Option(help="Per-request records (.npz).")] = None,
     qos: QosOption = 1,
     emulate_link: EmulateLinkOption = False,
+    enroll_only: Annotated[
+        bool,
+        typer.Option(
+            help="Only make the devices' keys and registry.json (for the edge), then stop."
+        ),
+    ] = False,
     prefix: PrefixOption = "tinylarge",
 ) -> None:
     """Run N device agents against an edge server: the run's int8 model and policy per frame."""
@@ -239,6 +245,14 @@ def fleet(
     from tinylarge.deploy.summary import deploy_metrics, save_records
     from tinylarge.sim.deployment import deployment_requests, link_plan
 
+    if enroll_only:  # keys need no model, broker or edge
+        layout = DeployLayout(run_dir)
+        made = layout.enroll(devices)
+        console.print(
+            f"{len(made)} device identities in {layout.devices} (private); copy "
+            f"{layout.registry} to the edge's run directory"
+        )
+        return
     address, run = _address(broker_url), _load_run(run_dir)
     try:
         chosen = run.policy(policy)
