@@ -326,8 +326,12 @@ def fleet(
     console.print(f"records: {path}")
 
 
-def _python_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tinylarge.cli.main", *args]
+def _python_cli(
+    command: str, run_dir: Path, options: dict[str, object], flags: list[str]
+) -> list[str]:
+    """``python -m tinylarge.cli.main COMMAND RUN_DIR --key value ... FLAGS``."""
+    args = [f for key, value in options.items() for f in (f"--{key}", str(value))]
+    return [sys.executable, "-m", "tinylarge.cli.main", command, str(run_dir), *args, *flags]
 
 
 def _wait_ready(process: subprocess.Popen[bytes], ready: Path, log: Path, timeout_s: float) -> None:
@@ -421,20 +425,16 @@ def deploy(
             server = subprocess.Popen(
                 _python_cli(
                     "serve",
-                    str(run_dir),
-                    "--broker",
-                    broker_url,
-                    "--max-batch",
-                    str(max_batch),
-                    "--max-wait-ms",
-                    str(max_wait_ms),
-                    "--update-every",
-                    str(update_every),
-                    "--prefix",
-                    prefix,
-                    "--qos",
-                    str(qos),
-                    *(["--no-live-loop"] if emulate_link else []),  # one model: sim vs real
+                    run_dir,
+                    {
+                        "broker": broker_url,
+                        "max-batch": max_batch,
+                        "max-wait-ms": max_wait_ms,
+                        "update-every": update_every,
+                        "prefix": prefix,
+                        "qos": qos,
+                    },
+                    ["--no-live-loop"] if emulate_link else [],  # one model: sim vs real
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -445,28 +445,20 @@ def deploy(
             done = subprocess.run(
                 _python_cli(
                     "fleet",
-                    str(run_dir),
-                    "--broker",
-                    broker_url,
-                    "--devices",
-                    str(n),
-                    "--rate",
-                    str(hz),
-                    "--duration",
-                    str(duration),
-                    "--policy",
-                    policy,
-                    "--deadline-ms",
-                    str(deadline_ms),
-                    "--processes",
-                    str(processes),
-                    "--out",
-                    str(records_path),
-                    "--prefix",
-                    prefix,
-                    "--qos",
-                    str(qos),
-                    *(["--emulate-link"] if emulate_link else []),
+                    run_dir,
+                    {
+                        "broker": broker_url,
+                        "devices": n,
+                        "rate": hz,
+                        "duration": duration,
+                        "policy": policy,
+                        "deadline-ms": deadline_ms,
+                        "processes": processes,
+                        "out": records_path,
+                        "prefix": prefix,
+                        "qos": qos,
+                    },
+                    ["--emulate-link"] if emulate_link else [],
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
