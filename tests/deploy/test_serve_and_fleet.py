@@ -331,3 +331,39 @@ def test_the_fleet_applies_each_requests_device_time_and_radio_delays(
     assert 0.005 <= records.latency_s[5] < 0.02  # lost on the air: answers itself at once
     assert records.mqtt_bytes_up[5] == 0 and records.bytes_up[5] > 0  # on air, never at the broker
     assert records.latency_s[9] >= 0.005 + 0.030 + 0.3  # the reply never came: the deadline
+
+
+def test_devices_that_drop_off_the_broker_fall_back_and_come_back(
+    broker: Broker, world: World
+) -> None:
+    from tinylarge.deploy.fleet import Disconnection
+
+    topics = Topics("t9")
+    server = EdgeServer(world.predict, world.config(), world.edge, world.registry, topics=topics)
+    everything = Cascade("max_softmax", threshold=2.0, frame_bytes=256, tiny_macs=1)
+    fleet = Fleet(world.tiny, everything, world.devices[:10], world.edge.public_key,
+                  world.frames, topics=topics, config=FleetConfig(deadline_s=0.5))  # fmt: skip
+    n = 200
+    device, sample = np.arange(n) % 10, np.arange(n) % 200
+    arrival = np.linspace(0.0, 2.5, n)
+    away = Disconnection(at_s=0.5, devices=(3,), for_s=0.8)  # 10 % of the fleet
+
+    async def main() -> FleetRecords:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(server.serve(broker.address, stop))
+        await asyncio.wait_for(server.connected.wait(), 5)
+        try:
+            return await fleet.run(broker.address, device, sample, arrival,
+                                   disconnections=(away,))  # fmt: skip
+        finally:
+            stop.set()
+            await serving
+
+    records = asyncio.run(main())
+    assert records.lost == 0
+    mine = records.device == 3
+    offline = mine & (records.scheduled_s > 0.55) & (records.scheduled_s < 1.25)
+    assert offline.sum() >= 5 and (records.route[offline] == TIMED_OUT).all()
+    back = mine & (records.scheduled_s > 1.8)
+    assert back.sum() >= 5 and (records.route[back] == BY_EDGE).all()  # reconnected, same session
+    assert (records.route[~mine] == BY_EDGE).all()  # nobody else noticed

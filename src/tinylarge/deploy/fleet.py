@@ -94,6 +94,16 @@ class FleetRecords:
 
 
 @dataclass(frozen=True)
+class Disconnection:
+    """Devices ``devices`` drop their connection ``at_s`` into the schedule for ``for_s``
+    seconds, then reconnect (their MQTT session and their secure session survive)."""
+
+    at_s: float
+    devices: tuple[int, ...]
+    for_s: float
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     """What every device shares."""
 
@@ -219,6 +229,8 @@ class Device:
                 self.client = None
                 self.attached.clear()
                 await asyncio.sleep(0.2)
+            finally:
+                self.client = None  # cancelled (disconnected) or reconnecting: nothing to send on
 
     async def offload(self, frame: bytes, deadline_s: float) -> tuple[int, int, int] | None:
         """Send ``frame``; ``(class, bytes up, bytes down)`` if answered in time, else None."""
@@ -344,6 +356,22 @@ class Fleet:
         await asyncio.sleep(float(link.downlink_s[i]))
         return result
 
+    async def _disconnect(
+        self,
+        fault: Disconnection,
+        connections: list[asyncio.Task[None]],
+        address: BrokerAddress,
+        stop: asyncio.Event,
+        t0: float,
+    ) -> None:
+        await _sleep_until(t0 + fault.at_s)
+        for d in fault.devices:
+            connections[d].cancel()
+        await asyncio.gather(*(connections[d] for d in fault.devices), return_exceptions=True)
+        await asyncio.sleep(fault.for_s)
+        for d in fault.devices:
+            connections[d] = asyncio.create_task(self.devices[d].run(address, stop))
+
     def _decide(
         self, records: FleetRecords, idx: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
@@ -383,6 +411,7 @@ class Fleet:
         tick_s: float = 0.002,
         start_at: float | None = None,
         link: LinkPlan | None = None,
+        disconnections: tuple[Disconnection, ...] = (),
     ) -> FleetRecords:
         """Connect every device, attach (handshake), then play the schedule (sorted by
         arrival) in real time; return when every request has finished.
@@ -391,7 +420,8 @@ class Fleet:
         every device is attached: several fleet processes start together. ``link`` (arrays in
         the order of the arguments) emulates each request's device time and radio
         (`tinylarge.deploy.link`); it is planned for the shipped model's decisions, so run it
-        without pushing new models.
+        without pushing new models. ``disconnections`` take devices off the broker for a while
+        during the schedule (a fault to survive: their requests fall back meanwhile).
         """
         order = np.argsort(arrival_s, kind="stable")
         records = FleetRecords(device[order], sample[order], arrival_s[order].astype(np.float64))
@@ -423,7 +453,10 @@ class Fleet:
             if start_at is not None:
                 await asyncio.sleep(max(0.0, start_at - time.time()))
             t0 = self.started_s = time.monotonic()
-            tasks: list[asyncio.Task[None]] = []
+            tasks: list[asyncio.Task[None]] = [
+                asyncio.create_task(self._disconnect(fault, connections, address, stop, t0))
+                for fault in disconnections
+            ]
             start = 0
             while start < records.device.size:
                 now = time.monotonic() - t0
