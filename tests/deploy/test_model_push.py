@@ -11,9 +11,11 @@ import numpy as np
 
 from tinylarge.config.training_config import TrainingSpec
 from tinylarge.deploy.broker import Broker
-from tinylarge.deploy.fleet import BY_EDGE, Fleet, FleetConfig, FleetRecords
+from tinylarge.deploy.device import FleetConfig
+from tinylarge.deploy.fleet import Fleet
 from tinylarge.deploy.live_loop import VERSION_FILE, LiveLoop
 from tinylarge.deploy.protocol import Topics
+from tinylarge.deploy.records import BY_EDGE, FleetRecords
 from tinylarge.deploy.server import EdgeServer
 from tinylarge.integrate.policies import LargeOnly
 from tinylarge.secure.bundle import sign_bundle

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from tinylarge.deploy.broker import Broker
-from tinylarge.deploy.fleet import BY_EDGE, ON_DEVICE, TIMED_OUT, Fleet, FleetConfig, FleetRecords
+from tinylarge.deploy.device import FleetConfig
+from tinylarge.deploy.fleet import Fleet
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes
+from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetRecords
 from tinylarge.deploy.server import EdgeServer
 from tinylarge.integrate.policies import Cascade, LargeOnly
 from tinylarge.integrate.policy import Policy

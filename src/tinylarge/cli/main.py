@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from tinylarge.cli import deploy as deploy_commands
+from tinylarge.cli import deploy_run
 from tinylarge.cli.colearn import rounds_table, run_colearn, scenario_for_scheme
 from tinylarge.cli.common import (
     ConfigOption,
@@ -43,7 +44,7 @@ app.add_typer(net_app, name="net")
 app.command()(deploy_commands.broker)
 app.command()(deploy_commands.serve)
 app.command()(deploy_commands.fleet)
-app.command()(deploy_commands.deploy)
+app.command()(deploy_run.deploy)
 
 
 def _results_table(metrics: dict[str, Any]) -> Table:

@@ -24,9 +24,11 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from tinylarge.deploy.broker import BrokerAddress
-from tinylarge.deploy.fleet import Fleet, FleetConfig, FleetRecords
+from tinylarge.deploy.device import FleetConfig
+from tinylarge.deploy.fleet import Fleet
 from tinylarge.deploy.link import LinkPlan
 from tinylarge.deploy.protocol import Topics
+from tinylarge.deploy.records import FleetRecords
 from tinylarge.deploy.summary import merge_records
 from tinylarge.integrate.persistence import policy_from_dict, policy_to_dict
 from tinylarge.integrate.policy import Policy

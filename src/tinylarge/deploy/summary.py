@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tinylarge.deploy.fleet import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetRecords
+from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetRecords
 
 RECORD_FIELDS = (
     "device", "sample", "scheduled_s", "offload", "sent_s", "answered_s", "route", "answer",

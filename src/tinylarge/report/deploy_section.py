@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinylarge.deploy.fleet import BY_EDGE, FleetRecords
+from tinylarge.deploy.records import BY_EDGE, FleetRecords
 from tinylarge.report.html import Section, image, page, paragraph, table
 from tinylarge.report.plots import policy_latency_cdf, save_figure
 

@@ -18,8 +18,8 @@ from torch import nn
 
 from tinylarge.config import Scenario, load_scenario
 from tinylarge.data import Task
-from tinylarge.deploy.fleet import BY_EDGE, TIMED_OUT, FleetRecords
 from tinylarge.deploy.link import LinkPlan, plan_links
+from tinylarge.deploy.records import BY_EDGE, TIMED_OUT, FleetRecords
 from tinylarge.integrate.persistence import load_policy
 from tinylarge.integrate.policy import Policy, Trace
 from tinylarge.models.cache import ModelCache

@@ -1,0 +1,172 @@
+"""One device agent: its MQTT connection, its secure session, its outstanding offloads and the
+signed model bundles it installs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import aiomqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tinylarge.deploy.broker import BrokerAddress
+from tinylarge.deploy.mqtt import persistent_client
+from tinylarge.deploy.protocol import Topics, request_id
+from tinylarge.secure.bundle import bundle_version, verify_bundle
+from tinylarge.secure.errors import Rollback, SecurityError
+from tinylarge.secure.handshake import DeviceHandshake
+from tinylarge.secure.identity import Identity
+from tinylarge.secure.messages import MessageType
+from tinylarge.secure.session import Aead, Session
+from tinylarge.secure.wire import parse
+from tinylarge.tiny.graph import TinyModel, TinyModelError
+from tinylarge.tiny.model_file import from_bytes
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """What every device shares."""
+
+    deadline_s: float = 1.0
+    handshake_timeout_s: float = 5.0
+    aead: Aead = "chacha20-poly1305"
+    #: Device class that model bundles must name (the MCU), as in `tinylarge.secure.bundle`.
+    target: str = "device"
+    #: MQTT QoS of the offloads (see `tinylarge.deploy.server.ServerConfig.qos`).
+    qos: int = 1
+
+
+class ModelStore:
+    """The tiny models of the fleet by version: parsed once, shared by the devices that
+    installed them (each device verifies the bundle itself)."""
+
+    def __init__(self, shipped: TinyModel) -> None:
+        self.by_version: dict[int, TinyModel] = {0: shipped}
+
+    def add(self, version: int, model_bytes: bytes) -> None:
+        if version not in self.by_version:
+            self.by_version[version] = from_bytes(model_bytes, source=f"bundle v{version}")
+
+
+class Device:
+    """One device's connection, session and outstanding offloads."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        edge_key: Ed25519PublicKey,
+        topics: Topics,
+        config: FleetConfig,
+        models: ModelStore,
+    ) -> None:
+        self.identity, self.edge_key, self.topics, self.config = identity, edge_key, topics, config
+        self.models = models
+        #: Installed model version (0: the one the device shipped with) and when each came.
+        self.version = 0
+        self.installs: list[tuple[float, int]] = []
+        self.refused: Counter[str] = Counter()
+        self.id = identity.device_id
+        self.session: Session | None = None
+        self.attached = asyncio.Event()
+        self.pending: dict[int, asyncio.Future[tuple[int, int]]] = {}
+        self.edge_boot: bytes | None = None
+        self.client: aiomqtt.Client | None = None
+        self._handshake: DeviceHandshake | None = None
+        self.rejected = 0
+
+    async def _hello(self) -> None:
+        self.attached.clear()
+        self.session = None
+        self._handshake = DeviceHandshake(self.identity, self.config.aead)
+        if self.client is not None:
+            await self.client.publish(self.topics.hello(self.id), self._handshake.hello(), qos=1)
+
+    def _on_message(self, topic: str, payload: bytes) -> asyncio.Task[None] | None:
+        """Handle one message; a task when it needs to send (a new handshake)."""
+        if topic == self.topics.edge:
+            if payload != self.edge_boot:  # a (re)started edge: its sessions are gone
+                self.edge_boot = payload
+                return asyncio.ensure_future(self._hello())
+        elif topic == self.topics.model:
+            self._install(payload)
+        elif topic == self.topics.welcome(self.id) and self._handshake is not None:
+            try:
+                self.session = self._handshake.finish(payload, self.edge_key)
+            except SecurityError:
+                self.rejected += 1
+                return None
+            self._handshake = None
+            self.attached.set()
+        elif topic == self.topics.down(self.id) and self.session is not None:
+            try:
+                msg_type, reply = self.session.open(payload)
+                if msg_type != MessageType.REPLY:
+                    raise ValueError("not a reply")
+            except (SecurityError, ValueError):
+                self.rejected += 1
+                return None
+            request = int.from_bytes(reply[:4], "little")
+            future = self.pending.pop(request, None)
+            if future is not None and not future.done():
+                future.set_result((len(payload), reply[4]))
+        return None
+
+    def _install(self, bundle: bytes) -> None:
+        """Verify a pushed bundle (signature, hash, target, no rollback) and install it."""
+        try:
+            model = verify_bundle(bundle, self.edge_key, self.version, self.config.target)
+            version = bundle_version(bundle)
+            self.models.add(version, model)
+        except Rollback:
+            if self.version and bundle_version(bundle) == self.version:
+                return  # the retained copy of what is installed, again after a reconnect
+            self.refused["Rollback"] += 1
+            return
+        except (SecurityError, TinyModelError) as error:
+            self.refused[type(error).__name__] += 1
+            return
+        self.version = version
+        self.installs.append((time.monotonic(), version))
+
+    async def run(self, address: BrokerAddress, stop: asyncio.Event) -> None:
+        """Stay connected (reconnecting after a broker restart) until ``stop``."""
+        while not stop.is_set():
+            try:
+                identifier = f"{self.topics.prefix}-{self.id}"
+                async with persistent_client(address, identifier) as client:
+                    self.client = client
+                    for topic in (self.topics.welcome(self.id), self.topics.down(self.id)):
+                        await client.subscribe(topic, qos=1)
+                    await client.subscribe(self.topics.edge, qos=1)
+                    await client.subscribe(self.topics.model, qos=1)
+                    tasks: set[asyncio.Task[None]] = set()
+                    async for message in client.messages:
+                        task = self._on_message(str(message.topic), bytes(message.payload))
+                        if task is not None:
+                            tasks.add(task)
+                            task.add_done_callback(tasks.discard)
+            except aiomqtt.MqttError:
+                self.client = None
+                self.attached.clear()
+                await asyncio.sleep(0.2)
+            finally:
+                self.client = None  # cancelled (disconnected) or reconnecting: nothing to send on
+
+    async def offload(self, frame: bytes, deadline_s: float) -> tuple[int, int, int] | None:
+        """Send ``frame``; ``(class, bytes up, bytes down)`` if answered in time, else None."""
+        session, client = self.session, self.client
+        if session is None or client is None:
+            return None
+        wire = session.seal(MessageType.FRAME, frame)
+        request = request_id(parse(wire, session.max_payload)[0].seq)
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self.pending[request] = future
+        try:
+            await client.publish(self.topics.up(self.id), wire, qos=self.config.qos)
+            down, answer = await asyncio.wait_for(future, deadline_s)
+        except (TimeoutError, aiomqtt.MqttError):
+            self.pending.pop(request, None)
+            return None
+        return answer, len(wire), down
