@@ -106,3 +106,90 @@ def test_with_the_link_emulated_the_simulator_predicts_the_running_system(emulat
     assert fit["setup_s"] >= 0 and fit["per_item_s"] >= 0 and fit["setup_s"] + fit["per_item_s"] > 0
     report = (emulated / "report.html").read_text()
     assert "Simulator against the running system" in report
+
+
+def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
+    deployed: Path, tmp_path: Path, mosquitto: str
+) -> None:
+    """The real `tinylarge serve` process, SIGKILLed while devices offload and an attacker
+    floods it, then restarted: every request ends answered by an edge or by its device."""
+    import asyncio
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import aiomqtt
+
+    from tinylarge.deploy.broker import Broker
+    from tinylarge.deploy.device import FleetConfig
+    from tinylarge.deploy.fleet import Fleet
+    from tinylarge.deploy.keys import edge_public_key
+    from tinylarge.deploy.layout import DeployLayout
+    from tinylarge.deploy.protocol import Topics
+    from tinylarge.deploy.records import BY_EDGE, TIMED_OUT
+    from tinylarge.sim.deployment import deployment_state, load_run
+
+    run_dir = deployed / "run"
+    run, layout = load_run(run_dir), DeployLayout(run_dir)
+    identities = layout.enroll(6)
+    prefix = "kill"
+    ready = layout.edge_state / "ready"
+
+    def start_server(url: str) -> subprocess.Popen[bytes]:
+        ready.unlink(missing_ok=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tinylarge.cli.main", "serve", str(run_dir), "--broker", url,
+             "--prefix", prefix, "--no-live-loop"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not ready.is_file():
+            assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
+        return process
+
+    rng = np.random.default_rng(0)
+    n = 160
+    device, sample = rng.integers(0, 6, n), rng.integers(0, 800, n)
+    arrival = np.sort(rng.uniform(0.0, 8.0, n))
+    frames = run.tiny.quantize_input(deployment_state(run.scenario, 6).require_task().x_test)
+    edge_key = edge_public_key(layout.edge_public)
+    fleet = Fleet(run.tiny, run.policy("large"), identities, edge_key, frames,
+                  topics=Topics(prefix), config=FleetConfig(deadline_s=0.5))  # fmt: skip
+    with Broker(tmp_path / "broker", executable=mosquitto) as broker:
+        first = start_server(broker.address.url)
+        second: subprocess.Popen[bytes] | None = None
+
+        async def chaos() -> None:
+            nonlocal second
+            async with aiomqtt.Client(broker.address.host, broker.address.port) as attacker:
+                await asyncio.sleep(1.5)
+                for k in range(50):  # garbage from nowhere, while the edge works
+                    await attacker.publish(f"{prefix}/up/device-00000", b"\x01junk" * k, qos=0)
+                    await attacker.publish(f"{prefix}/hello/intruder", b"hello", qos=0)
+                first.send_signal(signal.SIGKILL)  # mid-run, no clean shutdown
+                await asyncio.to_thread(first.wait)
+                second = await asyncio.to_thread(start_server, broker.address.url)
+
+        async def main():  # type: ignore[no-untyped-def]
+            side = asyncio.create_task(chaos())
+            try:
+                return await fleet.run(broker.address, device, sample, arrival)
+            finally:
+                await side
+
+        try:
+            records = asyncio.run(main())
+        finally:
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(30)
+    assert records.lost == 0
+    assert set(np.unique(records.route)) <= {BY_EDGE, TIMED_OUT}
+    late = records.scheduled_s > 6.5  # the new process is up and every device re-attached
+    assert late.sum() > 10 and (records.route[late] == BY_EDGE).all()
+    assert (records.route == TIMED_OUT).sum() > 0  # the outage was real
+    stats = json.loads((layout.edge_state / "server_stats.json").read_text())
+    assert stats["requests"] == stats["replies"] and stats["handshakes"] == 6

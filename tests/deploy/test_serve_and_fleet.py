@@ -369,3 +369,44 @@ def test_devices_that_drop_off_the_broker_fall_back_and_come_back(
     back = mine & (records.scheduled_s > 1.8)
     assert back.sum() >= 5 and (records.route[back] == BY_EDGE).all()  # reconnected, same session
     assert (records.route[~mine] == BY_EDGE).all()  # nobody else noticed
+
+
+def test_a_broker_killed_with_sigkill_loses_no_request(
+    world: World, mosquitto: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    own = Broker(tmp_path_factory.mktemp("broker-kill"), executable=mosquitto)
+    own.start()
+    topics = Topics("t10")
+    server = EdgeServer(world.predict, world.config(), world.edge, world.registry, topics=topics)
+    everything = Cascade("max_softmax", threshold=2.0, frame_bytes=256, tiny_macs=1)
+    fleet = Fleet(world.tiny, everything, world.devices[:6], world.edge.public_key,
+                  world.frames, topics=topics, config=FleetConfig(deadline_s=0.5))  # fmt: skip
+    device, sample, arrival = schedule(150, 6, 4.0, seed=6)
+
+    async def main() -> FleetRecords:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(server.serve(own.address, stop))
+        await asyncio.wait_for(server.connected.wait(), 5)
+
+        async def crash() -> None:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(own.kill)  # SIGKILL: no goodbye, no final save
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(own.start)
+
+        crashing = asyncio.create_task(crash())
+        try:
+            return await fleet.run(own.address, device, sample, arrival)
+        finally:
+            await crashing
+            stop.set()
+            await serving
+
+    try:
+        records = asyncio.run(main())
+    finally:
+        own.stop()
+    assert records.lost == 0
+    assert set(np.unique(records.route)) <= {BY_EDGE, TIMED_OUT}
+    late = records.scheduled_s > 3.0  # everyone reconnected and subscribed again
+    assert (records.route[late] == BY_EDGE).all() and late.sum() > 20
