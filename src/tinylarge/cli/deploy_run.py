@@ -44,6 +44,23 @@ def _python_cli(
     return [sys.executable, "-m", "tinylarge.cli.main", command, str(run_dir), *args, *flags]
 
 
+def _follow(process: subprocess.Popen[bytes], duration_s: float) -> int:
+    """Wait for the fleet with a progress bar over its schedule (connecting and the tail of
+    late replies show as time beyond it); its exit code."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("[bold]fleet"), BarColumn(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+        bar = progress.add_task("fleet", total=duration_s, status="")
+        started = time.monotonic()
+        while process.poll() is None:
+            elapsed = time.monotonic() - started
+            status = f"{min(elapsed, duration_s):.0f} / {duration_s:g} s of requests"
+            progress.update(bar, completed=min(elapsed, duration_s), status=status)
+            time.sleep(0.2)
+    return int(process.returncode)
+
+
 def _wait_ready(process: subprocess.Popen[bytes], ready: Path, log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready.is_file():
@@ -129,7 +146,8 @@ def deploy(
     prefix = f"tinylarge-{os.getpid()}"  # fresh topics: no retained leftovers of other runs
     serve_log, fleet_log = out_dir / "serve.log", out_dir / "fleet.log"
     records_path = out_dir / RECORDS_FILE
-    server = None
+    server: subprocess.Popen[bytes] | None = None
+    fleet: subprocess.Popen[bytes] | None = None
     try:
         with serve_log.open("wb") as log:
             server = subprocess.Popen(
@@ -152,7 +170,7 @@ def deploy(
         _wait_ready(server, layout.edge_state / READY_FILE, serve_log, 120.0)
         console.print(f"edge server up; fleet of {n} devices for {duration:g} s ...")
         with fleet_log.open("wb") as log:
-            done = subprocess.run(
+            fleet = subprocess.Popen(
                 _python_cli(
                     "fleet",
                     run_dir,
@@ -172,12 +190,15 @@ def deploy(
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                check=False,
             )
-        if done.returncode != 0:
+            code = _follow(fleet, duration)
+        if code != 0:
             tail = fleet_log.read_text(errors="replace")[-2000:]
-            raise fail(f"the fleet exited with code {done.returncode}; its log:\n{tail}")
+            raise fail(f"the fleet exited with code {code}; its log:\n{tail}")
     finally:
+        if fleet is not None and fleet.poll() is None:  # interrupted: stop the devices first
+            fleet.terminate()
+            fleet.wait(30)
         if server is not None and server.poll() is None:
             server.send_signal(signal.SIGTERM)
             try:
