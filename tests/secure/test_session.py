@@ -127,3 +127,21 @@ def test_replay_window_bookkeeping_on_a_hand_example() -> None:
         window.check(6)  # 9 - 6 >= 3
     with pytest.raises(ValueError, match=r"1\.\.4096"):
         ReplayWindow(0)
+
+
+def test_sequence_numbers_a_request_reply_protocol_can_match_on(
+    parties: tuple[Identity, Identity, Registry],
+) -> None:
+    from tinylarge.secure.wire import parse
+
+    device, server = handshake(*parties)
+    assert server.last_opened_seq is None
+    for expected in range(3):
+        assert device.next_seq == expected
+        wire = device.seal(1, b"frame")
+        assert parse(wire, 1 << 20)[0].seq == expected  # what the header carries
+        server.open(wire)
+        assert server.last_opened_seq == expected
+    with pytest.raises(SecurityError):
+        server.open(wire)  # a replay is refused and leaves the last accepted number alone
+    assert server.last_opened_seq == 2

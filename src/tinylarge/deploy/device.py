@@ -20,7 +20,6 @@ from tinylarge.secure.handshake import DeviceHandshake
 from tinylarge.secure.identity import Identity
 from tinylarge.secure.messages import MessageType
 from tinylarge.secure.session import Aead, Session
-from tinylarge.secure.wire import parse
 from tinylarge.tiny.graph import TinyModel, TinyModelError
 from tinylarge.tiny.model_file import from_bytes
 
@@ -159,8 +158,8 @@ class Device:
         session, client = self.session, self.client
         if session is None or client is None:
             return None
+        request = request_id(session.next_seq)  # the sequence number in the header
         wire = session.seal(MessageType.FRAME, frame)
-        request = request_id(parse(wire, session.max_payload)[0].seq)
         future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
         self.pending[request] = future
         try:

@@ -106,15 +106,18 @@ class Fleet:
         #: per model version: (offload, device answer) of every request of the running schedule
         self._decided: dict[int, tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]] = {}
 
-    async def _one(self, records: FleetRecords, i: int, offload: bool, own: int, t0: float) -> None:
+    async def _one(self, records: FleetRecords, i: int, t0: float) -> None:
         """Play request ``i``: the device's own time, then (if offloaded) the uplink, the real
-        broker and edge, the downlink; with no link emulation only the real part."""
+        broker and edge, the downlink; with no link emulation only the real part. The device
+        decides with the model it has installed when its computation ends."""
         device = self.devices[int(records.device[i])]
         link = self._link
         # the request's arrival, plus the MCU's inference and sealing time when emulated
         await _sleep_until(
             t0 + records.scheduled_s[i] + (0.0 if link is None else link.compute_s[i])
         )
+        decided = self._decide(records, np.array([i]))
+        offload, own = bool(decided[0][0]), int(decided[1][0])
         records.sent_s[i] = time.monotonic() - t0
         result = None
         if offload:
@@ -265,11 +268,8 @@ class Fleet:
                 ahead = now + LOOKAHEAD_S
                 end = int(np.searchsorted(records.scheduled_s, ahead, side="right"))
                 if end > start:
-                    idx = np.arange(start, end)
-                    offload, own = self._decide(records, idx)
                     tasks += [
-                        asyncio.create_task(self._one(records, int(i), bool(o), int(a), t0))
-                        for i, o, a in zip(idx, offload, own, strict=True)
+                        asyncio.create_task(self._one(records, i, t0)) for i in range(start, end)
                     ]
                     start = end
                 else:

@@ -43,7 +43,6 @@ from tinylarge.secure.handshake import server_accept
 from tinylarge.secure.identity import Identity, Registry
 from tinylarge.secure.messages import MessageType
 from tinylarge.secure.session import Session
-from tinylarge.secure.wire import parse
 
 #: Logits of a batch of float frames, shape (n, C); run in a worker thread.
 Predict = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
@@ -231,7 +230,7 @@ class EdgeServer:
         if msg_type != MessageType.FRAME or len(frame) != self.config.frame_bytes:
             self.reject("not_a_frame")
             return
-        seq = parse(wire, session.max_payload)[0].seq  # the authenticated header's
+        seq = session.last_opened_seq or 0  # from the authenticated header just opened
         self.state.requests += 1
         if self.state.first_request_s is None:
             self.state.first_request_s = time.monotonic()

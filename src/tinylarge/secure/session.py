@@ -68,6 +68,13 @@ class Session:
         self._receive = _cipher(aead, receive_key)
         self._next_seq = 0
         self.window = ReplayWindow(window)
+        #: Sequence number of the last message `open` accepted (None before any).
+        self.last_opened_seq: int | None = None
+
+    @property
+    def next_seq(self) -> int:
+        """Sequence number the next `seal` will use (it is in that message's header)."""
+        return self._next_seq
 
     def seal(self, msg_type: int, payload: bytes) -> bytes:
         """The wire bytes of ``payload`` as message type ``msg_type`` (0..255)."""
@@ -93,4 +100,5 @@ class Session:
         except InvalidTag:
             raise BadTag("authentication tag does not verify") from None
         self.window.accept(header.seq)
+        self.last_opened_seq = header.seq
         return header.msg_type, payload
