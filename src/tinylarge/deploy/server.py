@@ -4,7 +4,9 @@ One asyncio task reads the broker, another batches. A message is checked complet
 costs any model time: the topic names a device, the device has a session (after a signed
 handshake against the registry), the session opens the message (header, replay window,
 authentication tag), it is a FRAME of the right size. Anything else is counted by reason and
-dropped; one device's garbage never delays another's answer. Accepted frames wait in a queue;
+dropped; one device's garbage never delays another's answer. A new handshake's session
+replaces the device's current one only once a message opens under it (a replayed hello must not
+cut a device off: `tinylarge.secure.session_table`). Accepted frames wait in a queue;
 the batcher takes the first, then up to ``max_batch - 1`` more that arrive within
 ``max_wait_s`` (dynamic batching as in NVIDIA Triton's dynamic batcher), runs the model in a
 worker thread and seals one REPLY per request.
@@ -43,6 +45,7 @@ from tinylarge.secure.handshake import server_accept
 from tinylarge.secure.identity import Identity, Registry
 from tinylarge.secure.messages import MessageType
 from tinylarge.secure.session import Session
+from tinylarge.secure.session_table import SessionTable
 
 #: Logits of a batch of float frames, shape (n, C); run in a worker thread.
 Predict = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
@@ -99,6 +102,8 @@ class _Pending:
     request: int
     frame: bytes
     received_s: float
+    #: the session the frame opened under: the reply is sealed with it
+    session: Session
 
 
 @dataclass
@@ -153,7 +158,7 @@ class EdgeServer:
         self.topics = topics or Topics()
         self.metrics = metrics
         self.state = ServerState()
-        self.sessions: dict[str, Session] = {}
+        self.sessions = SessionTable()
         self.boot_id = os.urandom(8).hex()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._outbox: asyncio.Queue[tuple[str, bytes, bool, int]] = asyncio.Queue()
@@ -213,17 +218,18 @@ class EdgeServer:
         if session.device_id != device_id:
             self.reject("handshake_topic_mismatch")  # someone else's hello on this topic
             return
-        self.sessions[device_id] = session
+        if not self.sessions.offer(device_id, hello, session):  # pending until confirmed
+            self.reject("handshake_Replay")
+            return
         self.state.handshakes += 1
         self._outbox.put_nowait((self.topics.welcome(device_id), reply, False, 1))
 
     def _frame(self, device_id: str, wire: bytes) -> None:
-        session = self.sessions.get(device_id)
-        if session is None:
+        if device_id not in self.sessions:
             self.reject("no_session")
             return
         try:
-            msg_type, frame = session.open(wire)
+            msg_type, frame, session = self.sessions.open(device_id, wire)
         except SecurityError as error:
             self.reject(type(error).__name__)
             return
@@ -236,7 +242,9 @@ class EdgeServer:
             self.state.first_request_s = time.monotonic()
         if self.metrics is not None:
             self.metrics.requests.inc()
-        self._queue.put_nowait(_Pending(device_id, request_id(seq), frame, time.monotonic()))
+        self._queue.put_nowait(
+            _Pending(device_id, request_id(seq), frame, time.monotonic(), session)
+        )
 
     # -- batching ---------------------------------------------------------------------------------
     async def _next_batch(self) -> list[_Pending]:
@@ -295,9 +303,9 @@ class EdgeServer:
                 self.metrics.batch_size.observe(len(batch))
                 self.metrics.service_s.observe(service_s)
             for pending, z in zip(batch, np.asarray(logits), strict=True):
-                session = self.sessions.get(pending.device_id)
-                if session is None:  # the device re-handshook meanwhile: it re-sends
-                    continue
+                session = pending.session
+                if self.sessions.current(pending.device_id) is not session:
+                    continue  # the device re-handshook meanwhile: it cannot open this reply
                 reply = encode_reply(pending.request, int(np.argmax(z)), z)
                 wire = session.seal(MessageType.REPLY, reply)
                 down = self.topics.down(pending.device_id)
