@@ -37,8 +37,10 @@ def run_system(
     prefix: str,
     server_options: dict[str, Any] | None = None,
     during: Callable[[EdgeServer], Awaitable[None]] | None = None,
+    keep: dict[str, Fleet] | None = None,
 ) -> tuple[FleetRecords, EdgeServer]:
-    """Server and fleet in one event loop, on the real broker; ``during`` runs beside them."""
+    """Server and fleet in one event loop, on the real broker; ``during`` runs beside them;
+    ``keep`` gets the fleet (its devices' events)."""
     topics = Topics(prefix)
     server = EdgeServer(
         world.predict,
@@ -56,6 +58,8 @@ def run_system(
         topics=topics,
         config=FleetConfig(deadline_s=2.0),
     )
+    if keep is not None:
+        keep["fleet"] = fleet
 
     async def main() -> FleetRecords:
         stop = asyncio.Event()
@@ -274,7 +278,7 @@ def test_a_fleet_spread_over_two_processes_merges_its_records(broker: Broker, wo
     serving.start()
     try:
         device, sample, arrival = schedule(90, 8, 1.0, seed=7)
-        records, installed = run_fleet(
+        records, installed, _ = run_fleet(
             FleetRun(world.tiny, LargeOnly(256), world.devices[:8], world.edge.public_key,
                      world.frames, device, sample, arrival, broker.address, topics,
                      FleetConfig(deadline_s=2.0)),

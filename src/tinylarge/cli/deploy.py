@@ -223,10 +223,23 @@ def fleet(
         ),
     ] = False,
     prefix: PrefixOption = "tinylarge",
+    disconnect: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(
+            help="A fault: at AT_S into the schedule, FRACTION of the devices drop off the "
+            "broker for FOR_S seconds (three numbers: AT_S FRACTION FOR_S).",
+            show_default=False,
+        ),
+    ] = None,
+    started_file: Annotated[
+        Path | None,
+        typer.Option(help="Write the schedule's start (Unix time, s) here when it starts."),
+    ] = None,
 ) -> None:
     """Run N device agents against an edge server: the run's int8 model and policy per frame."""
     from tinylarge.deploy.device import FleetConfig
-    from tinylarge.deploy.fleet import device_decisions
+    from tinylarge.deploy.faults import disconnected_devices
+    from tinylarge.deploy.fleet import Disconnection, device_decisions
     from tinylarge.deploy.fleet_processes import FleetRun, run_fleet
     from tinylarge.deploy.keys import edge_public_key
     from tinylarge.deploy.layout import DeployLayout
@@ -249,6 +262,15 @@ def fleet(
         raise fail(str(error)) from None
     if rate <= 0 or duration <= 0:
         raise fail(f"--rate and --duration must be > 0, got {rate}, {duration}")
+    faults: tuple[Disconnection, ...] = ()
+    if disconnect is not None:
+        at_s, fraction, for_s = disconnect
+        if at_s < 0 or for_s < 0 or not 0 < fraction <= 1:
+            raise fail(
+                f"--disconnect AT_S FRACTION FOR_S: times must be >= 0 and the fraction in "
+                f"(0, 1], got {at_s:g} {fraction:g} {for_s:g}"
+            )
+        faults = (Disconnection(at_s, disconnected_devices(devices, fraction), for_s),)
     layout = DeployLayout(run_dir)
     identities = layout.enroll(devices)
     if not layout.edge_public.is_file():
@@ -268,7 +290,7 @@ def fleet(
         f"fleet: {devices} devices, {requests.device.size:,} requests over {duration:g} s, "
         f"policy {policy}, broker {address.url}"
     )
-    records, installed = run_fleet(
+    records, installed, events = run_fleet(
         FleetRun(
             run.tiny,
             chosen,
@@ -282,12 +304,14 @@ def fleet(
             Topics(prefix),
             FleetConfig(deadline_s=deadline_ms / 1e3, target=run.scenario.tiny.target_mcu, qos=qos),
             link=link,
+            disconnections=faults,
+            started_file=started_file,
         ),
         processes,
     )
     path = out or layout.root / RECORDS_FILE
     labels = task.y_test[records.sample]
-    save_records(records, path, labels=labels, installed=installed)
+    save_records(records, path, labels=labels, installed=installed, events=events)
     summary = deploy_metrics(records, labels, {}, devices=devices, installed_versions=installed)
     table = Table(title="fleet")
     for column in (

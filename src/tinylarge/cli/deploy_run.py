@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from tinylarge.cli.deploy import (
     broker_address,
     load_run_or_fail,
 )
+from tinylarge.cli.deploy_faults import EdgeProcess, FaultInjector
 
 
 def _python_cli(
@@ -61,18 +61,6 @@ def _follow(process: subprocess.Popen[bytes], duration_s: float) -> int:
     return int(process.returncode)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], ready: Path, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready.is_file():
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise fail(f"the edge server exited with code {process.returncode}; its log:\n{tail}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise fail(f"the edge server was not ready within {timeout_s:g} s (log: {log})")
-        time.sleep(0.1)
-
-
 def deploy(
     preset: PresetOption = None,
     config: ConfigOption = None,
@@ -83,7 +71,10 @@ def deploy(
     rate: Annotated[
         float | None, typer.Option(help="Requests/s per device (default: the scenario's).")
     ] = None,
-    duration: Annotated[float, typer.Option(help="Seconds of requests.", min=0)] = 10.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Seconds of requests (default 10; 30 with --faults).", min=0),
+    ] = None,
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     broker_url: Annotated[
@@ -105,19 +96,42 @@ def deploy(
     processes: Annotated[int, typer.Option(help="Fleet processes.", min=1)] = 1,
     qos: QosOption = 1,
     emulate_link: EmulateLinkOption = False,
+    faults: Annotated[
+        bool,
+        typer.Option(
+            help="Inject faults during the run: the edge SIGKILLed and restarted, the broker "
+            "restarted, 10 % of devices disconnecting, a flood of forged and replayed "
+            "messages, corrupted model bundles (deploy.faults in metrics.json)."
+        ),
+    ] = False,
 ) -> None:
     """Broker, edge server and device fleet as separate processes on this machine: run, stop,
     and write metrics.json (deploy.*) and a report."""
     from tinylarge.cli.reporter import RichReporter
     from tinylarge.deploy.broker import Broker
+    from tinylarge.deploy.faults import FaultPlan
     from tinylarge.deploy.layout import DeployLayout
-    from tinylarge.deploy.summary import deploy_metrics, load_records
+    from tinylarge.deploy.protocol import Topics
+    from tinylarge.deploy.summary import deploy_metrics, load_events, load_records
     from tinylarge.models.cache import ModelCache
     from tinylarge.report.deploy_section import write_deploy_report
     from tinylarge.report.writer import write
     from tinylarge.sim import run as run_pipeline
     from tinylarge.sim.deployment import DEPLOY_STAGES, sim_vs_real
+    from tinylarge.tiny.model_file import to_bytes
 
+    if faults and emulate_link:
+        raise fail(
+            "--faults and --emulate-link measure different things (reliability under faults; "
+            "the simulator's accuracy on a healthy system): run them separately"
+        )
+    duration = duration if duration is not None else (30.0 if faults else 10.0)
+    plan = None
+    if faults:
+        try:
+            plan = FaultPlan.spread(duration)
+        except ValueError as error:
+            raise fail(f"--duration: {error}") from None
     scenario = resolve_scenario(preset, config, seed)
     out_dir = run_directory(out, scenario, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -145,49 +159,66 @@ def deploy(
     broker_address(broker_url)
     prefix = f"tinylarge-{os.getpid()}"  # fresh topics: no retained leftovers of other runs
     serve_log, fleet_log = out_dir / "serve.log", out_dir / "fleet.log"
-    records_path = out_dir / RECORDS_FILE
-    server: subprocess.Popen[bytes] | None = None
+    records_path, started_file = out_dir / RECORDS_FILE, out_dir / "fleet_started"
+    started_file.unlink(missing_ok=True)
+    edge = EdgeProcess(
+        _python_cli(
+            "serve",
+            run_dir,
+            {
+                "broker": broker_url,
+                "max-batch": max_batch,
+                "max-wait-ms": max_wait_ms,
+                "update-every": update_every,
+                "prefix": prefix,
+                "qos": qos,
+            },
+            ["--no-live-loop"] if emulate_link else [],  # one model: sim vs real
+        ),
+        layout.edge_state / READY_FILE,
+        serve_log,
+    )
+    fleet_options: dict[str, object] = {
+        "broker": broker_url,
+        "devices": n,
+        "rate": hz,
+        "duration": duration,
+        "policy": policy,
+        "deadline-ms": deadline_ms,
+        "processes": processes,
+        "out": records_path,
+        "prefix": prefix,
+        "qos": qos,
+        "started-file": started_file,
+    }
+    fleet_flags = ["--emulate-link"] if emulate_link else []
+    injector = None
     fleet: subprocess.Popen[bytes] | None = None
     try:
-        with serve_log.open("wb") as log:
-            server = subprocess.Popen(
-                _python_cli(
-                    "serve",
-                    run_dir,
-                    {
-                        "broker": broker_url,
-                        "max-batch": max_batch,
-                        "max-wait-ms": max_wait_ms,
-                        "update-every": update_every,
-                        "prefix": prefix,
-                        "qos": qos,
-                    },
-                    ["--no-live-loop"] if emulate_link else [],  # one model: sim vs real
-                ),
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        try:
+            edge.start()
+        except RuntimeError as error:
+            raise fail(str(error)) from None
+        if plan is not None:
+            at_s = plan.at_s["disconnect"]
+            fleet_flags += ["--disconnect", f"{at_s}", f"{plan.disconnect_fraction}",
+                            f"{plan.disconnect_s}"]  # fmt: skip
+            injector = FaultInjector(
+                plan,
+                edge=edge,
+                broker=broker_process,
+                address=broker_address(broker_url),
+                topics=Topics(prefix),
+                layout=layout,
+                model_bytes=to_bytes(load_run_or_fail(run_dir).tiny),
+                target=scenario.tiny.target_mcu,
+                started_file=started_file,
             )
-        _wait_ready(server, layout.edge_state / READY_FILE, serve_log, 120.0)
+            injector.start()
         console.print(f"edge server up; fleet of {n} devices for {duration:g} s ...")
         with fleet_log.open("wb") as log:
             fleet = subprocess.Popen(
-                _python_cli(
-                    "fleet",
-                    run_dir,
-                    {
-                        "broker": broker_url,
-                        "devices": n,
-                        "rate": hz,
-                        "duration": duration,
-                        "policy": policy,
-                        "deadline-ms": deadline_ms,
-                        "processes": processes,
-                        "out": records_path,
-                        "prefix": prefix,
-                        "qos": qos,
-                    },
-                    ["--emulate-link"] if emulate_link else [],
-                ),
+                _python_cli("fleet", run_dir, fleet_options, fleet_flags),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -199,12 +230,9 @@ def deploy(
         if fleet is not None and fleet.poll() is None:  # interrupted: stop the devices first
             fleet.terminate()
             fleet.wait(30)
-        if server is not None and server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        if injector is not None:
+            injector.join()
+        edge.stop()
         if broker_process is not None:
             broker_process.stop()
     records, labels, installed = load_records(records_path)
@@ -234,6 +262,10 @@ def deploy(
             **sim_vs_real(records, labels, simulated),
             "edge_service": stats.get("service_fit"),
         }
+    if injector is not None:
+        metrics["deploy"].update(
+            _fault_metrics(injector, records, load_events(records_path), edge.starts)
+        )
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     report = write_deploy_report(
         out_dir,
@@ -280,6 +312,29 @@ def _simulate(
         deadline_s=deadline_ms / 1e3,
     )  # fmt: skip
     return outcome
+
+
+def _fault_metrics(
+    injector: FaultInjector, records: Any, events: Any, edge_starts: int
+) -> dict[str, Any]:
+    """``deploy.faults`` and what the devices saw during a fault run."""
+    from dataclasses import asdict
+
+    from tinylarge.deploy.faults import fault_metrics
+
+    out: dict[str, Any] = {
+        "faults": fault_metrics(records, events, injector.records),
+        "faults_plan": asdict(injector.plan),
+        "faults_skipped": dict(injector.skipped),
+        "edge_starts": edge_starts,
+        "unexpected_replies": int(events.unexpected_reply_s.size),
+        "refused_bundles": dict(events.refused_bundles),
+        "device_rejected_messages": events.rejected_messages,
+    }
+    if injector.error is not None:
+        out["faults_error"] = f"{type(injector.error).__name__}: {injector.error}"
+        console.print(f"[yellow]! fault injection failed:[/] {out['faults_error']}")
+    return out
 
 
 def _ms(value: float | None) -> str:

@@ -74,6 +74,11 @@ class Device:
         self.client: aiomqtt.Client | None = None
         self._handshake: DeviceHandshake | None = None
         self.rejected = 0
+        #: request ids of the current session sent, and those a reply came for (in time or late)
+        self._sent: set[int] = set()
+        self._replied: set[int] = set()
+        #: `time.monotonic` of each authenticated reply to no request or to one answered before
+        self.unexpected: list[float] = []
 
     async def _hello(self) -> None:
         self.attached.clear()
@@ -97,6 +102,8 @@ class Device:
                 self.rejected += 1
                 return None
             self._handshake = None
+            self._sent.clear()  # request ids restart with the session's sequence numbers
+            self._replied.clear()
             self.attached.set()
         elif topic == self.topics.down(self.id) and self.session is not None:
             try:
@@ -106,11 +113,20 @@ class Device:
             except (SecurityError, ValueError):
                 self.rejected += 1
                 return None
-            request = int.from_bytes(reply[:4], "little")
-            future = self.pending.pop(request, None)
-            if future is not None and not future.done():
-                future.set_result((len(payload), reply[4]))
+            self._reply(int.from_bytes(reply[:4], "little"), len(payload), reply[4])
         return None
+
+    def _reply(self, request: int, wire_bytes: int, answer: int) -> None:
+        """An authenticated reply: answer the waiting request; a late one for a request that
+        timed out is dropped; one for no request, or a second one, is recorded as unexpected
+        (the edge accepted a frame this device did not send, or one it sent before)."""
+        if request not in self._sent or request in self._replied:
+            self.unexpected.append(time.monotonic())
+            return
+        self._replied.add(request)
+        future = self.pending.pop(request, None)
+        if future is not None and not future.done():
+            future.set_result((wire_bytes, answer))
 
     def _install(self, bundle: bytes) -> None:
         """Verify a pushed bundle (signature, hash, target, no rollback) and install it."""
@@ -162,6 +178,7 @@ class Device:
         wire = session.seal(MessageType.FRAME, frame)
         future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
         self.pending[request] = future
+        self._sent.add(request)
         try:
             await client.publish(self.topics.up(self.id), wire, qos=self.config.qos)
             down, answer = await asyncio.wait_for(future, deadline_s)

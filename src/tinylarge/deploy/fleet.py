@@ -20,6 +20,7 @@ import asyncio
 import gc
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,7 @@ from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.device import Device, FleetConfig, ModelStore
 from tinylarge.deploy.link import LinkPlan
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes
-from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetRecords
+from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents, FleetRecords
 from tinylarge.integrate.policy import Decision, Policy, Trace
 from tinylarge.secure.identity import Identity
 from tinylarge.secure.wire import overhead_bytes
@@ -105,6 +106,26 @@ class Fleet:
         self._link: LinkPlan | None = None
         #: per model version: (offload, device answer) of every request of the running schedule
         self._decided: dict[int, tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]] = {}
+        self._started_unix = float("nan")
+        self._disconnected: set[int] = set()
+
+    def events(self) -> FleetEvents:
+        """What the devices saw besides their requests in the last schedule (`FleetEvents`)."""
+        installs = [(t, v) for d in self.devices for t, v in d.installs]
+        events = FleetEvents(
+            unexpected_reply_s=np.sort(
+                np.array([t for d in self.devices for t in d.unexpected], np.float64)
+            )
+            - self.started_s,
+            rejected_messages=sum(d.rejected for d in self.devices),
+            install_s=np.array([t for t, _ in installs], np.float64) - self.started_s,
+            install_version=np.array([v for _, v in installs], np.int64),
+            disconnected=np.array(sorted(self._disconnected), np.int64),
+            started_unix=self._started_unix,
+        )
+        for d in self.devices:
+            events.refused_bundles.update(d.refused)
+        return events
 
     async def _one(self, records: FleetRecords, i: int, t0: float) -> None:
         """Play request ``i``: the device's own time, then (if offloaded) the uplink, the real
@@ -168,6 +189,7 @@ class Fleet:
         t0: float,
     ) -> None:
         await _sleep_until(t0 + fault.at_s)
+        self._disconnected.update(fault.devices)
         for d in fault.devices:
             connections[d].cancel()
         await asyncio.gather(*(connections[d] for d in fault.devices), return_exceptions=True)
@@ -215,6 +237,7 @@ class Fleet:
         start_at: float | None = None,
         link: LinkPlan | None = None,
         disconnections: tuple[Disconnection, ...] = (),
+        started_file: Path | None = None,
     ) -> FleetRecords:
         """Connect every device, attach (handshake), then play the schedule (sorted by
         arrival) in real time; return when every request has finished.
@@ -225,6 +248,8 @@ class Fleet:
         (`tinylarge.deploy.link`); it is planned for the shipped model's decisions, so run it
         without pushing new models. ``disconnections`` take devices off the broker for a while
         during the schedule (a fault to survive: their requests fall back meanwhile).
+        ``started_file`` gets the schedule's start (`time.time`) when it starts, for whoever
+        injects faults from outside; `events` has it too.
         """
         order = np.argsort(arrival_s, kind="stable")
         records = FleetRecords(device[order], sample[order], arrival_s[order].astype(np.float64))
@@ -256,6 +281,10 @@ class Fleet:
             if start_at is not None:
                 await asyncio.sleep(max(0.0, start_at - time.time()))
             t0 = self.started_s = time.monotonic()
+            self._started_unix = time.time()
+            self._disconnected = set()
+            if started_file is not None:
+                started_file.write_text(f"{self._started_unix!r}\n")
             tasks: list[asyncio.Task[None]] = [
                 asyncio.create_task(self._disconnect(fault, connections, address, stop, t0))
                 for fault in disconnections

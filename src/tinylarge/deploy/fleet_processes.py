@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,10 @@ from cryptography.hazmat.primitives.serialization import (
 
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.device import FleetConfig
-from tinylarge.deploy.fleet import Fleet
+from tinylarge.deploy.fleet import Disconnection, Fleet
 from tinylarge.deploy.link import LinkPlan
 from tinylarge.deploy.protocol import Topics
-from tinylarge.deploy.records import FleetRecords
+from tinylarge.deploy.records import FleetEvents, FleetRecords
 from tinylarge.deploy.summary import merge_records
 from tinylarge.integrate.persistence import policy_from_dict, policy_to_dict
 from tinylarge.integrate.policy import Policy
@@ -53,6 +54,10 @@ class FleetRun:
     topics: Topics
     config: FleetConfig
     link: LinkPlan | None = None
+    #: Faults taking devices (global ids) off the broker during the schedule.
+    disconnections: tuple[Disconnection, ...] = ()
+    #: Gets the schedule's start (`time.time`) when it starts.
+    started_file: Path | None = None
 
 
 def _raw_private(identity: Identity) -> tuple[str, bytes]:
@@ -60,7 +65,7 @@ def _raw_private(identity: Identity) -> tuple[str, bytes]:
     return identity.device_id, raw
 
 
-def _worker(args: dict[str, Any]) -> dict[str, np.ndarray]:
+def _worker(args: dict[str, Any]) -> dict[str, Any]:
     identities = [
         Identity(name, Ed25519PrivateKey.from_private_bytes(raw)) for name, raw in args["keys"]
     ]
@@ -81,25 +86,39 @@ def _worker(args: dict[str, Any]) -> dict[str, np.ndarray]:
             args["arrival_s"],
             start_at=args["start_at"],
             link=args["link"],
+            disconnections=args["disconnections"],
+            started_file=args["started_file"],
         )
     )
     out = dict(vars(records))
     out["installed"] = np.array([d.version for d in fleet.devices], np.int64)
+    out["events"] = fleet.events()
     return out
 
 
-def run_fleet(run: FleetRun, processes: int = 1) -> tuple[FleetRecords, list[int]]:
-    """Run the fleet in ``processes`` processes (1: in this one); the merged records and each
-    device's installed model version at the end."""
+def _local(
+    faults: tuple[Disconnection, ...], mine: npt.NDArray[np.int64]
+) -> tuple[Disconnection, ...]:
+    """``faults`` restricted to the devices ``mine`` (global ids), renumbered as their index."""
+    local = {int(d): i for i, d in enumerate(mine)}
+    return tuple(
+        replace(f, devices=tuple(local[d] for d in f.devices if d in local)) for f in faults
+    )
+
+
+def run_fleet(run: FleetRun, processes: int = 1) -> tuple[FleetRecords, list[int], FleetEvents]:
+    """Run the fleet in ``processes`` processes (1: in this one); the merged records, each
+    device's installed model version at the end, and what the devices saw (`FleetEvents`)."""
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     if processes == 1:
         fleet = Fleet(run.model, run.policy, run.identities, run.edge_key, run.frames,
                       topics=run.topics, config=run.config)  # fmt: skip
         records = asyncio.run(
-            fleet.run(run.address, run.device, run.sample, run.arrival_s, link=run.link)
-        )
-        return records, [d.version for d in fleet.devices]
+            fleet.run(run.address, run.device, run.sample, run.arrival_s, link=run.link,
+                      disconnections=run.disconnections, started_file=run.started_file)
+        )  # fmt: skip
+        return records, [d.version for d in fleet.devices], fleet.events()
     n = len(run.identities)
     start_at = time.time() + 2.0 + n / 500  # time to connect and attach every device
     jobs: list[dict[str, Any]] = []
@@ -125,19 +144,25 @@ def run_fleet(run: FleetRun, processes: int = 1) -> tuple[FleetRecords, list[int
                 if run.link is None
                 else LinkPlan(*(getattr(run.link, f.name)[pick] for f in fields(LinkPlan))),
                 "global_ids": mine,
+                "disconnections": _local(run.disconnections, mine),
+                "started_file": run.started_file if k == 0 else None,
             }
         )
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         results = pool.map(_worker, jobs)
     parts: list[FleetRecords] = []
+    events: list[FleetEvents] = []
     installed = np.zeros(n, np.int64)
     for job, result in zip(jobs, results, strict=True):
         records = FleetRecords(
             job["global_ids"][result["device"]], result["sample"], result["scheduled_s"]
         )
         for name, value in result.items():
-            if name not in ("device", "sample", "scheduled_s", "installed"):
+            if name not in ("device", "sample", "scheduled_s", "installed", "events"):
                 setattr(records, name, value)
         parts.append(records)
         installed[job["global_ids"]] = result["installed"]
-    return merge_records(parts), installed.tolist()
+        part_events: FleetEvents = result["events"]
+        part_events.disconnected = job["global_ids"][part_events.disconnected]
+        events.append(part_events)
+    return merge_records(parts), installed.tolist(), FleetEvents.merge(events)

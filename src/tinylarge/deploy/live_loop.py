@@ -31,6 +31,12 @@ from tinylarge.tiny.quantize import quantize_model
 LABELS_FILE, VERSION_FILE = "labels.npz", "bundle_version"
 
 
+def read_version(state_dir: str | Path) -> int:
+    """The newest model version an edge with this state directory has signed (0: none)."""
+    path = Path(state_dir) / VERSION_FILE
+    return int(path.read_text()) if path.is_file() else 0
+
+
 class LiveLoop:
     """Gathers labelled offloads and builds the next signed tiny-model bundle (see module doc).
 
@@ -84,8 +90,7 @@ class LiveLoop:
                 self.x, self.logits = [saved["x"]], [saved["logits"]]
         self.gathered = sum(len(x) for x in self.x)
         self.since_update = 0
-        version = self.state_dir / VERSION_FILE
-        self.version = int(version.read_text()) if version.is_file() else 0
+        self.version = read_version(self.state_dir)
 
     def add(self, x: npt.NDArray[np.float32], logits: npt.NDArray[np.float32]) -> bool:
         """Keep a batch of answered frames; True when an update is due."""

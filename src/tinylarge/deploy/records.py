@@ -1,8 +1,10 @@
 """Per-request records of a fleet run: when each request arrived, was sent and answered, by
-whom, with which model, and the bytes both ways."""
+whom, with which model, and the bytes both ways; and what the devices saw besides requests
+(`FleetEvents`)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,3 +57,41 @@ class FleetRecords:
     def lost(self) -> int:
         """Requests that ended in no route (must be 0)."""
         return int(np.sum(self.route == UNFINISHED))
+
+
+@dataclass
+class FleetEvents:
+    """What the devices saw besides their own requests, times on the records' clock (s).
+
+    ``unexpected_reply_s``: authenticated replies that answer no request of the device, or a
+    request answered before. The edge never answers one request twice, so each is an input the
+    edge must not have accepted (a replayed or forged frame): the security layer failed.
+    ``refused_bundles``: pushed bundles the devices refused, by reason (`verify_bundle`).
+    ``rejected_messages``: downlink messages that failed authentication or the replay window.
+    ``install_s`` / ``install_version``: when a device installed which model version.
+    ``disconnected``: devices taken off the broker by a `Disconnection` fault.
+    ``started_unix``: the schedule's start on the wall clock (`time.time`).
+    """
+
+    unexpected_reply_s: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    refused_bundles: Counter[str] = field(default_factory=Counter)
+    rejected_messages: int = 0
+    install_s: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    install_version: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    disconnected: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    started_unix: float = float("nan")
+
+    @staticmethod
+    def merge(parts: list[FleetEvents]) -> FleetEvents:
+        """Events of several fleet processes (device ids already global) as one."""
+        merged = FleetEvents(
+            unexpected_reply_s=np.sort(np.concatenate([p.unexpected_reply_s for p in parts])),
+            rejected_messages=sum(p.rejected_messages for p in parts),
+            install_s=np.concatenate([p.install_s for p in parts]),
+            install_version=np.concatenate([p.install_version for p in parts]),
+            disconnected=np.sort(np.concatenate([p.disconnected for p in parts])),
+            started_unix=min((p.started_unix for p in parts), default=float("nan")),
+        )
+        for part in parts:
+            merged.refused_bundles.update(part.refused_bundles)
+        return merged

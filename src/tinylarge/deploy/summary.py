@@ -3,6 +3,7 @@ edge's counters. Keys named in issue 14 are a contract."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetRecords
+from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents, FleetRecords
 
 RECORD_FIELDS = (
     "device", "sample", "scheduled_s", "offload", "sent_s", "answered_s", "route", "answer",
@@ -24,11 +25,46 @@ def save_records(
     *,
     labels: npt.NDArray[np.int64],
     installed: list[int],
+    events: FleetEvents | None = None,
 ) -> None:
-    """All per-request arrays, each request's true class and each device's final model
-    version, in one ``.npz``."""
+    """All per-request arrays, each request's true class, each device's final model version
+    and the devices' other events, in one ``.npz``."""
     arrays = {name: getattr(records, name) for name in RECORD_FIELDS}
-    np.savez(path, **arrays, label=labels, installed=np.asarray(installed, np.int64))
+    ev = events or FleetEvents()
+    np.savez(
+        path,
+        **arrays,
+        label=labels,
+        installed=np.asarray(installed, np.int64),
+        event_unexpected_reply_s=ev.unexpected_reply_s,
+        event_install_s=ev.install_s,
+        event_install_version=ev.install_version,
+        event_disconnected=ev.disconnected,
+        event_scalars=np.array(
+            json.dumps(
+                {
+                    "refused_bundles": dict(ev.refused_bundles),
+                    "rejected_messages": ev.rejected_messages,
+                    "started_unix": ev.started_unix,
+                }
+            )
+        ),
+    )
+
+
+def load_events(path: str | Path) -> FleetEvents:
+    """The `FleetEvents` that `save_records` stored."""
+    with np.load(path) as data:
+        scalars = json.loads(str(data["event_scalars"]))
+        return FleetEvents(
+            unexpected_reply_s=data["event_unexpected_reply_s"],
+            refused_bundles=Counter(scalars["refused_bundles"]),
+            rejected_messages=int(scalars["rejected_messages"]),
+            install_s=data["event_install_s"],
+            install_version=data["event_install_version"],
+            disconnected=data["event_disconnected"],
+            started_unix=float(scalars["started_unix"]),
+        )
 
 
 def load_records(path: str | Path) -> tuple[FleetRecords, npt.NDArray[np.int64], list[int]]:

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tinylarge.deploy.records import BY_EDGE, FleetRecords
+from tinylarge.report.deploy_faults import faults_part
 from tinylarge.report.html import Section, image, page, paragraph, table
 from tinylarge.report.plots import policy_latency_cdf, save_figure
 
@@ -133,6 +134,8 @@ def deploy_section(
         )
     if "sim_vs_real" in d and simulated_latency_s is not None:
         body += _sim_vs_real_part(d, records, simulated_latency_s, plots_dir)
+    if "faults" in d:
+        body += faults_part(d, records, plots_dir)
     rejected = d["rejected"]
     body += paragraph(
         "Rejected messages: "

@@ -1,0 +1,185 @@
+"""`tinylarge deploy --faults`: the edge process, and the injector that breaks things on the
+fleet's schedule (`tinylarge.deploy.faults` says what and when)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from tinylarge.deploy.adversary import Adversary, bad_bundles
+from tinylarge.deploy.broker import Broker, BrokerAddress
+from tinylarge.deploy.faults import FaultPlan, FaultRecord
+from tinylarge.deploy.layout import DeployLayout
+from tinylarge.deploy.live_loop import read_version
+from tinylarge.deploy.protocol import Topics
+
+
+class EdgeProcess:
+    """The ``tinylarge serve`` child process: start (waiting until it is ready), kill, stop."""
+
+    def __init__(self, command: list[str], ready: Path, log: Path) -> None:
+        self.command, self.ready, self.log = command, ready, log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start it and wait for its ready file; ``RuntimeError`` with its log if it fails."""
+        self.ready.unlink(missing_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        self.starts += 1
+        deadline = time.monotonic() + timeout_s
+        while not self.ready.is_file():
+            if self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(
+                    f"the edge server exited with code {self.process.returncode}; its log:\n{tail}"
+                )
+            if time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"the edge server was not ready within {timeout_s:g} s "
+                                   f"(log: {self.log})")  # fmt: skip
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no stats written."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM (it writes its stats), SIGKILL if it does not exit in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class FaultInjector:
+    """Injects the plan's faults in a thread of its own, timed from the fleet's start (read
+    from ``started_file``); the records of what it did are in `records` after `join`."""
+
+    def __init__(
+        self,
+        plan: FaultPlan,
+        *,
+        edge: EdgeProcess,
+        broker: Broker | None,
+        address: BrokerAddress,
+        topics: Topics,
+        layout: DeployLayout,
+        model_bytes: bytes,
+        target: str,
+        started_file: Path,
+    ) -> None:
+        self.plan, self.edge, self.broker, self.address = plan, edge, broker, address
+        self.topics, self.layout, self.started_file = topics, layout, started_file
+        self.model_bytes, self.target = model_bytes, target
+        self.records: list[FaultRecord] = []
+        self.skipped: dict[str, str] = {}
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="fault-injector", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout_s: float = 60.0) -> None:
+        """Stop listening and wait for the thread (the faults already injected stay)."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout_s)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._inject())
+        except BaseException as error:  # reported by the caller
+            self.error = error
+
+    async def _started(self) -> float:
+        while not self.started_file.is_file() and not self._stopped():
+            await asyncio.sleep(0.05)
+        text = self.started_file.read_text().strip() if self.started_file.is_file() else ""
+        return float(text) if text else float("nan")
+
+    def _stopped(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    async def _inject(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        adversary = Adversary(self.address, self.topics)
+        listening = asyncio.create_task(adversary.run(self._stop))
+        try:
+            t0 = await self._started()
+            for name, at_s in sorted(self.plan.at_s.items(), key=lambda kv: kv[1]):
+                delay = t0 + at_s - time.time()
+                try:
+                    await asyncio.wait_for(self._stop.wait(), max(0.0, delay))
+                    return  # the fleet ended first
+                except TimeoutError:
+                    pass
+                injected = time.time() - t0
+                record = await self._one(name, adversary)
+                if record is not None:
+                    record.injected_s = injected
+                    record.restored_s = record.restored_s - t0
+                    self.records.append(record)
+        finally:
+            self._stop.set()
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+
+    async def _one(self, name: str, adversary: Adversary) -> FaultRecord | None:
+        """Inject fault ``name``; its record with ``restored_s`` on the wall clock."""
+        plan = self.plan
+        if name == "edge_kill":
+            await asyncio.to_thread(self.edge.kill)
+            await asyncio.to_thread(self.edge.start)
+            return FaultRecord(name, 0.0, time.time())
+        if name == "broker_restart":
+            if self.broker is None:
+                self.skipped[name] = "the broker is not one this run started (--broker)"
+                return None
+            await asyncio.to_thread(self.broker.stop)
+            await asyncio.sleep(plan.broker_down_s)
+            await asyncio.to_thread(self.broker.start)
+            return FaultRecord(name, 0.0, time.time(), {"down_s": plan.broker_down_s})
+        if name == "disconnect":  # done by the fleet itself, on its own clock
+            return FaultRecord(
+                name,
+                0.0,
+                time.time() + plan.disconnect_s,
+                {"fraction": plan.disconnect_fraction, "off_s": plan.disconnect_s},
+            )
+        if name == "flood_replay":
+            before = adversary.answered
+            sent = dict(await adversary.flood(plan.flood_s, plan.flood_rate_hz))
+            await asyncio.sleep(0.5)  # replies to anything accepted arrive meanwhile
+            return FaultRecord(
+                name,
+                0.0,
+                time.time(),
+                {"sent": sent, "rate_hz": plan.flood_rate_hz},
+                attacker_accepted=adversary.answered - before,
+            )
+        if name == "corrupt_bundle":
+            bundles = bad_bundles(
+                self.model_bytes, self.target, self.layout.edge(), self._pushed_version()
+            )
+            await adversary.publish(self.topics.model, [b for b, _ in bundles.values()], name)
+            bad = tuple(v for kind, (_, v) in bundles.items() if kind != "rollback")
+            return FaultRecord(name, 0.0, time.time(), {"bundles": sorted(bundles)},
+                               bad_versions=bad)  # fmt: skip
+        raise ValueError(f"unknown fault {name!r}")
+
+    def _pushed_version(self) -> int:
+        """The newest model version the edge has pushed (0: none)."""
+        return read_version(self.layout.edge_state)
