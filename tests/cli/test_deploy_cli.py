@@ -193,3 +193,38 @@ def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
     assert (records.route == TIMED_OUT).sum() > 0  # the outage was real
     stats = json.loads((layout.edge_state / "server_stats.json").read_text())
     assert stats["requests"] == stats["replies"] and stats["handshakes"] == 6
+
+
+def test_deploy_with_faults_loses_nothing_and_accepts_no_bad_input(
+    deployed: Path, tmp_path: Path
+) -> None:
+    """Every fault of `tinylarge deploy --faults`, injected into one run of real processes."""
+    n = 12
+    args = f"deploy --preset smoke --devices {n} --duration 30 --policy large --faults"
+    result = CliRunner().invoke(
+        app, [*args.split(), "--run", str(deployed / "run"), "--out", str(tmp_path / "f")]
+    )
+    assert result.exit_code == 0, result.output
+    d: dict[str, Any] = json.loads((tmp_path / "f" / "metrics.json").read_text())["deploy"]
+    faults = d["faults"]
+    assert list(faults) == [
+        "edge_kill", "broker_restart", "disconnect", "flood_replay", "corrupt_bundle"
+    ]  # fmt: skip
+    assert d["lost"] == 0 and "faults_errors" not in d and d["faults_skipped"] == {}
+    for name, part in faults.items():
+        assert set(part) >= {"answered", "fell_back", "lost", "recovery_s", "accepted_bad"}
+        assert part["lost"] == 0 and part["accepted_bad"] == 0, name
+        assert part["answered"] > 0, name  # the edge answers again within every window
+        assert part["recovery_s"] is not None and 0 < part["recovery_s"] < 10, name
+    # the edge was down: requests fell back to the devices, and it came back as a new process
+    assert faults["edge_kill"]["fell_back"] > 0 and d["edge_starts"] == 2
+    assert faults["broker_restart"]["recovery_s"] >= 1.0  # the broker was off for 1 s
+    assert faults["disconnect"]["recovery_s"] >= 2.0  # the devices were off for 2 s
+    sent = faults["flood_replay"]["sent"]
+    assert sum(sent.values()) == 500 and d["unexpected_replies"] == 0
+    assert d["rejected"]["handshake_UnknownDevice"] == sent["unenrolled_hello"]
+    # every device refused every bad bundle, each for its reason
+    assert d["refused_bundles"] == {"HashMismatch": n, "BadSignature": n, "Malformed": n}
+    assert d["model_versions"].keys() <= {"0", "1", "2", "3"}  # none of the bad versions
+    report = (tmp_path / "f" / "report.html").read_text()
+    assert "Faults injected during the run" in report

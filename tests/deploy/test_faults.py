@@ -63,11 +63,11 @@ def test_each_fault_counts_the_requests_of_its_window() -> None:
 
 
 def test_the_plan_spreads_the_faults_after_a_quiet_start() -> None:
-    plan = FaultPlan.spread(30.0)
+    plan = FaultPlan.spread(36.0)
     assert list(plan.at_s) == list(FAULTS)
-    assert [plan.at_s[f] for f in FAULTS] == pytest.approx([5, 10, 15, 20, 25])
-    with pytest.raises(ValueError, match="at least 20 s"):
-        FaultPlan.spread(8.0)
+    assert [plan.at_s[f] for f in FAULTS] == pytest.approx([6, 12, 18, 24, 30])
+    with pytest.raises(ValueError, match="at least 30 s"):
+        FaultPlan.spread(20.0)
 
 
 def test_the_disconnected_devices_are_a_reproducible_tenth() -> None:

@@ -231,6 +231,12 @@ def fleet(
             show_default=False,
         ),
     ] = None,
+    disconnect_trigger: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --disconnect: drop the devices when this file appears, not at AT_S."
+        ),
+    ] = None,
     started_file: Annotated[
         Path | None,
         typer.Option(help="Write the schedule's start (Unix time, s) here when it starts."),
@@ -270,7 +276,8 @@ def fleet(
                 f"--disconnect AT_S FRACTION FOR_S: times must be >= 0 and the fraction in "
                 f"(0, 1], got {at_s:g} {fraction:g} {for_s:g}"
             )
-        faults = (Disconnection(at_s, disconnected_devices(devices, fraction), for_s),)
+        off = disconnected_devices(devices, fraction)
+        faults = (Disconnection(at_s, off, for_s, disconnect_trigger),)
     layout = DeployLayout(run_dir)
     identities = layout.enroll(devices)
     if not layout.edge_public.is_file():

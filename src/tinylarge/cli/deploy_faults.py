@@ -4,6 +4,7 @@ fleet's schedule (`tinylarge.deploy.faults` says what and when)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import threading
@@ -78,13 +79,16 @@ class FaultInjector:
         model_bytes: bytes,
         target: str,
         started_file: Path,
+        disconnect_trigger: Path,
     ) -> None:
         self.plan, self.edge, self.broker, self.address = plan, edge, broker, address
         self.topics, self.layout, self.started_file = topics, layout, started_file
+        self.disconnect_trigger = disconnect_trigger
         self.model_bytes, self.target = model_bytes, target
         self.records: list[FaultRecord] = []
         self.skipped: dict[str, str] = {}
-        self.error: BaseException | None = None
+        #: faults whose injection failed, with the error (the others still run)
+        self.errors: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._main, name="fault-injector", daemon=True)
@@ -94,15 +98,17 @@ class FaultInjector:
 
     def join(self, timeout_s: float = 60.0) -> None:
         """Stop listening and wait for the thread (the faults already injected stay)."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: done anyway
+                loop.call_soon_threadsafe(stop.set)
         self._thread.join(timeout_s)
 
     def _main(self) -> None:
         try:
             asyncio.run(self._inject())
-        except BaseException as error:  # reported by the caller
-            self.error = error
+        except Exception as error:  # reported by the caller
+            self.errors["injector"] = f"{type(error).__name__}: {error}"
 
     async def _started(self) -> float:
         while not self.started_file.is_file() and not self._stopped():
@@ -119,18 +125,25 @@ class FaultInjector:
         listening = asyncio.create_task(adversary.run(self._stop))
         try:
             t0 = await self._started()
+            settled = t0  # the previous fault's peer is back and has settled
             for name, at_s in sorted(self.plan.at_s.items(), key=lambda kv: kv[1]):
-                delay = t0 + at_s - time.time()
+                delay = max(t0 + at_s, settled) - time.time()
                 try:
                     await asyncio.wait_for(self._stop.wait(), max(0.0, delay))
-                    return  # the fleet ended first
+                    self.skipped[name] = "the schedule ended before its turn"
+                    continue
                 except TimeoutError:
                     pass
                 injected = time.time() - t0
-                record = await self._one(name, adversary)
+                try:
+                    record = await self._one(name, adversary)
+                except Exception as error:  # reported; the next faults still run
+                    self.errors[name] = f"{type(error).__name__}: {error}"
+                    continue
                 if record is not None:
-                    record.injected_s = injected
-                    record.restored_s = record.restored_s - t0
+                    settled = record.restored_s + self.plan.settle_s
+                    record.injected_s, record.restored_s = injected, record.restored_s - t0
+                    record.detail["late_s"] = injected - at_s  # a slow previous fault
                     self.records.append(record)
         finally:
             self._stop.set()
@@ -152,11 +165,13 @@ class FaultInjector:
             await asyncio.sleep(plan.broker_down_s)
             await asyncio.to_thread(self.broker.start)
             return FaultRecord(name, 0.0, time.time(), {"down_s": plan.broker_down_s})
-        if name == "disconnect":  # done by the fleet itself, on its own clock
+        if name == "disconnect":  # the fleet drops its devices when the trigger appears
+            self.disconnect_trigger.touch()
+            await asyncio.sleep(plan.disconnect_s)
             return FaultRecord(
                 name,
                 0.0,
-                time.time() + plan.disconnect_s,
+                time.time(),
                 {"fraction": plan.disconnect_fraction, "off_s": plan.disconnect_s},
             )
         if name == "flood_replay":

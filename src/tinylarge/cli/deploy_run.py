@@ -201,8 +201,11 @@ def deploy(
             raise fail(str(error)) from None
         if plan is not None:
             at_s = plan.at_s["disconnect"]
-            fleet_flags += ["--disconnect", f"{at_s}", f"{plan.disconnect_fraction}",
-                            f"{plan.disconnect_s}"]  # fmt: skip
+            trigger = out_dir / "disconnect_now"
+            trigger.unlink(missing_ok=True)
+            fraction, off_s = plan.disconnect_fraction, plan.disconnect_s
+            fleet_flags += ["--disconnect", f"{at_s}", f"{fraction}", f"{off_s}",
+                            "--disconnect-trigger", str(trigger)]  # fmt: skip
             injector = FaultInjector(
                 plan,
                 edge=edge,
@@ -213,6 +216,7 @@ def deploy(
                 model_bytes=to_bytes(load_run_or_fail(run_dir).tiny),
                 target=scenario.tiny.target_mcu,
                 started_file=started_file,
+                disconnect_trigger=trigger,
             )
             injector.start()
         console.print(f"edge server up; fleet of {n} devices for {duration:g} s ...")
@@ -331,9 +335,10 @@ def _fault_metrics(
         "refused_bundles": dict(events.refused_bundles),
         "device_rejected_messages": events.rejected_messages,
     }
-    if injector.error is not None:
-        out["faults_error"] = f"{type(injector.error).__name__}: {injector.error}"
-        console.print(f"[yellow]! fault injection failed:[/] {out['faults_error']}")
+    if injector.errors:
+        out["faults_errors"] = dict(injector.errors)
+        for name, error in injector.errors.items():
+            console.print(f"[yellow]! injecting {name} failed:[/] {error}")
     return out
 
 

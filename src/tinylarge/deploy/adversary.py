@@ -53,6 +53,8 @@ class Adversary:
         self.answered = 0
         self.sent: Counter[str] = Counter()
         self._client: aiomqtt.Client | None = None
+        #: what it published itself (the broker echoes it back: not a capture)
+        self._mine: set[bytes] = set()
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -79,7 +81,7 @@ class Adversary:
             if kind in ("welcome", "down"):
                 self.answered += 1  # the edge answered a forgery
             return
-        if kind in self.captured:
+        if kind in self.captured and payload not in self._mine:
             self.captured[kind].append((topic, payload))
 
     def _pick(self, kind: str) -> tuple[str, bytes] | None:
@@ -112,6 +114,7 @@ class Adversary:
             kind = FLOOD_KINDS[k % len(FLOOD_KINDS)]
             message, client = self._message(kind), self._client
             if message is not None and client is not None:
+                self._mine.add(message[1])
                 with contextlib.suppress(aiomqtt.MqttError):
                     await client.publish(message[0], message[1], qos=0)
                     self.sent[kind] += 1

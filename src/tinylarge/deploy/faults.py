@@ -35,8 +35,9 @@ import numpy.typing as npt
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents, FleetRecords
 
 FAULTS = ("edge_kill", "broker_restart", "disconnect", "flood_replay", "corrupt_bundle")
-#: Shortest schedule for a fault run, s (an edge restart alone takes a few seconds).
-MIN_FAULT_RUN_S = 20.0
+#: Shortest schedule for a fault run, s: 5 s between faults (an edge restart alone takes
+#: 4-7 s on a 2-core machine, and the next fault waits for it).
+MIN_FAULT_RUN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class FaultPlan:
 
     ``broker_down_s``: the broker is off this long. ``disconnect_fraction`` of the devices are
     off for ``disconnect_s``. ``flood_s`` of ``flood_rate_hz`` hostile messages per second.
+    A fault is injected at its time or ``settle_s`` after the previous one's peer is back,
+    whichever is later (an edge restart takes seconds); one that would fall after the
+    schedule's end is not injected.
     """
 
     at_s: dict[str, float]
@@ -53,6 +57,8 @@ class FaultPlan:
     disconnect_s: float = 2.0
     flood_s: float = 1.0
     flood_rate_hz: float = 500.0
+    #: After a fault's peer is back, the next waits at least this long (devices re-attach).
+    settle_s: float = 2.5
 
     @staticmethod
     def spread(duration_s: float, **options: float) -> FaultPlan:

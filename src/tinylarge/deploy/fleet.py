@@ -44,11 +44,14 @@ LOOKAHEAD_S = 0.01
 @dataclass(frozen=True)
 class Disconnection:
     """Devices ``devices`` drop their connection ``at_s`` into the schedule for ``for_s``
-    seconds, then reconnect (their MQTT session and their secure session survive)."""
+    seconds, then reconnect (their MQTT session and their secure session survive). With a
+    ``trigger`` file, they drop when it appears instead (a fault injector outside the fleet
+    decides when)."""
 
     at_s: float
     devices: tuple[int, ...]
     for_s: float
+    trigger: Path | None = None
 
 
 def device_decisions(
@@ -188,7 +191,11 @@ class Fleet:
         stop: asyncio.Event,
         t0: float,
     ) -> None:
-        await _sleep_until(t0 + fault.at_s)
+        if fault.trigger is None:
+            await _sleep_until(t0 + fault.at_s)
+        else:
+            while not fault.trigger.exists():
+                await asyncio.sleep(0.02)
         self._disconnected.update(fault.devices)
         for d in fault.devices:
             connections[d].cancel()
@@ -285,10 +292,11 @@ class Fleet:
             self._disconnected = set()
             if started_file is not None:
                 started_file.write_text(f"{self._started_unix!r}\n")
-            tasks: list[asyncio.Task[None]] = [
+            faults = [
                 asyncio.create_task(self._disconnect(fault, connections, address, stop, t0))
                 for fault in disconnections
             ]
+            tasks: list[asyncio.Task[None]] = []
             start = 0
             while start < records.device.size:
                 now = time.monotonic() - t0
@@ -304,6 +312,9 @@ class Fleet:
                 else:
                     await asyncio.sleep(min(tick_s, max(0.0, records.scheduled_s[start] - now)))
             await asyncio.gather(*tasks)
+            for task in faults:  # a trigger that never came, or devices still off
+                task.cancel()
+            await asyncio.gather(*faults, return_exceptions=True)
         finally:
             stop.set()
             for task in connections:
