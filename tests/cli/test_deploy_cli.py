@@ -81,7 +81,7 @@ def test_the_deployed_system_decides_and_answers_as_the_simulator(deployed: Path
 @pytest.fixture(scope="module")
 def emulated(deployed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("deploy-emulated")
-    args = "deploy --preset smoke --devices 12 --duration 5 --overwrite --emulate-link"
+    args = "deploy --preset smoke --devices 30 --duration 8 --overwrite --emulate-link"
     result = CliRunner().invoke(app, [*args.split(), "--run", str(deployed / "run"),
                                       "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -96,12 +96,20 @@ def test_with_the_link_emulated_the_simulator_predicts_the_running_system(emulat
     assert c["same_decisions"] and c["same_deliveries"]
     for key in ("accuracy", "offload_fraction", "fell_back_fraction", "bytes_up_per_inference"):
         assert c[key]["sim"] == c[key]["real"], key
-    # latency: the simulator leaves out the broker hops and the agents' event loop, so it is
-    # below the measurement, but not by more than the few ms those take on loopback
+    # latency: with the transport (broker relays) measured on the running system, the
+    # simulator predicts p50 and p99 (the issue's goal is 15 %). Tolerance for 240 requests
+    # on a loaded 2-core machine: the p50 falls among on-device answers, whose simulated
+    # latency is the MCU time exactly, while the agents wake up to ~0.4 ms off their instant
     for q in ("p50", "p99"):
         part = c["latency_s"][q]
-        assert 0.3 < part["ratio"] <= 1.05, (q, part)
-        assert part["real"] - part["sim"] < 0.015, (q, part)
+        assert 0.7 <= part["ratio"] <= 1.25, (q, part)
+    lateness = c["round_trip_split"]["agent_lateness_s"]
+    assert abs(lateness["p50"]) < 0.5e-3, lateness  # the agents act on their instants
+    # without it the simulator is below the measurement: the transport is the residual
+    assert c["without_transport"]["p99"]["ratio"] < c["latency_s"]["p99"]["ratio"]
+    split = c["round_trip_split"]  # every edge answer joined with the edge's own log
+    assert split["matched"] == d["answered_by_edge"] > 0
+    assert 0 < split["transport_s"]["p50"] < split["round_trip_s"]["p50"]
     fit = c["edge_service"]  # measured on the deployed server's batches
     assert fit["setup_s"] >= 0 and fit["per_item_s"] >= 0 and fit["setup_s"] + fit["per_item_s"] > 0
     report = (emulated / "report.html").read_text()

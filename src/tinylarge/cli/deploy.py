@@ -40,6 +40,7 @@ RunDirArgument = Annotated[
     Path, typer.Argument(help="A run directory written by `tinylarge run`.", file_okay=False)
 ]
 READY_FILE, STATS_FILE, RECORDS_FILE = "ready", "server_stats.json", "fleet_records.npz"
+ANSWERED_FILE = "edge_answered.npz"
 
 
 def broker_address(url: str) -> Any:
@@ -191,6 +192,7 @@ def serve(
         asyncio.run(main())
     finally:
         server.write_stats(layout.edge_state / STATS_FILE)
+        server.write_answered(layout.edge_state / ANSWERED_FILE)
         ready.unlink(missing_ok=True)
         console.print(
             f"edge stopped: {server.state.replies:,} replies; rejected: "

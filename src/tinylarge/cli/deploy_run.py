@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from tinylarge.cli.common import (
     run_directory,
 )
 from tinylarge.cli.deploy import (
+    ANSWERED_FILE,
     READY_FILE,
     RECORDS_FILE,
     STATS_FILE,
@@ -112,7 +114,12 @@ def deploy(
     from tinylarge.deploy.faults import FaultPlan
     from tinylarge.deploy.layout import DeployLayout
     from tinylarge.deploy.protocol import Topics
-    from tinylarge.deploy.summary import deploy_metrics, load_events, load_records
+    from tinylarge.deploy.summary import (
+        deploy_metrics,
+        load_events,
+        load_records,
+        round_trip_split,
+    )
     from tinylarge.models.cache import ModelCache
     from tinylarge.report.deploy_section import write_deploy_report
     from tinylarge.report.writer import write
@@ -259,12 +266,18 @@ def deploy(
     }
     simulated = None
     if emulate_link:  # the same requests through the simulator, with the edge as measured
-        simulated = _simulate(
-            run_dir, policy, n, hz, duration, stats, max_batch, max_wait_ms, deadline_ms
-        )
+        ids = [identity.device_id for identity in layout.enroll(n)]
+        split = round_trip_split(records, ids, layout.edge_state / ANSWERED_FILE)
+        transport = split["transport_s"]["p50"] or 0.0
+        simulate = partial(_simulate, run_dir, policy, n, hz, duration, stats, max_batch,
+                           max_wait_ms, deadline_ms)  # fmt: skip
+        simulated, radio_only = simulate(transport), simulate(0.0)
         metrics["deploy"]["sim_vs_real"] = {
             **sim_vs_real(records, labels, simulated),
             "edge_service": stats.get("service_fit"),
+            "round_trip_split": split,
+            "transport_s": transport,
+            "without_transport": sim_vs_real(records, labels, radio_only)["latency_s"],
         }
     if injector is not None:
         metrics["deploy"].update(
@@ -299,6 +312,7 @@ def _simulate(
     max_batch: int,
     max_wait_ms: float,
     deadline_ms: float,
+    transport_s: float,
 ) -> Any:
     from tinylarge.net.uplink import EdgeServer as SimulatedEdge
     from tinylarge.sim.deployment import simulate_deployment
@@ -313,7 +327,7 @@ def _simulate(
     )
     _, outcome = simulate_deployment(
         load_run_or_fail(run_dir), policy, n, rate_per_device_hz=hz, duration_s=duration, edge=edge,
-        deadline_s=deadline_ms / 1e3,
+        deadline_s=deadline_ms / 1e3, transport_s=transport_s,
     )  # fmt: skip
     return outcome
 

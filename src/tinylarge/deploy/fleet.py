@@ -27,9 +27,10 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tinylarge.deploy.broker import BrokerAddress
+from tinylarge.deploy.clock import PreciseTimer
 from tinylarge.deploy.device import Device, FleetConfig, ModelStore
 from tinylarge.deploy.link import LinkPlan
-from tinylarge.deploy.protocol import Topics, publish_packet_bytes
+from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents, FleetRecords
 from tinylarge.integrate.policy import Decision, Policy, Trace
 from tinylarge.secure.identity import Identity
@@ -110,6 +111,7 @@ class Fleet:
         #: per model version: (offload, device answer) of every request of the running schedule
         self._decided: dict[int, tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]] = {}
         self._started_unix = float("nan")
+        self._timer: PreciseTimer | None = None
         self._disconnected: set[int] = set()
 
     def events(self) -> FleetEvents:
@@ -137,9 +139,9 @@ class Fleet:
         device = self.devices[int(records.device[i])]
         link = self._link
         # the request's arrival, plus the MCU's inference and sealing time when emulated
-        await _sleep_until(
-            t0 + records.scheduled_s[i] + (0.0 if link is None else link.compute_s[i])
-        )
+        ready = t0 + records.scheduled_s[i] + (0.0 if link is None else link.compute_s[i])
+        records.ready_s[i] = ready - t0
+        await self._sleep_until(ready)
         decided = self._decide(records, np.array([i]))
         offload, own = bool(decided[0][0]), int(decided[1][0])
         records.sent_s[i] = time.monotonic() - t0
@@ -149,7 +151,7 @@ class Fleet:
             frame = self.frames[records.sample[i]].tobytes()
             records.bytes_up[i] = len(frame) + overhead_bytes(device.id)
             if link is None or not link.lost[i]:  # lost on the air: the device answers itself
-                result = await self._over_the_link(device, frame, i)
+                result = await self._over_the_link(device, frame, i, ready, records)
                 records.mqtt_bytes_up[i] = publish_packet_bytes(
                     self.topics.up(device.id), int(records.bytes_up[i])
                 )
@@ -165,23 +167,37 @@ class Fleet:
             records.answer[i] = own
 
     async def _over_the_link(
-        self, device: Device, frame: bytes, i: int
+        self, device: Device, frame: bytes, i: int, ready: float, records: FleetRecords
     ) -> tuple[int, int, int] | None:
-        """Uplink delay, the real round trip, downlink delay; None past the deadline (counted
-        from the end of the uplink, as a device's reply timer would)."""
+        """Uplink delay from ``ready`` (monotonic s), the real round trip, downlink delay; None
+        past the deadline (counted from the end of the uplink, as a device's reply timer
+        would)."""
         link, deadline = self._link, self.config.deadline_s
-        if link is not None:
-            await asyncio.sleep(float(link.uplink_s[i]))
         sent = time.monotonic()
+        if link is not None:
+            sent = ready + float(link.uplink_s[i])
+            await self._sleep_until(sent)
+        if device.session is not None:
+            records.request_id[i] = request_id(device.session.next_seq)
+        records.published_s[i] = time.monotonic() - self.started_s
         result = await device.offload(frame, deadline)
+        if result is not None:
+            records.replied_s[i] = time.monotonic() - self.started_s
         if link is None or result is None:
             return result
         left = sent + deadline - time.monotonic()
         if link.reply_lost[i] or link.downlink_s[i] > left:
-            await asyncio.sleep(max(0.0, left))
+            await self._sleep_until(sent + deadline)
             return None
-        await asyncio.sleep(float(link.downlink_s[i]))
+        await self._sleep_until(time.monotonic() + float(link.downlink_s[i]))
         return result
+
+    async def _sleep_until(self, monotonic_s: float) -> None:
+        """Sleep precisely (`PreciseTimer`) while a schedule runs, else with asyncio."""
+        if self._timer is None:
+            await _sleep_until(monotonic_s)
+        else:
+            await self._timer.sleep_until(monotonic_s)
 
     async def _disconnect(
         self,
@@ -263,6 +279,7 @@ class Fleet:
         self._decided = {}  # decisions belong to one schedule
         self._link = None if link is None else _reordered(link, order)
         stop = asyncio.Event()
+        self._timer = PreciseTimer.acquire(asyncio.get_running_loop())
         connections = [asyncio.create_task(d.run(address, stop)) for d in self.devices]
         try:
             await asyncio.wait_for(
@@ -320,4 +337,6 @@ class Fleet:
             for task in connections:
                 task.cancel()
             await asyncio.gather(*connections, return_exceptions=True)
+            self._timer.release()
+            self._timer = None
         return records

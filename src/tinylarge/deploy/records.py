@@ -36,6 +36,13 @@ class FleetRecords:
     bytes_down: npt.NDArray[np.int64] = field(init=False)
     mqtt_bytes_up: npt.NDArray[np.int64] = field(init=False)
     mqtt_bytes_down: npt.NDArray[np.int64] = field(init=False)
+    #: offloads: the request id (-1: none), when the frame was handed to MQTT and when the
+    #: reply came back (before any emulated downlink)
+    request_id: npt.NDArray[np.int64] = field(init=False)
+    #: when the device's own part (arrival + emulated MCU time) was planned to end
+    ready_s: npt.NDArray[np.float64] = field(init=False)
+    published_s: npt.NDArray[np.float64] = field(init=False)
+    replied_s: npt.NDArray[np.float64] = field(init=False)
 
     def __post_init__(self) -> None:
         m = self.device.size
@@ -45,6 +52,10 @@ class FleetRecords:
         self.route = np.full(m, UNFINISHED, np.int64)
         self.answer = np.full(m, -1, np.int64)
         self.model_version = np.zeros(m, np.int64)
+        self.request_id = np.full(m, -1, np.int64)
+        self.ready_s = np.full(m, np.nan)
+        self.published_s = np.full(m, np.nan)
+        self.replied_s = np.full(m, np.nan)
         for name in ("bytes_up", "bytes_down", "mqtt_bytes_up", "mqtt_bytes_down"):
             setattr(self, name, np.zeros(m, np.int64))
 

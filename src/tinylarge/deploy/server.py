@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinylarge.deploy.broker import BrokerAddress
+from tinylarge.deploy.clock import PreciseTimer
 from tinylarge.deploy.keys import load_registry
 from tinylarge.deploy.live_loop import LiveLoop
 from tinylarge.deploy.metrics_endpoint import EdgeMetrics
@@ -118,6 +119,8 @@ class ServerState:
     service_s: list[float] = field(default_factory=list)
     first_request_s: float | None = None  # monotonic
     last_reply_s: float | None = None
+    #: per reply: (device id, request id, frame received, reply sealed), monotonic s
+    answered: list[tuple[str, int, float, float]] = field(default_factory=list)
 
 
 def service_fit(
@@ -247,7 +250,9 @@ class EdgeServer:
         )
 
     # -- batching ---------------------------------------------------------------------------------
-    async def _next_batch(self) -> list[_Pending]:
+    async def _next_batch(self, timer: PreciseTimer) -> list[_Pending]:
+        """The first waiting request and those that come within ``max_wait_s`` of it (timed
+        with `PreciseTimer`: asyncio's own timeouts overshoot by up to a millisecond)."""
         batch = [await self._queue.get()]
         deadline = time.monotonic() + self.config.max_wait_s
         while len(batch) < self.config.max_batch:
@@ -256,13 +261,17 @@ class EdgeServer:
                 continue
             except asyncio.QueueEmpty:
                 pass
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if deadline <= time.monotonic():
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
-            except TimeoutError:
-                break
+            getter = asyncio.ensure_future(self._queue.get())
+            waiting = asyncio.ensure_future(timer.sleep_until(deadline))
+            await asyncio.wait({getter, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if not getter.done():
+                getter.cancel()  # a cancelled get leaves its item in the queue
+                await asyncio.gather(getter, return_exceptions=True)
+            if getter.done() and not getter.cancelled():
+                batch.append(getter.result())
         return batch
 
     def _dequantize(self, batch: list[_Pending]) -> npt.NDArray[np.float32]:
@@ -291,8 +300,15 @@ class EdgeServer:
 
     async def _batcher(self) -> None:
         loop = asyncio.get_running_loop()
+        timer = PreciseTimer.acquire(loop)
+        try:
+            await self._batches(loop, timer)
+        finally:
+            timer.release()
+
+    async def _batches(self, loop: asyncio.AbstractEventLoop, timer: PreciseTimer) -> None:
         while True:
-            batch = await self._next_batch()
+            batch = await self._next_batch(timer)
             started = time.perf_counter()
             x = self._dequantize(batch)
             logits = await loop.run_in_executor(None, self.predict, x)
@@ -311,6 +327,9 @@ class EdgeServer:
                 down = self.topics.down(pending.device_id)
                 self._outbox.put_nowait((down, wire, False, self.config.qos))
                 self.state.replies += 1
+                self.state.answered.append(
+                    (pending.device_id, pending.request, pending.received_s, time.monotonic())
+                )
             self.state.last_reply_s = time.monotonic()
             self._learn(x, np.asarray(logits, np.float32))
 
@@ -347,6 +366,18 @@ class EdgeServer:
 
     def write_stats(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.stats(), indent=1))
+
+    def write_answered(self, path: str | Path) -> None:
+        """Per reply, in an ``.npz``: ``device`` (id), ``request``, ``in_edge_s`` (from the
+        frame's arrival at the server to its sealed reply: queue, batching wait, model).
+        Joined with the devices' records it splits a round trip into edge and transport."""
+        rows = self.state.answered
+        np.savez(
+            path,
+            device=np.array([r[0] for r in rows], dtype=str),
+            request=np.array([r[1] for r in rows], np.int64),
+            in_edge_s=np.array([r[3] - r[2] for r in rows], np.float64),
+        )
 
     # -- the broker connection --------------------------------------------------------------------
     async def _publish(self, client: aiomqtt.Client, item: tuple[str, bytes, bool, int]) -> None:

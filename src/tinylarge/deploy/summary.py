@@ -16,6 +16,7 @@ from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents,
 RECORD_FIELDS = (
     "device", "sample", "scheduled_s", "offload", "sent_s", "answered_s", "route", "answer",
     "model_version", "bytes_up", "bytes_down", "mqtt_bytes_up", "mqtt_bytes_down",
+    "request_id", "ready_s", "published_s", "replied_s",
 )  # fmt: skip
 
 
@@ -148,4 +149,37 @@ def deploy_metrics(
             for k, v in zip(*np.unique(records.model_version, return_counts=True), strict=True)
         },
         **(extra or {}),
+    }
+
+
+def round_trip_split(
+    records: FleetRecords, device_ids: list[str], answered_path: str | Path
+) -> dict[str, Any]:
+    """Split each edge-answered round trip into the edge's part and the transport's.
+
+    The device measures from handing its frame to MQTT to receiving the reply
+    (``replied_s - published_s``); the edge logs, per reply, the time from the frame's arrival
+    to the sealed reply (`EdgeServer.write_answered`). Matched on (device, request id), the
+    difference is the transport: the broker's relays both ways and both clients' stacks.
+    Percentiles of each, s, and the number of round trips matched.
+    """
+    with np.load(answered_path) as data:
+        edge = {
+            (str(d), int(r)): float(t)
+            for d, r, t in zip(data["device"], data["request"], data["in_edge_s"], strict=True)
+        }
+    rtt, in_edge = [], []
+    for i in np.flatnonzero(records.route == BY_EDGE):
+        key = (device_ids[int(records.device[i])], int(records.request_id[i]))
+        if key in edge:
+            rtt.append(records.replied_s[i] - records.published_s[i])
+            in_edge.append(edge[key])
+    device_rtt, at_edge = np.array(rtt, np.float64), np.array(in_edge, np.float64)
+    return {
+        # the emulator's own timing error: the device acts this late after its planned instant
+        "agent_lateness_s": _percentiles(records.sent_s - records.ready_s),
+        "matched": int(device_rtt.size),
+        "round_trip_s": _percentiles(device_rtt),
+        "in_edge_s": _percentiles(at_edge),
+        "transport_s": _percentiles(device_rtt - at_edge),
     }

@@ -8,7 +8,7 @@ no run directory yet (up to the policies; trained models come from the cache).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,11 +165,16 @@ def simulate_deployment(
     duration_s: float,
     edge: EdgeServer,
     deadline_s: float,
+    transport_s: float = 0.0,
 ) -> tuple[Requests, PolicyOutcome]:
     """What the simulator predicts for a deployment: the same requests, policy, cell, MCU and
     security layer (`run_policy` with the stream `link_plan` uses), and ``edge`` the deployed
     server's measured service time and batching. The trace is the int8 runtime's logits and
-    the large model on the int8 frame, as the deployed devices and edge compute them."""
+    the large model on the int8 frame, as the deployed devices and edge compute them.
+
+    ``transport_s`` is what the deployment's message transport adds to a round trip beyond
+    the radio (the MQTT broker's two relays and the clients' stacks, measured on the running
+    system): half of it is added to the backhaul each way. 0 models the radio alone."""
     scenario = run.scenario
     state = deployment_state(scenario, n_devices, network=True)
     requests = policy_requests(state, rate_per_device_hz=rate_per_device_hz, duration_s=duration_s)
@@ -189,7 +194,10 @@ def simulate_deployment(
         trace,
         requests,
         cells=state.network["cells"],
-        settings=state.network["settings"],
+        settings=replace(
+            state.network["settings"],
+            backhaul_s=state.network["settings"].backhaul_s + transport_s / 2,
+        ),
         edge=edge,
         compute=compute,
         reply_bytes=state.reply_bytes(),
