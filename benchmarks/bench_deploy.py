@@ -133,12 +133,16 @@ def main() -> None:
             if ok:
                 best[label] = max(best.get(label, 0), devices)
             if "sim_vs_real" in d:
-                sim = d["sim_vs_real"]["latency_s"]["p99"]["sim"]
+                both = d["sim_vs_real"]["latency_s"]
+                sim = both["p99"]["sim"]
                 curves.setdefault(f"{label}: simulated", ([], []))[0].append(
                     d["requests"] / args.duration
                 )
                 curves[f"{label}: simulated"][1].append(1e3 * sim)
-                print(f"  {devices:5d} devices: simulated p99 {1e3 * sim:.1f} ms")
+                print(f"  {devices:5d} devices: simulated p50 {1e3 * both['p50']['sim']:.1f} p99 "
+                      f"{1e3 * sim:.1f} ms, sim/real p50 {both['p50']['ratio']:.2f} p95 "
+                      f"{both['p95']['ratio']:.2f} p99 {both['p99']['ratio']:.2f}; transport "
+                      f"{1e3 * d['sim_vs_real']['transport_s']:.2f} ms")  # fmt: skip
             curves.setdefault(f"{label}: measured", ([], []))[0].append(
                 d["requests"] / args.duration
             )
