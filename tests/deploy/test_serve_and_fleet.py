@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tinylarge.deploy.broker import Broker
+from tinylarge.deploy.clock import MAX_LEAD_S
 from tinylarge.deploy.device import FleetConfig
 from tinylarge.deploy.fleet import Fleet
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes
@@ -333,10 +334,13 @@ def test_the_fleet_applies_each_requests_device_time_and_radio_delays(
     edge = records.route == BY_EDGE
     assert edge.sum() == n - 2 and records.route[5] == records.route[9] == TIMED_OUT
     # device time + uplink + the real round trip + downlink: never less than the emulated part
-    assert (records.latency_s[edge] >= 0.055).all() and np.median(records.latency_s[edge]) < 0.1
-    assert 0.005 <= records.latency_s[5] < 0.02  # lost on the air: answers itself at once
+    # (but for the timer's head start: `tinylarge.deploy.clock` ends sleeps on time on average)
+    early = MAX_LEAD_S
+    assert (records.latency_s[edge] >= 0.055 - early).all()
+    assert np.median(records.latency_s[edge]) < 0.1
+    assert 0.005 - early <= records.latency_s[5] < 0.02  # lost on the air: answers itself at once
     assert records.mqtt_bytes_up[5] == 0 and records.bytes_up[5] > 0  # on air, never at the broker
-    assert records.latency_s[9] >= 0.005 + 0.030 + 0.3  # the reply never came: the deadline
+    assert records.latency_s[9] >= 0.005 + 0.030 + 0.3 - early  # no reply came: the deadline
 
 
 def test_devices_that_drop_off_the_broker_fall_back_and_come_back(
