@@ -185,6 +185,7 @@ def tiny_int8_metrics(result: RunResult, class_names: tuple[str, ...]) -> dict[s
         "footprint": fp.to_dict(),
         "quantization": result.quantization,
         "onnxruntime_check": result.int8_checks,
+        "tflm_check": result.tflm_check,
         "source_model_sha256": model.manifest.get("source_model_sha256"),
     }
 

@@ -57,6 +57,15 @@ def _quantization(metrics: dict[str, Any]) -> str:
         f"{check['tflm_arithmetic_max_abs_diff_lsb']} LSB, same class on "
         f"{_pct(check['tflm_vs_onnxruntime_same_class_fraction'])})."
     )
+    tflm = m.get("tflm_check")
+    if tflm:
+        body += paragraph(
+            "**TensorFlow Lite Micro itself**: the exported `tiny_int8.tflite` (int8, schema 3) "
+            f"run by TFLM's interpreter and reference kernels on the same {tflm['frames']:,} "
+            f"frames: {tflm['mismatches']:,} of {tflm['elements']:,} output values differ from "
+            f"the integer runtime's TFLM arithmetic (largest difference {tflm['max_abs_lsb']} "
+            "LSB). The file runs unchanged on a microcontroller with TFLM."
+        )
     return body
 
 

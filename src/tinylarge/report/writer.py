@@ -16,10 +16,12 @@ from tinylarge.report.sections import SECTIONS
 from tinylarge.sim.state import RunResult
 from tinylarge.tiny.model_file import save_tiny_model
 from tinylarge.tiny.onnx_export import export_onnx
+from tinylarge.tiny.tflite_export import export_tflite
 
 #: The int8 tiny model in the run directory, and its ONNX export beside it.
 TINY_INT8_FILE = "tiny_int8.tlm"
 TINY_INT8_ONNX_FILE = "tiny_int8.onnx"
+TINY_INT8_TFLITE_FILE = "tiny_int8.tflite"
 #: The run's fitted deployable policies, one JSON file each (`tinylarge.integrate.persistence`).
 POLICIES_DIR = "policies"
 
@@ -35,9 +37,10 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
     """Write the run directory and return the path of ``report.html``.
 
     Layout: ``scenario.toml`` (resolved), ``metrics.json``, ``plots/*.png``,
-    ``models/<role>.safetensors`` + ``models/<role>.json``, ``tiny_int8.tlm`` (the int8 model)
-    and ``tiny_int8.onnx`` (its ONNX export), ``policies/<name>.json`` (the fitted policies a
-    device can run), ``report.html`` (self-contained).
+    ``models/<role>.safetensors`` + ``models/<role>.json``, ``tiny_int8.tlm`` (the int8 model),
+    ``tiny_int8.onnx`` and ``tiny_int8.tflite`` (its ONNX and TFLite exports),
+    ``policies/<name>.json`` (the fitted policies a device can run), ``report.html``
+    (self-contained).
     """
     run_dir = Path(run_dir)
     plots_dir = run_dir / "plots"
@@ -54,6 +57,7 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
     if result.tiny_int8 is not None:
         save_tiny_model(result.tiny_int8, run_dir / TINY_INT8_FILE)
         export_onnx(result.tiny_int8, run_dir / TINY_INT8_ONNX_FILE)
+        export_tflite(result.tiny_int8, run_dir / TINY_INT8_TFLITE_FILE)
     metrics = collect(result)
     _write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     sections = [s for build in SECTIONS if (s := build(result, metrics, plots_dir)) is not None]

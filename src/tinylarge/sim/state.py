@@ -66,6 +66,9 @@ class RunState:
         How it was quantized: accuracy before/after on held-out training frames, QAT or not.
     int8_checks : dict
         Agreement of the integer runtime with ONNX Runtime on the test set.
+    tflm_check : dict
+        The integer runtime's ``tflm`` arithmetic against TensorFlow Lite Micro's interpreter
+        running the exported ``.tflite`` on every test frame (`tinylarge.tiny.tflm_check`).
     footprints : dict of MCU name -> Footprint
         Flash, peak SRAM, latency and energy of ``tiny_int8`` on each MCU profile.
     network : dict
@@ -95,6 +98,7 @@ class RunState:
     tiny_int8: TinyModel | None = None
     quantization: dict[str, Any] = field(default_factory=dict)
     int8_checks: dict[str, Any] = field(default_factory=dict)
+    tflm_check: dict[str, Any] = field(default_factory=dict)
     footprints: dict[str, Footprint] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)
     split_exit: SplitExit | None = None

@@ -22,6 +22,7 @@ from tinylarge.tiny.onnx_export import run_onnxruntime
 from tinylarge.tiny.qat import quantization_aware_finetune
 from tinylarge.tiny.quantize import quantize_model
 from tinylarge.tiny.runtime import run as run_int8
+from tinylarge.tiny.tflm_check import tflm_check
 
 
 def mcu_profiles(scenario: Scenario) -> dict[str, McuProfile]:
@@ -143,7 +144,8 @@ def quantize_tiny_stage(state: RunState, ctx: StageContext) -> str:
 
 def evaluate_int8_stage(state: RunState, ctx: StageContext) -> str:
     """Run the int8 model on the test set with the integer runtime (TFLM arithmetic), compare
-    its ONNX-arithmetic output with ONNX Runtime's, and cost it on every MCU profile."""
+    its ONNX-arithmetic output with ONNX Runtime's and its TFLM arithmetic with TensorFlow Lite
+    Micro's interpreter on the exported ``.tflite``, and cost it on every MCU profile."""
     task, model = state.require_task(), state.require_tiny_int8()
     x_q = model.quantize_input(task.x_test)
     out_tflm = run_int8(model, x_q, arithmetic="tflm").reshape(task.n_test, -1)
@@ -171,6 +173,8 @@ def evaluate_int8_stage(state: RunState, ctx: StageContext) -> str:
         state.int8_checks["int8_vs_float_same_class_fraction"] = float(
             np.mean(out_tflm.argmax(axis=1) == float_tiny.argmax(axis=1))
         )
+    # the .tflite export run by TensorFlow Lite Micro itself, on every test frame
+    state.tflm_check = tflm_check(model, x_q).to_dict()
     state.footprints = {
         name: footprint(model, profile) for name, profile in mcu_profiles(state.scenario).items()
     }
@@ -179,7 +183,9 @@ def evaluate_int8_stage(state: RunState, ctx: StageContext) -> str:
     exact = state.int8_checks["onnx_arithmetic_equal_frames_fraction"]
     return (
         f"int8 accuracy {state.evaluations[TINY_INT8_ROLE].accuracy:.1%}; ONNX Runtime "
-        f"bit-exact on {exact:.2%} of frames; {target}: {fp.latency_s * 1e3:.2f} ms, "
+        f"bit-exact on {exact:.2%} of frames; TFLM interpreter: "
+        f"{state.tflm_check['mismatches']:,} of {state.tflm_check['elements']:,} outputs "
+        f"differ; {target}: {fp.latency_s * 1e3:.2f} ms, "
         f"{fp.energy_j * 1e6:.0f} uJ, {'fits' if fp.fits else 'does NOT fit'}"
     )
 
