@@ -149,8 +149,6 @@ def test_tiny_run_refuses_wrong_dtype_shape_and_damaged_models(
     broken.write_bytes(tlm_file.read_bytes()[:100])
     result = runner.invoke(app, ["tiny", "inspect", str(broken)])
     assert result.exit_code == 2 and "not a valid TinyModel file" in result.output
-    result = runner.invoke(app, ["tiny", "export", str(tlm_file), "--format", "tflite"])
-    assert result.exit_code == 2 and "supported: onnx" in result.output
 
 
 def test_net_inspect_prints_coverage_per_profile_and_writes_the_map(tmp_path: Path) -> None:
@@ -160,3 +158,52 @@ def test_net_inspect_prints_coverage_per_profile_and_writes_the_map(tmp_path: Pa
     for name in ("nb_iot", "redcap", "fr2_mmwave", "sub_thz"):
         assert name in result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tiny_export_tflite_and_run_it_through_tflm(tlm_file: Path, tmp_path: Path) -> None:
+    from tinylarge.tiny.model_file import load_tiny_model
+    from tinylarge.tiny.runtime import run as run_int8
+    from tinylarge.tiny.tflite_export import to_nhwc
+
+    tflite = tmp_path / "m.tflite"
+    result = runner.invoke(
+        app, ["tiny", "export", str(tlm_file), "--format", "tflite", "--out", str(tflite)]
+    )
+    assert result.exit_code == 0, result.output
+    assert tflite.read_bytes()[4:8] == b"TFL3"
+    x = np.random.default_rng(2).integers(-128, 128, (16, 2, 128), dtype=np.int8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "x_nhwc.npy", to_nhwc(x))  # a .tflite takes its own layout
+    expected = run_int8(load_tiny_model(tlm_file), x, arithmetic="tflm")
+    for model, frames in ((tlm_file, "x.npy"), (tflite, "x_nhwc.npy")):
+        args = ["tiny", "run", str(model), "--runtime", "tflm-interpreter",
+                "-i", str(tmp_path / frames), "-o", str(tmp_path / "y.npy")]  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        np.testing.assert_array_equal(np.load(tmp_path / "y.npy").reshape(16, 8), expected)
+
+
+def test_tiny_export_and_run_refuse_unknown_formats_and_runtimes(
+    tlm_file: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["tiny", "export", str(tlm_file), "--format", "pb"])
+    assert result.exit_code == 2 and "supported: onnx, tflite, c" in result.output
+    np.save(tmp_path / "x.npy", np.zeros((1, 2, 128), np.int8))
+    base = ["tiny", "run", "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]
+    result = runner.invoke(app, [*base, str(tlm_file), "--runtime", "litert"])
+    assert result.exit_code == 2 and "use 'numpy' or 'tflm-interpreter'" in result.output
+    fake = tmp_path / "m.tflite"
+    fake.write_bytes(b"not a model")
+    result = runner.invoke(app, [*base, str(fake)])
+    assert result.exit_code == 2 and "run it with --runtime tflm-interpreter" in result.output
+    result = runner.invoke(app, [*base, str(fake), "--runtime", "tflm-interpreter"])
+    assert result.exit_code == 2 and "TFLM cannot load" in result.output
+
+
+def test_tiny_export_c_writes_a_self_contained_library(tlm_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lib"
+    result = runner.invoke(app, ["tiny", "export", str(tlm_file), "--format", "c", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    assert {"tl_model.h", "tl_kernels.c"} <= names and any(n.endswith("model.c") for n in names)
+    assert "malloc" not in "".join(p.read_text() for p in out.glob("*.c") if "main" not in p.name)

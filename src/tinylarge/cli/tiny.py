@@ -66,56 +66,129 @@ def inspect(
         raise typer.Exit(code=1)
 
 
+EXPORT_FORMATS = ("onnx", "tflite", "c")
+
+
 @tiny_app.command()
 def export(
     model_path: ModelArgument,
-    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    format: Annotated[
+        str, typer.Option("--format", help=f"Export format: {', '.join(EXPORT_FORMATS)}.")
+    ] = "onnx",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output file (default: MODEL with .onnx).")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file (onnx, tflite; default MODEL with its suffix) or "
+            "directory (c; default MODEL_c/).",
+        ),
     ] = None,
 ) -> None:
-    """Export the int8 model (ONNX with QLinear operators, int8 in and out)."""
-    if format != "onnx":
-        raise _fail(f"--format {format!r} is not supported; supported: onnx")
-    from tinylarge.tiny.onnx_export import export_onnx  # onnx: only when exporting
-
+    """Export the int8 model: ONNX (QLinear operators), a standard int8 .tflite that
+    TensorFlow Lite Micro runs, or a self-contained C99 library (no interpreter, no malloc)."""
+    if format not in EXPORT_FORMATS:
+        raise _fail(f"--format {format!r} is not supported; supported: {', '.join(EXPORT_FORMATS)}")
     model = _load(model_path)
-    path = export_onnx(model, out or model_path.with_suffix(".onnx"))
+    if format == "onnx":
+        from tinylarge.tiny.onnx_export import export_onnx  # onnx: only when exporting
+
+        path = export_onnx(model, out or model_path.with_suffix(".onnx"))
+    elif format == "tflite":
+        from tinylarge.tiny.tflite_export import export_tflite
+
+        path = export_tflite(model, out or model_path.with_suffix(".tflite"))
+    else:
+        from tinylarge.tiny.codegen import export_c
+
+        path = Path(out or model_path.with_name(f"{model_path.stem}_c"))
+        export_c(model, path)
     console.print(f"wrote {path}", highlight=False)
+
+
+def _read_frames(input_path: Path, shape: tuple[int, ...], layout: str) -> np.ndarray:
+    try:
+        x: np.ndarray = np.load(input_path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise _fail(f"cannot read {input_path} as a .npy array: {error}") from None
+    if x.dtype != np.int8 or tuple(x.shape[1:]) != tuple(shape):
+        raise _fail(
+            f"{input_path} holds {x.dtype} of shape {x.shape}; the model needs int8 of shape "
+            f"(batch, {', '.join(map(str, shape))}) ({layout})"
+        )
+    return x
 
 
 @tiny_app.command("run")
 def run_command(
-    model_path: ModelArgument,
+    model_path: Annotated[
+        Path,
+        typer.Argument(
+            help="A TinyModel file (.tlm) or, with the TFLM runtime, a .tflite.", dir_okay=False
+        ),
+    ],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="int8 .npy, batch first.")],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="Where to write .npy.")],
+    runtime: Annotated[
+        str,
+        typer.Option(
+            "--runtime",
+            help="'numpy': this project's integer runtime; 'tflm-interpreter': TensorFlow Lite "
+            "Micro's own interpreter and reference kernels (the tflite-micro package).",
+        ),
+    ] = "numpy",
     arithmetic: Annotated[
         str,
         typer.Option(
             "--arithmetic",
-            help="'onnx': the bytes ONNX Runtime gives for the exported file; 'tflm': "
-            "TensorFlow Lite Micro's fixed-point requantization (what a microcontroller runs).",
+            help="numpy runtime: 'onnx': the bytes ONNX Runtime gives for the exported file; "
+            "'tflm': TensorFlow Lite Micro's fixed-point requantization (what a "
+            "microcontroller runs).",
         ),
     ] = "onnx",
 ) -> None:
-    """Run the integer runtime on an int8 input array and write the int8 output array."""
+    """Run an int8 model on an int8 input array and write the int8 output array. Frames are
+    channel-major as in the .tlm model; a .tflite file takes them in its own NHWC layout."""
+    if runtime not in ("numpy", "tflm-interpreter"):
+        raise _fail(f"--runtime {runtime!r} is not supported; use 'numpy' or 'tflm-interpreter'")
     if arithmetic not in ("onnx", "tflm"):
         raise _fail(f"--arithmetic {arithmetic!r} is not supported; use 'onnx' or 'tflm'")
-    mode: Literal["onnx", "tflm"] = "onnx" if arithmetic == "onnx" else "tflm"
-    model = _load(model_path)
-    try:
-        x = np.load(input_path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise _fail(f"cannot read {input_path} as a .npy array: {error}") from None
-    expected = model.input_spec.shape
-    if x.dtype != np.int8 or x.shape[1:] != expected:
-        raise _fail(
-            f"{input_path} holds {x.dtype} of shape {x.shape}; the model needs int8 of shape "
-            f"(batch, {', '.join(map(str, expected))})"
-        )
-    from tinylarge.tiny.runtime import run as run_int8
+    if model_path.suffix == ".tflite":
+        if runtime != "tflm-interpreter":
+            raise _fail(f"{model_path} is a .tflite file: run it with --runtime tflm-interpreter")
+        y = _run_tflite(model_path, input_path)
+    else:
+        model = _load(model_path)
+        x = _read_frames(input_path, model.input_spec.shape, "channel-major")
+        if runtime == "tflm-interpreter":
+            from tinylarge.tiny.tflm_check import tflm_run
 
-    y = run_int8(model, x, arithmetic=mode)
+            y = tflm_run(model, x)
+        else:
+            from tinylarge.tiny.runtime import run as run_int8
+
+            mode: Literal["onnx", "tflm"] = "onnx" if arithmetic == "onnx" else "tflm"
+            y = run_int8(model, x, arithmetic=mode)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(output_path, y)
     console.print(f"wrote {output_path}: int8 {y.shape}", highlight=False)
+
+
+def _run_tflite(model_path: Path, input_path: Path) -> np.ndarray:
+    """A .tflite file through TFLM, frames in the file's own input layout."""
+    from tflite_micro import runtime as tflm
+
+    try:
+        interpreter = tflm.Interpreter.from_bytes(model_path.read_bytes())
+    except Exception as error:  # OSError, TFLM's RuntimeError, parse errors of non-models
+        raise _fail(f"TFLM cannot load {model_path}: {error} (its reason is on stderr)") from None
+    details = interpreter.get_input_details(0)
+    if details["dtype"] is not np.int8:
+        raise _fail(f"{model_path} takes {details['dtype']}; only int8 models are supported")
+    x = _read_frames(input_path, tuple(int(d) for d in details["shape"][1:]), "NHWC")
+    outputs = []
+    for frame in x:
+        interpreter.set_input(np.ascontiguousarray(frame[None]), 0)
+        interpreter.invoke()
+        outputs.append(interpreter.get_output(0)[0].copy())
+    return np.stack(outputs)
