@@ -186,6 +186,7 @@ def tiny_int8_metrics(result: RunResult, class_names: tuple[str, ...]) -> dict[s
         "quantization": result.quantization,
         "onnxruntime_check": result.int8_checks,
         "tflm_check": result.tflm_check,
+        **({"c_check": result.c_check.to_dict()} if result.c_check is not None else {}),
         "source_model_sha256": model.manifest.get("source_model_sha256"),
     }
 

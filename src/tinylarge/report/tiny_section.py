@@ -9,6 +9,7 @@ from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, table
 from tinylarge.sim.state import TINY_INT8_ROLE, RunResult
 from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, layer_table_rows
+from tinylarge.tiny.measured import applies_to, comparison_rows
 
 
 def _pct(value: float | None) -> str:
@@ -69,6 +70,41 @@ def _quantization(metrics: dict[str, Any]) -> str:
     return body
 
 
+def _generated_c(result: RunResult, metrics: dict[str, Any]) -> str:
+    """The generated C on an emulated Cortex-M4, and estimate vs measurement."""
+    m = metrics["models"][TINY_INT8_ROLE]
+    check = result.c_check
+    if check is None:
+        reason = m.get("c_check", {}).get("skipped", "not run")
+        return paragraph(f"**Generated C on a Cortex-M4**: not measured in this run ({reason}).")
+    body = paragraph(
+        "**Generated C on a Cortex-M4, measured.** `tiny_int8_c/` is the model as a "
+        "self-contained C99 library (const weights, one static activation arena at the memory "
+        "plan's offsets, TFLM's reference integer kernels, no interpreter, no malloc). Built "
+        "with `arm-none-eabi-gcc -mcpu=cortex-m4 -O2` and run under QEMU (`mps2-an386`) on "
+        f"{check.frames:,} test frames: {check.mismatches:,} output values differ from the "
+        "integer runtime. Flash = text + data of the library's objects (`arm-none-eabi-size`); "
+        "SRAM = its data + bss (the arena) + the stack's high-water mark (painted); "
+        "instructions counted by a QEMU plugin. Instructions are not cycles: the latency "
+        "below is a lower bound (each Cortex-M4 instruction takes at least one cycle)."
+    )
+    target = result.scenario.tiny.target_mcu
+    estimate = result.footprints[target]
+    if applies_to(estimate.mcu):
+        body += table(
+            ["", f"estimate: {estimate.mcu.runtime} on {target}", "measured: generated C"],
+            comparison_rows(estimate, check),
+        )
+    else:
+        body += paragraph(
+            f"Measured: flash {check.flash_bytes:,} B, SRAM {check.sram_bytes:,} B (stack "
+            f"{check.stack_bytes:,} B), {check.instructions_per_inference:,.0f} instructions "
+            f"per inference ({check.instructions_per_mac:.2f} per MAC). The target {target} "
+            f"has a {estimate.mcu.core}, not a Cortex-M4: no side-by-side comparison."
+        )
+    return body
+
+
 def _footprint(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> str:
     m = metrics["models"][TINY_INT8_ROLE]
     rows = []
@@ -120,4 +156,5 @@ def tiny_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) ->
     if TINY_INT8_ROLE not in metrics["models"]:
         return None
     body = _distillation(metrics) + _quantization(metrics) + _footprint(result, metrics, plots_dir)
+    body += _generated_c(result, metrics)
     return Section("TinyML: distillation, int8 and microcontrollers", body)

@@ -14,6 +14,7 @@ from tinylarge.report.html import page
 from tinylarge.report.metrics import collect
 from tinylarge.report.sections import SECTIONS
 from tinylarge.sim.state import RunResult
+from tinylarge.tiny.codegen import export_c
 from tinylarge.tiny.model_file import save_tiny_model
 from tinylarge.tiny.onnx_export import export_onnx
 from tinylarge.tiny.tflite_export import export_tflite
@@ -22,6 +23,7 @@ from tinylarge.tiny.tflite_export import export_tflite
 TINY_INT8_FILE = "tiny_int8.tlm"
 TINY_INT8_ONNX_FILE = "tiny_int8.onnx"
 TINY_INT8_TFLITE_FILE = "tiny_int8.tflite"
+TINY_INT8_C_DIR = "tiny_int8_c"
 #: The run's fitted deployable policies, one JSON file each (`tinylarge.integrate.persistence`).
 POLICIES_DIR = "policies"
 
@@ -38,7 +40,8 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
 
     Layout: ``scenario.toml`` (resolved), ``metrics.json``, ``plots/*.png``,
     ``models/<role>.safetensors`` + ``models/<role>.json``, ``tiny_int8.tlm`` (the int8 model),
-    ``tiny_int8.onnx`` and ``tiny_int8.tflite`` (its ONNX and TFLite exports),
+    ``tiny_int8.onnx``, ``tiny_int8.tflite`` and ``tiny_int8_c/`` (its ONNX, TFLite and C99
+    exports),
     ``policies/<name>.json`` (the fitted policies a device can run), ``report.html``
     (self-contained).
     """
@@ -58,6 +61,7 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
         save_tiny_model(result.tiny_int8, run_dir / TINY_INT8_FILE)
         export_onnx(result.tiny_int8, run_dir / TINY_INT8_ONNX_FILE)
         export_tflite(result.tiny_int8, run_dir / TINY_INT8_TFLITE_FILE)
+        export_c(result.tiny_int8, run_dir / TINY_INT8_C_DIR)
     metrics = collect(result)
     _write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     sections = [s for build in SECTIONS if (s := build(result, metrics, plots_dir)) is not None]

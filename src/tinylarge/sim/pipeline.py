@@ -10,6 +10,7 @@ import torch
 
 from tinylarge.config.scenario import Scenario
 from tinylarge.models.cache import ModelCache
+from tinylarge.sim.codegen_stage import tiny_c_stage
 from tinylarge.sim.colearning_stages import check_colearning_config, colearning_stage
 from tinylarge.sim.net_stages import check_network_config, network_stage
 from tinylarge.sim.policy_stages import policies_stage
@@ -53,6 +54,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("quantize_tiny", "Quantize the tiny model to int8", quantize_tiny_stage),
     Stage("evaluate", "Evaluate the float models on the test set", evaluate_stage),
     Stage("evaluate_int8", "Run the int8 model, check it, cost it on MCUs", evaluate_int8_stage),
+    Stage("tiny_c", "Generate C for the int8 model, run it on an emulated Cortex-M4", tiny_c_stage),
     Stage("network", "Simulate the 6G cell: coverage, messages, queues, energy", network_stage),
     Stage(
         "split_exit", "Graft a bottleneck and an exit head onto the large model", split_exit_stage

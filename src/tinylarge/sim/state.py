@@ -14,6 +14,7 @@ from tinylarge.models.evaluation import Evaluation
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.training import TrainingReport
 from tinylarge.secure.messages import reply_payload_bytes
+from tinylarge.tiny.codegen.check import CCheck
 from tinylarge.tiny.footprint import Footprint
 from tinylarge.tiny.graph import TinyModel
 
@@ -69,6 +70,9 @@ class RunState:
     tflm_check : dict
         The integer runtime's ``tflm`` arithmetic against TensorFlow Lite Micro's interpreter
         running the exported ``.tflite`` on every test frame (`tinylarge.tiny.tflm_check`).
+    c_check : CCheck, optional
+        The generated C on an emulated Cortex-M4: agreement and measured footprint
+        (``tiny_c`` stage; None when skipped).
     footprints : dict of MCU name -> Footprint
         Flash, peak SRAM, latency and energy of ``tiny_int8`` on each MCU profile.
     network : dict
@@ -99,6 +103,7 @@ class RunState:
     quantization: dict[str, Any] = field(default_factory=dict)
     int8_checks: dict[str, Any] = field(default_factory=dict)
     tflm_check: dict[str, Any] = field(default_factory=dict)
+    c_check: CCheck | None = None
     footprints: dict[str, Footprint] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)
     split_exit: SplitExit | None = None
