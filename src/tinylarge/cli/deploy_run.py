@@ -3,6 +3,7 @@ with the link emulated, the simulator's prediction for the same requests beside 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -237,15 +238,16 @@ def deploy(
         if code != 0:
             tail = fleet_log.read_text(errors="replace")[-2000:]
             raise fail(f"the fleet exited with code {code}; its log:\n{tail}")
-    finally:
-        if fleet is not None and fleet.poll() is None:  # interrupted: stop the devices first
-            fleet.terminate()
-            fleet.wait(30)
-        if injector is not None:
-            injector.join()
-        edge.stop()
-        if broker_process is not None:
-            broker_process.stop()
+    finally:  # every step runs even if one fails: no broker or edge left behind
+        with contextlib.ExitStack() as cleanup:
+            if broker_process is not None:
+                cleanup.callback(broker_process.stop)
+            cleanup.callback(edge.stop)
+            if injector is not None:
+                cleanup.callback(injector.join)
+            if fleet is not None and fleet.poll() is None:  # interrupted: the devices first
+                cleanup.callback(fleet.wait, 30)
+                cleanup.callback(fleet.terminate)
     records, labels, installed = load_records(records_path)
     stats = json.loads((layout.edge_state / STATS_FILE).read_text())
     metrics = {
