@@ -267,3 +267,34 @@ def test_table_rows_and_dict() -> None:
     assert len(data["layers"]) == len(fp.layers)
     assert data["layers"][0]["output_shape"] == [16, 32, 32]
     assert math.isclose(data["latency_s"], fp.latency_s)
+
+
+def _measurement(macs: int) -> object:
+    from tinylarge.tiny.codegen.build import SectionSizes
+    from tinylarge.tiny.codegen.check import CCheck
+
+    return CCheck(
+        frames=10, mismatches=0, max_abs_lsb=0, flash_bytes=5_000, sram_bytes=1_500,
+        stack_bytes=300, arena_bytes=1_100, instructions_per_inference=800_000.0,
+        instructions_per_mac=800_000.0 / macs, macs=macs,
+        library=SectionSizes(5_000, 0, 1_200), program=SectionSizes(40_000, 2_000, 1_700),
+    )  # fmt: skip
+
+
+def test_generated_c_footprint_estimated_and_measured() -> None:
+    from tinylarge.tiny.examples import random_tiny_cnn
+
+    model = random_tiny_cnn(np.random.default_rng(0))
+    c_profile, interpreter = MCU_PROFILES["stm32l4r5_c"], MCU_PROFILES["stm32l4r5_tflm_ref"]
+    estimate = footprint(model, c_profile)
+    tflm = footprint(model, interpreter)
+    # no interpreter and no flatbuffer in the generated C's estimate
+    assert estimate.flash.graph_bytes == estimate.flash.runtime_code_bytes == 0
+    assert estimate.flash_bytes < tflm.flash_bytes
+    assert estimate.latency_s == pytest.approx(estimate.macs * 16.5 / 120e6)
+    measured = footprint(model, c_profile, measured=_measurement(estimate.macs))  # type: ignore[arg-type]
+    assert measured.flash_bytes == 5_000 and measured.peak_sram_bytes == 1_500
+    assert measured.sram.arena_bytes == 1_100
+    assert measured.latency_s == pytest.approx(800_000 / 120e6)  # one cycle per instruction
+    with pytest.raises(ValueError, match="applies to a Cortex-M4 profile"):
+        footprint(model, interpreter, measured=_measurement(estimate.macs))  # type: ignore[arg-type]

@@ -37,17 +37,20 @@ active_power_w x latency_s (mcu.md: power is nearly constant across tasks on a g
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from tinylarge.tiny.graph import WEIGHTED, Op, TinyModel
-from tinylarge.tiny.mcu import McuProfile, mcu_profile
+from tinylarge.tiny.mcu import GENERATED_C_RUNTIME, McuProfile, mcu_profile
 from tinylarge.tiny.memory_plan import (
     TFLM_ALIGNMENT_BYTES,
     MemoryPlan,
     plan_memory,
     tensor_lifetimes,
 )
+
+if TYPE_CHECKING:  # the codegen imports this module
+    from tinylarge.tiny.codegen.check import CCheck
 
 #: int32 bias, bytes per output channel.
 BIAS_BYTES = 4
@@ -300,6 +303,7 @@ def footprint(
     cmsis_nn_scratch: bool = True,
     include_runtime_code: bool = True,
     per_op_overhead_cycles: float = 0.0,
+    measured: CCheck | None = None,
 ) -> Footprint:
     """Per-layer table, flash, peak SRAM, latency and energy of ``model`` on ``mcu``.
 
@@ -321,6 +325,13 @@ def footprint(
         Fixed cycles added per op. 0 by default: the measured cycles/MAC figures already
         include per-op dispatch, so adding more would count it twice for networks like those
         they were measured on; use it for very small models dominated by dispatch.
+    measured : CCheck, optional
+        This model's generated C measured on a Cortex-M4 (`tinylarge.tiny.codegen.c_check`).
+        Only for a profile whose runtime is the generated C (``GENERATED_C_RUNTIME``) on a
+        Cortex-M4 core: flash and SRAM are then the measured ones (flash: ``weights`` and
+        ``biases`` as counted, the rest of the library as ``runtime_code_bytes``; SRAM: the
+        arena, and data + bss + stack as ``persistent_bytes``) and the latency is the counted
+        instructions at one cycle each, a lower bound (`tinylarge.tiny.measured`).
 
     Returns
     -------
@@ -349,6 +360,19 @@ def footprint(
     )
     macs = sum(row.macs for row in layers)
     cycles = macs * profile.cycles_per_mac + len(model.ops) * per_op_overhead_cycles
+    if profile.runtime == GENERATED_C_RUNTIME:  # no interpreter, no flatbuffer
+        flash = replace(flash, graph_bytes=0, runtime_code_bytes=0)
+    if measured is not None:
+        if profile.runtime != GENERATED_C_RUNTIME or not profile.core.startswith("Cortex-M4"):
+            raise ValueError(
+                f"a generated-C measurement applies to a Cortex-M4 profile with the runtime "
+                f"{GENERATED_C_RUNTIME!r}, not {profile.core} with {profile.runtime!r}"
+            )
+        params = flash.weights_bytes + flash.biases_bytes
+        flash = FlashBreakdown(flash.weights_bytes, flash.biases_bytes, 0, 0,
+                               max(measured.flash_bytes - params, 0))  # fmt: skip
+        sram = SramBreakdown(measured.arena_bytes, measured.sram_bytes - measured.arena_bytes, 0)
+        cycles = measured.instructions_per_inference  # >= 1 cycle per instruction
     latency_s = cycles / profile.clock_hz
     return Footprint(
         layers=layers,

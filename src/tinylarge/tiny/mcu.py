@@ -89,6 +89,19 @@ M7_X_CUBE_AI_CYCLES_PER_MAC = 2.5
 #: Same, TinyEngine (code generator): 280 ms (TinyEngine README). Derived.
 M7_TINYENGINE_CYCLES_PER_MAC = 2.0
 
+#: This project's generated C (`tinylarge.tiny.codegen`: portable C, TFLM reference
+#: arithmetic, no SIMD) on a Cortex-M4: 16.5 instructions per MAC counted under QEMU
+#: (mps2-an386) for the smoke preset's tiny CNN (47,712 MACs), 2026-12-02. A Cortex-M4
+#: instruction takes at least one cycle (Cortex-M4 TRM, DDI 0439), so this is a LOWER BOUND
+#: on cycles per MAC. Where a run measured its own model, `footprint(..., measured=...)` uses
+#: that model's flash, SRAM and instruction count instead.
+M4_GENERATED_C_CYCLES_PER_MAC = 16.5
+GENERATED_C_RUNTIME = "tinylarge generated C"
+GENERATED_C_SOURCE = (
+    "cycles/MAC is a LOWER BOUND: 16.5 instructions/MAC of tinylarge's generated C counted "
+    "under QEMU (smoke tiny CNN), at least 1 cycle per instruction (Cortex-M4 TRM)"
+)
+
 # --- MLPerf Tiny v1.0 keyword spotting with X-CUBE-AI (mcu.md, "MLPerf Tiny measured results") --
 # Same network and runtime on two boards gives the cycles ratio between their cores/memories.
 _KWS_X_CUBE_AI_L4R5_S = 75e-3  # STM32L4R5 (Cortex-M4F) @ 120 MHz
@@ -165,6 +178,12 @@ def _builtin_profiles() -> dict[str, McuProfile]:
             cycles_per_mac=M4_CMSIS_NN_CYCLES_PER_MAC,
             source=f"{ml}: CMSIS-NN 3.7 cycles/MAC (MLPerf Tiny v1.0 OctoML, 390 ms, derived); "
             f"{l4r5_board}",
+        ),
+        "stm32l4r5_c": McuProfile(
+            **l4r5,
+            runtime=GENERATED_C_RUNTIME,
+            cycles_per_mac=M4_GENERATED_C_CYCLES_PER_MAC,
+            source=f"{GENERATED_C_SOURCE}; {l4r5_board}",
         ),
         "stm32l4r5_tflm_ref": McuProfile(
             **l4r5,
