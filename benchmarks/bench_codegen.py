@@ -9,11 +9,11 @@ The model is `tinylarge.tiny.examples.random_tiny_cnn` (the default tiny CNN's l
 (2, 128) radio frame, random int8 weights) or a saved TinyModel given with ``--model``.
 
 Host: every runner in `make_runners` (the generated C compiled with the host gcc -O2 and called
-through ctypes, and the numpy runtime ``run(..., arithmetic="tflm")``) maps the same int8
+through ctypes, the numpy runtime ``run(..., arithmetic="tflm")``, and TensorFlow Lite Micro's
+own interpreter on the exported ``.tflite``, one frame per invoke) maps the same int8
 frames to outputs; printed are the median wall time over the repeats (after one warm-up) and
 frames per second, batched (all frames in one call) and single-frame (one call per frame, over
 the first ``--single`` frames), and whether every runner's outputs equal the numpy runtime's.
-Add a runner (e.g. the TFLM interpreter) by adding an entry to the dict `make_runners` returns.
 
 Cortex-M4 (unless ``--no-qemu``): `tinylarge.tiny.codegen.c_check` on ``--qemu-frames`` frames
 under QEMU mps2-an386: mismatches, instructions per inference (within the model library's
@@ -41,6 +41,8 @@ from tinylarge.tiny.footprint import footprint
 from tinylarge.tiny.graph import TinyModel
 from tinylarge.tiny.model_file import load_tiny_model
 from tinylarge.tiny.runtime import run
+from tinylarge.tiny.tflite_export import to_tflite
+from tinylarge.tiny.tflm_check import TflmInterpreter
 
 Runner = Callable[[np.ndarray], np.ndarray]
 #: MCU profile of the footprint estimate printed beside the measurement (a Cortex-M4).
@@ -58,9 +60,11 @@ def make_runners(model: TinyModel, work_dir: Path) -> dict[str, Runner]:
     """``{name: f(int8 frames (N, ...)) -> int8 outputs (N, ...)}``: the contenders."""
     export_c(model, work_dir)
     host = HostModel(work_dir)
+    tflm = TflmInterpreter(to_tflite(model), model.output_spec.shape)  # one frame per invoke
     return {
         "C (host gcc -O2, ctypes)": host.run,
         "numpy runtime (tflm)": lambda x: run(model, x, arithmetic="tflm"),
+        "TFLM interpreter (.tflite)": tflm.run,
     }
 
 

@@ -48,3 +48,20 @@ def mosquitto() -> str:
             pytest.fail(INSTALL_HINT)
         pytest.skip(INSTALL_HINT)
     return program
+
+
+@pytest.fixture(scope="session")
+def m4_toolchain() -> None:
+    """The Cortex-M4 cross compiler, QEMU and a host gcc (for QEMU's plugin). Without them,
+    tests that build and emulate are skipped with the install command, unless
+    TINYLARGE_REQUIRE_QEMU is set (CI: they must run)."""
+    from tinylarge.tiny.codegen.toolchain import have_tools, install_hint
+
+    missing = [
+        tool for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "gcc") if not have_tools(tool)
+    ]
+    if missing:
+        message = f"{', '.join(missing)} missing; " + "; ".join(map(install_hint, missing))
+        if os.environ.get("TINYLARGE_REQUIRE_QEMU"):
+            pytest.fail(message)
+        pytest.skip(message)

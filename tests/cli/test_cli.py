@@ -207,3 +207,14 @@ def test_tiny_export_c_writes_a_self_contained_library(tlm_file: Path, tmp_path:
     names = {p.name for p in out.iterdir()}
     assert {"tl_model.h", "tl_kernels.c"} <= names and any(n.endswith("model.c") for n in names)
     assert "malloc" not in "".join(p.read_text() for p in out.glob("*.c") if "main" not in p.name)
+
+
+@pytest.mark.slow
+def test_tiny_inspect_measure_shows_the_generated_c_beside_the_estimate(
+    tlm_file: Path, m4_toolchain: None
+) -> None:
+    result = runner.invoke(app, ["tiny", "inspect", str(tlm_file), "--measure"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "measured: generated C" in text and "instructions per MAC" in text
+    assert "generated C vs the integer runtime: 0 of 2,048 outputs differ" in text

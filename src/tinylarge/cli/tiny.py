@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tinylarge.cli.common import console
 from tinylarge.cli.common import fail as _fail
-from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, footprint, layer_table_rows
+from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, Footprint, footprint, layer_table_rows
 from tinylarge.tiny.graph import TinyModel, TinyModelError
 from tinylarge.tiny.mcu import MCU_PROFILES, UnknownMcuError, mcu_profile
 from tinylarge.tiny.model_file import load_tiny_model
@@ -38,8 +38,17 @@ def inspect(
     mcu: Annotated[
         str, typer.Option("--mcu", help=f"MCU profile: {', '.join(MCU_PROFILES)}.")
     ] = "stm32l4r5",
+    measure: Annotated[
+        bool,
+        typer.Option(
+            "--measure",
+            help="Also build the generated C for a Cortex-M4, run it under QEMU and show the "
+            "measured flash, SRAM, stack and instructions beside the estimate.",
+        ),
+    ] = False,
 ) -> None:
-    """Per-layer MACs, parameter and activation bytes; flash, peak SRAM, latency, energy."""
+    """Per-layer MACs, parameter and activation bytes; flash, peak SRAM, latency, energy
+    (estimated for the MCU's runtime; with --measure, measured for the generated C)."""
     model = _load(model_path)
     try:
         profile = mcu_profile(mcu)
@@ -58,12 +67,46 @@ def inspect(
         f"latency {fp.latency_s * 1e3:.3f} ms | energy {fp.energy_j * 1e6:.1f} uJ",
         highlight=False,
     )
+    if measure:
+        _print_measured(model, fp)
     if fp.fits:
         console.print(f"[green]fits[/] on {mcu}")
     else:
         for violation in fp.violations:
             console.print(f"[bold red]does not fit[/] on {mcu}: {violation}", highlight=False)
         raise typer.Exit(code=1)
+
+
+def _print_measured(model: TinyModel, estimate: Footprint) -> None:
+    """The generated C measured on an emulated Cortex-M4, beside the estimate."""
+    import tempfile
+
+    from tinylarge.tiny.codegen import ToolchainError, c_check
+    from tinylarge.tiny.measured import applies_to, comparison_rows
+
+    frames = np.random.default_rng(0).integers(-128, 128, (256, *model.input_spec.shape))
+    try:
+        with tempfile.TemporaryDirectory(prefix="tinylarge-inspect-") as work:
+            check = c_check(model, frames.astype(np.int8), work)
+    except ToolchainError as error:
+        raise _fail(f"--measure needs the Cortex-M4 toolchain and QEMU: {error}") from None
+    table = Table(title="estimate vs measured (generated C, Cortex-M4 under QEMU, 256 frames)")
+    for column in ("", f"estimate: {estimate.mcu.runtime}", "measured: generated C"):
+        table.add_column(column, justify="right")
+    for row in comparison_rows(estimate, check):
+        table.add_row(*row)
+    console.print(table)
+    if not applies_to(estimate.mcu):
+        console.print(
+            f"note: {estimate.mcu.part} has a {estimate.mcu.core}; the measurement is for a "
+            "Cortex-M4 binary",
+            highlight=False,
+        )
+    console.print(
+        f"generated C vs the integer runtime: {check.mismatches} of "
+        f"{check.frames * model.output_spec.size:,} outputs differ",
+        highlight=False,
+    )
 
 
 EXPORT_FORMATS = ("onnx", "tflite", "c")
