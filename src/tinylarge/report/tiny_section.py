@@ -86,7 +86,9 @@ def _generated_c(result: RunResult, metrics: dict[str, Any]) -> str:
         "integer runtime. Flash = text + data of the library's objects (`arm-none-eabi-size`); "
         "SRAM = its data + bss (the arena) + the stack's high-water mark (painted); "
         "instructions counted by a QEMU plugin. Instructions are not cycles: the latency "
-        "below is a lower bound (each Cortex-M4 instruction takes at least one cycle)."
+        "below is a lower bound (each Cortex-M4 instruction takes at least one cycle). In the "
+        "MCU table above, the profiles whose runtime is `tinylarge generated C` use this "
+        "measurement instead of an estimate."
     )
     target = result.scenario.tiny.target_mcu
     estimate = result.footprints[target]
