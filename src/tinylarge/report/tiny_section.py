@@ -58,8 +58,8 @@ def _quantization(metrics: dict[str, Any]) -> str:
         f"{check['tflm_arithmetic_max_abs_diff_lsb']} LSB, same class on "
         f"{_pct(check['tflm_vs_onnxruntime_same_class_fraction'])})."
     )
-    tflm = m.get("tflm_check")
-    if tflm:
+    tflm = m.get("tflm_check", {})
+    if "frames" in tflm:
         body += paragraph(
             "**TensorFlow Lite Micro itself**: the exported `tiny_int8.tflite` (int8, schema 3) "
             f"run by TFLM's interpreter and reference kernels on the same {tflm['frames']:,} "
