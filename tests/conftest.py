@@ -65,3 +65,11 @@ def m4_toolchain() -> None:
         if os.environ.get("TINYLARGE_REQUIRE_QEMU"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a real broker or emulator are ``system`` tests (CI's second pass,
+    on other CPU kernels, leaves them out: they do not depend on floating-point kernels)."""
+    for item in items:
+        if {"mosquitto", "m4_toolchain"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.system)

@@ -1,0 +1,118 @@
+"""Sweeps on a real local Ray cluster (`ray.init(num_cpus=2)`): a 4-point smoke sweep equal to
+in-process runs, a failing point that does not stop the others, resume after a killed sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tinylarge.sim.sweep import POINT_FILE, run_sweep
+from tinylarge.sim.sweep_spec import SweepSpec
+
+pytestmark = [pytest.mark.slow, pytest.mark.system]
+
+SWEEP = """
+[sweep]
+name = "t"
+base = "smoke"
+seeds = [0]
+stages = "policies"
+policies = ["cascade", "router"]
+
+[axes]
+"network.profile" = {profiles}
+"policies.target_offload" = [0.3, 0.5]
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _spec(tmp_path: Path, profiles: str) -> tuple[SweepSpec, Path]:
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.format(profiles=profiles))
+    return SweepSpec.load(path), path
+
+
+def test_a_small_sweep_equals_the_same_runs_in_process(ray_cluster: None, tmp_path: Path) -> None:
+    from tinylarge.sim import run
+    from tinylarge.sim.pipeline import PIPELINE
+
+    spec, _ = _spec(tmp_path, '["redcap", "nb_iot"]')
+    finished: list[str] = []
+    results = run_sweep(spec, tmp_path / "out",
+                        on_done=lambda r, n, total: finished.append(r.point.key))  # fmt: skip
+    assert [r.status for r in results] == ["ok"] * 4 and sorted(finished) == sorted(
+        p.key for p in spec.points
+    )
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert [row["point"] for row in rows] == [p.key for p in spec.points]
+    assert {row["axis.network.profile"] for row in rows} == {"redcap", "nb_iot"}
+    # the same scenario in this process gives the same numbers
+    point = spec.points[3]
+    names = [s.name for s in PIPELINE]
+    here = run(spec.scenario(point), stages=PIPELINE[: names.index("policies") + 1])
+    from tinylarge.report import collect
+
+    mine = collect(here)["policies"]
+    theirs = json.loads((tmp_path / "out" / "points" / point.key / "metrics.json").read_text())
+    for policy in ("cascade", "router"):
+        assert theirs["policies"][policy]["accuracy"] == mine[policy]["accuracy"]
+        assert theirs["policies"][policy]["latency_s"] == mine[policy]["latency_s"]
+    # one training group: trained once, the later points loaded the models from the cache
+    assert len(spec.training_groups()) == 1
+
+
+def test_a_failing_point_is_reported_and_the_others_go_on(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    spec, _ = _spec(tmp_path, '["redcap", "no_such_profile"]')  # valid TOML, fails at run time
+    results = run_sweep(spec, tmp_path / "out")
+    status = {r.point.values["network.profile"]: r.status for r in results}
+    assert status == {"redcap": "ok", "no_such_profile": "error"}
+    bad = next(r for r in results if r.status == "error")
+    assert "no_such_profile" in (bad.error or "")
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert sum(row["status"] == "error" for row in rows) == 2 and all(
+        row["error"] for row in rows if row["status"] == "error"
+    )
+
+
+def test_resume_after_a_killed_sweep_runs_only_what_was_not_finished(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    spec, path = _spec(tmp_path, '["redcap", "nb_iot"]')
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinylarge.cli.main", "sweep", str(path), "--out", str(out),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    try:
+        while not list(out.glob(f"points/*/{POINT_FILE}")):
+            assert process.poll() is None and time.monotonic() < deadline, "no point finished"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the sweep and its Ray cluster, mid-way
+        process.wait()
+    done_before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"points/*/{POINT_FILE}")}
+    assert 1 <= len(done_before) < 4
+    results = run_sweep(spec, out, resume=True)
+    assert [r.status for r in results] == ["ok"] * 4
+    for key, mtime in done_before.items():  # not run again
+        assert (out / "points" / key / POINT_FILE).stat().st_mtime_ns == mtime
