@@ -218,3 +218,23 @@ def test_tiny_inspect_measure_shows_the_generated_c_beside_the_estimate(
     text = " ".join(result.output.split())
     assert "measured: generated C" in text and "instructions per MAC" in text
     assert "generated C vs the integer runtime: 0 of 2,048 outputs differ" in text
+
+
+def test_sweep_refuses_bad_arguments_before_starting_ray(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sweep]\nbase = "smoke"\n[axes]\n"network.profiel" = ["redcap"]\n')
+    cases = [
+        ([], "give a sweep file or --example"),
+        ([str(bad), "--example"], "give a sweep file or --example"),
+        ([str(tmp_path / "none.toml")], "sweep file not found"),
+        ([str(bad)], "profiel"),
+        (["--example", "--resume", "--out", str(tmp_path / "nowhere")], "not a sweep directory"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["sweep", *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("")
+    result = runner.invoke(app, ["sweep", "--example", "--out", str(full)])
+    assert result.exit_code == 2 and "pass --resume" in result.output
