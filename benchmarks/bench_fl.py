@@ -3,6 +3,7 @@
 Run by hand::
 
     python benchmarks/bench_fl.py [--clients 100 1000] [--samples 64] [--batch-size 32]
+    python benchmarks/bench_fl.py --ray 2 --clients 10000 --samples 16   # in-process vs Ray
 
 Each client holds ``--samples`` radio-shaped frames (2 x 128, random values: the timing does not
 depend on them) and runs 1 local epoch of SGD on the default scenario's tiny CNN (width 5,
@@ -10,6 +11,10 @@ depend on them) and runs 1 local epoch of SGD on the default scenario's tiny CNN
 each way (3 repeats, after a warm-up round), the speed-up, and the largest difference between
 the two averaged models (they must agree up to float rounding). Goal: batched at least 10x
 faster at 1,000 clients.
+
+``--ray W`` instead times the batched round in this process (one thread, as a Ray worker has)
+against the same round split over W Ray workers on a local cluster
+(`tinylarge.integrate.federated_ray`), and checks that the averaged weights are identical.
 """
 
 from __future__ import annotations
@@ -48,12 +53,32 @@ def timed(train, model, x, y, batch_size: int, repeats: int):  # type: ignore[no
     return statistics.median(times), result
 
 
+def bench_ray(model, x, y, batch_size: int, repeats: int, workers: int) -> None:  # type: ignore[no-untyped-def]
+    import functools
+
+    import ray
+
+    from tinylarge.integrate.federated_ray import local_train_on_ray
+
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    torch.set_num_threads(1)
+    on_ray = functools.partial(local_train_on_ray, shards=workers)
+    t_here, (p_here, _) = timed(local_train_batched, model, x, y, batch_size, repeats)
+    t_ray, (p_ray, _) = timed(on_ray, model, x, y, batch_size, repeats)
+    same = all(torch.equal(p_here[k], p_ray[k]) for k in p_here)
+    print(f"{x.shape[0]:>6,} clients: in-process (1 thread) {t_here:7.3f} s, {workers} Ray "
+          f"workers {t_ray:7.3f} s -> {t_here / t_ray:4.2f}x; averaged weights identical: "
+          f"{same}")  # fmt: skip
+    ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ray", type=int, default=0, help="Ray workers (0: batched vs loop)")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     model = build_model("tiny_cnn", (2, 128), 8, {"width": 5}, seed=0)
@@ -63,6 +88,9 @@ def main() -> None:
         gen = torch.Generator().manual_seed(n)
         x = torch.randn(n, args.samples, 2, 128, generator=gen)
         y = torch.randint(0, 8, (n, args.samples), generator=gen)
+        if args.ray:
+            bench_ray(model, x, y, args.batch_size, args.repeats, args.ray)
+            continue
         t_batched, (p_b, _) = timed(local_train_batched, model, x, y, args.batch_size, args.repeats)
         t_loop, (p_l, _) = timed(local_train_loop, model, x, y, args.batch_size, args.repeats)
         diff = max(float((p_b[k] - p_l[k]).abs().max()) for k in p_b)

@@ -68,8 +68,18 @@ def m4_toolchain() -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start a real broker or emulator are ``system`` tests (CI's second pass,
-    on other CPU kernels, leaves them out: they do not depend on floating-point kernels)."""
+    """Tests that start a real broker, emulator or Ray cluster are ``system`` tests (CI's
+    second pass, on other CPU kernels, leaves them out: they do not depend on the kernels)."""
     for item in items:
-        if {"mosquitto", "m4_toolchain"} & set(getattr(item, "fixturenames", ())):
+        if {"mosquitto", "m4_toolchain", "ray_local"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A local Ray cluster of 2 CPUs for the session (``ray.init(num_cpus=2)``)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from tinylarge.sim.sweep import POINT_FILE, run_sweep
 from tinylarge.sim.sweep_spec import SweepSpec
 
-pytestmark = [pytest.mark.slow, pytest.mark.system]
+pytestmark = pytest.mark.slow
 
 SWEEP = """
 [sweep]
@@ -34,21 +33,13 @@ policies = ["cascade", "router"]
 """
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _spec(tmp_path: Path, profiles: str) -> tuple[SweepSpec, Path]:
     path = tmp_path / "sweep.toml"
     path.write_text(SWEEP.format(profiles=profiles))
     return SweepSpec.load(path), path
 
 
-def test_a_small_sweep_equals_the_same_runs_in_process(ray_cluster: None, tmp_path: Path) -> None:
+def test_a_small_sweep_equals_the_same_runs_in_process(ray_local: None, tmp_path: Path) -> None:
     from tinylarge.sim import run
     from tinylarge.sim.pipeline import PIPELINE
 
@@ -77,9 +68,7 @@ def test_a_small_sweep_equals_the_same_runs_in_process(ray_cluster: None, tmp_pa
     assert len(spec.training_groups()) == 1
 
 
-def test_a_failing_point_is_reported_and_the_others_go_on(
-    ray_cluster: None, tmp_path: Path
-) -> None:
+def test_a_failing_point_is_reported_and_the_others_go_on(ray_local: None, tmp_path: Path) -> None:
     spec, _ = _spec(tmp_path, '["redcap", "no_such_profile"]')  # valid TOML, fails at run time
     results = run_sweep(spec, tmp_path / "out")
     status = {r.point.values["network.profile"]: r.status for r in results}
@@ -93,7 +82,7 @@ def test_a_failing_point_is_reported_and_the_others_go_on(
 
 
 def test_resume_after_a_killed_sweep_runs_only_what_was_not_finished(
-    ray_cluster: None, tmp_path: Path
+    ray_local: None, tmp_path: Path
 ) -> None:
     spec, path = _spec(tmp_path, '["redcap", "nb_iot"]')
     out = tmp_path / "out"

@@ -186,6 +186,7 @@ def local_train_batched(
     mu: float = 0.0,
     seed: int,
     chunk_clients: int = 64,
+    order: npt.NDArray[np.int64] | None = None,
 ) -> tuple[State, State]:
     """Local SGD of every client from ``model``'s weights, all clients as one grouped network.
 
@@ -206,6 +207,10 @@ def local_train_batched(
     chunk_clients : int
         Clients trained together per grouped network (bounds memory; results do not depend
         on it).
+    order : int64 array (epochs, clients, samples), optional
+        The clients' batch order; default ``client_batch_order(clients, samples, epochs,
+        seed)``. Given, it lets a shard of a round's clients train exactly as it would with
+        all of them (`tinylarge.integrate.federated_ray`).
 
     Returns
     -------
@@ -217,7 +222,12 @@ def local_train_batched(
     layers = grouped_layers(model)
     n_clients, n_samples = y.shape
     global_params, global_buffers = _split_state(model)
-    order = torch.from_numpy(client_batch_order(n_clients, n_samples, epochs, seed))
+    if order is None:
+        order = client_batch_order(n_clients, n_samples, epochs, seed)
+    if order.shape != (epochs, n_clients, n_samples):
+        raise ValueError(f"order must have shape {(epochs, n_clients, n_samples)}, got "
+                         f"{order.shape}")  # fmt: skip
+    batches = torch.from_numpy(order)
     chunks: list[tuple[State, State]] = []
     for first in range(0, n_clients, chunk_clients):
         clients = slice(first, min(first + chunk_clients, n_clients))
@@ -228,7 +238,7 @@ def local_train_batched(
         xc, yc = x[clients], y[clients]
         for epoch in range(epochs):
             for start in range(0, n_samples, batch_size):
-                idx = order[epoch, clients, start : start + batch_size]
+                idx = batches[epoch, clients, start : start + batch_size]
                 for p in params.values():
                     p.requires_grad_(True)
                 logits = grouped_forward(layers, {**params, **buffers}, xc[rows, idx])
