@@ -45,3 +45,26 @@ def test_a_given_batch_order_must_fit_the_clients() -> None:
     wrong = client_batch_order(4, 8, 1, seed=0)
     with pytest.raises(ValueError, match=r"order must have shape \(1, 3, 8\)"):
         local_train_batched(model, x, y, epochs=1, batch_size=4, lr=0.1, seed=0, order=wrong)
+
+
+def test_fedavg_rounds_on_ray_workers_equal_the_rounds_in_process(ray_local: None) -> None:
+    from tests.integrate.colearning_fixtures import CLASSES, SHAPE, easy_data, links
+
+    from tinylarge.integrate.fedavg import FedAvg
+
+    def scheme(workers: int) -> FedAvg:
+        model = build_model("tiny_cnn", SHAPE, CLASSES, {"width": 3}, seed=0)
+        return FedAvg(model, easy_data(), links(), clients_per_round=4, samples_per_client=50,
+                      lr=0.1, ray_workers=workers, seed=0)  # fmt: skip
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers
+    try:
+        here = scheme(0).run(2)
+    finally:
+        torch.set_num_threads(threads)
+    there = scheme(2).run(2)
+    assert [r.accuracy for r in here] == [r.accuracy for r in there]
+    assert [r.bytes_up for r in here] == [r.bytes_up for r in there]
+    with pytest.raises(ValueError, match="ray_workers must be >= 0"):
+        scheme(-1)

@@ -32,6 +32,10 @@ class FederatedConfig(Section):
     selection: Literal["uniform", "best_channel"] = "uniform"
     compression: Literal["none", "int8", "topk"] = "none"
     topk_fraction: float = Field(0.1, gt=0.0, le=1.0, description="kept share ('topk' only)")
+    ray_workers: int = Field(
+        0, ge=0, le=4096,
+        description="split each round's local training over this many Ray tasks (0: in-process)",
+    )  # fmt: skip
 
 
 class FedGKTConfig(Section):

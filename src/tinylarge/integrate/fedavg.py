@@ -15,7 +15,7 @@ clients by the samples they hold (FedAvg's ``n_k / n``), capped at ``samples_per
 from __future__ import annotations
 
 import copy
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -135,6 +135,9 @@ class FedAvg(CoLearning):
         ``dp_noise_multiplier * dp_clip / clients`` to every coordinate of the aggregate
         (calibrated for the mean of equally weighted clients).
     dp_noise_multiplier : float
+    ray_workers : int
+        Split each round's local training over this many Ray tasks
+        (`tinylarge.integrate.federated_ray`; identical weights); 0 trains in this process.
     seed : int
     """
 
@@ -162,8 +165,12 @@ class FedAvg(CoLearning):
         malicious: npt.ArrayLike | None = None,
         dp_clip: float | None = None,
         dp_noise_multiplier: float = 0.0,
+        ray_workers: int = 0,
         seed: int = 0,
     ) -> None:
+        if ray_workers < 0:
+            raise ValueError(f"ray_workers must be >= 0 (0: in this process), got {ray_workers}")
+        self.ray_workers = ray_workers
         for name, value in (
             ("clients_per_round", clients_per_round),
             ("local_epochs", local_epochs),
@@ -223,16 +230,21 @@ class FedAvg(CoLearning):
             y = y.clone()
             y[bad] = self.attack.poison_labels(y[bad], self.data.num_classes)
         global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        params, buffers = local_train_batched(
-            self.model,
-            x,
-            y,
-            epochs=self.local_epochs,
-            batch_size=self.batch_size,
-            lr=self.lr * self.lr_decay ** (number - 1),
-            mu=self.mu,
-            seed=int(self.rng.integers(2**31)),
-        )
+        options: dict[str, Any] = {
+            "epochs": self.local_epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr * self.lr_decay ** (number - 1),
+            "mu": self.mu,
+            "seed": int(self.rng.integers(2**31)),
+        }
+        if self.ray_workers:
+            from tinylarge.integrate.federated_ray import local_train_on_ray
+
+            params, buffers = local_train_on_ray(
+                self.model, x, y, shards=self.ray_workers, **options
+            )
+        else:
+            params, buffers = local_train_batched(self.model, x, y, **options)
         stacked = {**params, **buffers}
         delta = {
             k: v - global_state[k] if v.dtype.is_floating_point else v for k, v in stacked.items()

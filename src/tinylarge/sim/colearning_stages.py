@@ -162,6 +162,7 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
             "selection": fl.selection,
             "compression": fl.compression,
             "topk_fraction": fl.topk_fraction,
+            "ray_workers": fl.ray_workers,
             "seed": seed,
         }
         model = fresh_tiny(state, name)
