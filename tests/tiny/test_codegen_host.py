@@ -28,20 +28,10 @@ from tinylarge.tiny.codegen.build import (
 )
 from tinylarge.tiny.codegen.toolchain import find_tool, install_hint
 from tinylarge.tiny.examples import random_tiny_cnn
-from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.graph import OP_KINDS, TinyModel
 from tinylarge.tiny.runtime import run
 
-KINDS = (
-    "conv",
-    "linear",
-    "max_pool",
-    "avg_pool",
-    "global_avg_pool",
-    "flatten",
-    "relu",
-    "add",
-    "chain",
-)
+KINDS = (*OP_KINDS, "chain")
 MODELS_PER_KIND = 200
 FRAMES_PER_MODEL = 12
 FAST_CFLAGS = (*HOST_CFLAGS[:-1], "-O1")

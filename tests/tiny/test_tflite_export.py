@@ -9,12 +9,10 @@ import random_models
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
 from tinylarge.tiny.examples import random_tiny_cnn
-from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.graph import OP_KINDS, TinyModel
 from tinylarge.tiny.runtime import run
 from tinylarge.tiny.tflite_export import from_nhwc, to_nhwc, to_tflite
 from tinylarge.tiny.tflm_check import TflmInterpreter, tflm_check, tflm_run
-
-OP_KINDS = ("conv", "linear", "max_pool", "avg_pool", "global_avg_pool", "flatten", "relu", "add")
 
 
 @pytest.mark.parametrize("kind", OP_KINDS)
