@@ -195,6 +195,9 @@ def test_report_sets_bold_text_and_escapes_everything_else(run_dir: Path) -> Non
     from tinylarge.report.html import paragraph
 
     assert paragraph("**x < y** & <b>") == "<p><b>x &lt; y</b> &amp; &lt;b&gt;</p>"
+    assert paragraph("run `tl_invoke()` & `a<b`") == (
+        "<p>run <code>tl_invoke()</code> &amp; <code>a&lt;b</code></p>"
+    )
     html = (run_dir / "report.html").read_text()
     assert "<b>Fuzzing:</b>" in html and "<b>The closed loop.</b>" in html
     assert "&lt;b&gt;" not in html.replace("large_compressed_&lt;b&gt;b", "")

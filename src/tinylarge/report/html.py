@@ -52,12 +52,13 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 _BOLD = re.compile(r"[*][*](.+?)[*][*]")
+_CODE = re.compile(r"`([^`]+)`")
 
 
 def paragraph(text: str, css_class: str = "") -> str:
-    """A paragraph of plain text (escaped); ``**words**`` are set in bold."""
+    """A paragraph of plain text (escaped); ``**words**`` are set in bold, `` `name` `` as code."""
     cls = f' class="{css_class}"' if css_class else ""
-    body = _BOLD.sub(r"<b>\1</b>", escape(text))
+    body = _CODE.sub(r"<code>\1</code>", _BOLD.sub(r"<b>\1</b>", escape(text)))
     return f"<p{cls}>{body}</p>"
 
 
