@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -105,3 +106,42 @@ def test_resume_after_a_killed_sweep_runs_only_what_was_not_finished(
     assert [r.status for r in results] == ["ok"] * 4
     for key, mtime in done_before.items():  # not run again
         assert (out / "points" / key / POINT_FILE).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.system
+def test_a_sweep_joins_a_running_cluster_with_address(tmp_path: Path) -> None:
+    """`tinylarge sweep --address HOST:PORT` runs on a cluster started with `ray start`."""
+    from tinylarge.deploy.broker import free_port
+
+    ray = Path(sys.executable).with_name("ray")
+    port = free_port()
+    # Ray's token authentication: the cluster and the sweep share one token
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # fmt: skip
+    started = subprocess.run(
+        [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        path = tmp_path / "one.toml"
+        path.write_text(SWEEP.format(profiles='["redcap"]').replace("[0.3, 0.5]", "[0.4]"))
+        done = subprocess.run(
+            [sys.executable, "-m", "tinylarge.cli.main", "sweep", str(path), "--out",
+             str(tmp_path / "out"), "--address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+        assert [row["status"] for row in rows] == ["ok"]
+        wrong = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # a stranger is refused
+        refused = subprocess.run(
+            [sys.executable, "-m", "tinylarge.cli.main", "sweep", str(path), "--out",
+             str(tmp_path / "out2"), "--address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, env=wrong, timeout=600,
+        )  # fmt: skip
+        assert refused.returncode == 2
+        assert "cannot join the Ray cluster" in refused.stdout + refused.stderr
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, env=env, timeout=120)

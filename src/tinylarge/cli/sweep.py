@@ -77,8 +77,11 @@ def sweep(
             if result.error:
                 progress.console.print(f"[red]! {result.point.key}[/]: {result.error}")
 
-        results = run_sweep(spec, out, address=address, resume=resume, num_cpus=workers,
-                            on_done=done)  # fmt: skip
+        try:
+            results = run_sweep(spec, out, address=address, resume=resume, num_cpus=workers,
+                                on_done=done)  # fmt: skip
+        except SweepError as error:
+            raise fail(str(error)) from None
         progress.update(bar, completed=len(results))
     report = write_report(spec, results, out)
     failed = sum(r.status != "ok" for r in results)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinylarge.sim.sweep_spec import SweepPoint, SweepSpec
+from tinylarge.sim.sweep_spec import SweepError, SweepPoint, SweepSpec
 
 POINT_FILE = "point.json"
 RESULTS_FILE = "results.csv"
@@ -177,7 +177,14 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None, cache: str) -
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  log_to_driver=False, runtime_env=env)  # fmt: skip
     else:
-        ray.init(address=address, log_to_driver=False, runtime_env=env)
+        try:
+            ray.init(address=address, log_to_driver=False, runtime_env=env)
+        except ConnectionError as error:
+            raise SweepError(
+                f"cannot join the Ray cluster at {address}: {error}. Is it running (`ray "
+                "status`)? With token authentication (Ray's default for new clusters), set "
+                "RAY_AUTH_TOKEN to the cluster's token (`ray get-auth-token` on its head)."
+            ) from None
 
 
 def _record_crash(point_dir: Path, error: BaseException) -> None:
