@@ -60,7 +60,7 @@ def bench_ray(model, x, y, batch_size: int, repeats: int, workers: int) -> None:
 
     from tinylarge.integrate.federated_ray import local_train_on_ray
 
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     torch.set_num_threads(1)
     on_ray = functools.partial(local_train_on_ray, shards=workers)
     t_here, (p_here, _) = timed(local_train_batched, model, x, y, batch_size, repeats)

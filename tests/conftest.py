@@ -80,6 +80,6 @@ def ray_local() -> Iterator[None]:
     """A local Ray cluster of 2 CPUs for the session (``ray.init(num_cpus=2)``)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

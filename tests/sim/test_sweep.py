@@ -111,20 +111,22 @@ def test_resume_after_a_killed_sweep_runs_only_what_was_not_finished(
 @pytest.mark.system
 def test_a_sweep_joins_a_running_cluster_with_address(tmp_path: Path) -> None:
     """`tinylarge sweep --address HOST:PORT` runs on a cluster started with `ray start`."""
-    from tinylarge.deploy.broker import free_port
+    from tinylarge.deploy.broker import BrokerAddress, free_port, wait_listening
 
     ray = Path(sys.executable).with_name("ray")
     port = free_port()
     # Ray's token authentication: the cluster and the sweep share one token
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # fmt: skip
-    started = subprocess.run(
-        [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         "--disable-usage-stats"],
-        capture_output=True, text=True, env=env, timeout=120,
+    # --block: the head lives in this process group, stopped by killing the group (never
+    # `ray stop`, which would stop every Ray on the machine, this session's too)
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
     )  # fmt: skip
-    assert started.returncode == 0, started.stdout + started.stderr
     try:
+        wait_listening(BrokerAddress("127.0.0.1", port), 60)  # the head's GCS port is open
         path = tmp_path / "one.toml"
         path.write_text(SWEEP.format(profiles='["redcap"]').replace("[0.3, 0.5]", "[0.4]"))
         done = subprocess.run(
@@ -144,4 +146,5 @@ def test_a_sweep_joins_a_running_cluster_with_address(tmp_path: Path) -> None:
         assert refused.returncode == 2
         assert "cannot join the Ray cluster" in refused.stdout + refused.stderr
     finally:
-        subprocess.run([str(ray), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(60)

@@ -173,8 +173,8 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None, cache: str) -
     if ray.is_initialized():
         return
     env = {"env_vars": {"TINYLARGE_CACHE_DIR": cache}}
-    if address is None:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+    if address is None:  # "local": a new cluster, never one `ray start` left on this machine
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  log_to_driver=False, runtime_env=env)  # fmt: skip
     else:
         try:
