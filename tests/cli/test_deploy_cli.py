@@ -160,7 +160,7 @@ def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
     rng = np.random.default_rng(0)
     n = 160
     device, sample = rng.integers(0, 6, n), rng.integers(0, 800, n)
-    arrival = np.sort(rng.uniform(0.0, 8.0, n))
+    arrival = np.sort(rng.uniform(0.0, 12.0, n))  # room for a slow restart on a busy machine
     frames = run.tiny.quantize_input(deployment_state(run.scenario, 6).require_task().x_test)
     edge_key = edge_public_key(layout.edge_public)
     fleet = Fleet(run.tiny, run.policy("large"), identities, edge_key, frames,
@@ -168,9 +168,10 @@ def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
     with Broker(tmp_path / "broker", executable=mosquitto) as broker:
         first = start_server(broker.address.url)
         second: subprocess.Popen[bytes] | None = None
+        restarted_s = float("inf")  # on the fleet's clock, when the new edge was ready
 
         async def chaos() -> None:
-            nonlocal second
+            nonlocal second, restarted_s
             async with aiomqtt.Client(broker.address.host, broker.address.port) as attacker:
                 await asyncio.sleep(1.5)
                 for k in range(50):  # garbage from nowhere, while the edge works
@@ -179,6 +180,7 @@ def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
                 first.send_signal(signal.SIGKILL)  # mid-run, no clean shutdown
                 await asyncio.to_thread(first.wait)
                 second = await asyncio.to_thread(start_server, broker.address.url)
+                restarted_s = time.monotonic() - fleet.started_s
 
         async def main():  # type: ignore[no-untyped-def]
             side = asyncio.create_task(chaos())
@@ -196,8 +198,10 @@ def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
                     process.wait(30)
     assert records.lost == 0
     assert set(np.unique(records.route)) <= {BY_EDGE, TIMED_OUT}
-    late = records.scheduled_s > 6.5  # the new process is up and every device re-attached
-    assert late.sum() > 10 and (records.route[late] == BY_EDGE).all()
+    # a second after the new process was up, every device has re-attached: all answered by it
+    # (how long the restart takes depends on the machine's load: measured, not assumed)
+    late = records.scheduled_s > restarted_s + 1.0
+    assert late.sum() > 10 and (records.route[late] == BY_EDGE).all(), restarted_s
     assert (records.route == TIMED_OUT).sum() > 0  # the outage was real
     stats = json.loads((layout.edge_state / "server_stats.json").read_text())
     assert stats["requests"] == stats["replies"] and stats["handshakes"] == 6
