@@ -84,6 +84,18 @@ class NetworkConfig(Section):
         0.00014, ge=0.0, le=10.0, description="per-request time of the edge's large model"
     )
     edge_max_batch: int = Field(64, ge=1, le=100_000)
+    edge_sites: Literal["shared", "per_cell"] = Field(
+        "shared",
+        description="'shared': one edge server for all cells; 'per_cell': one at each base "
+        "station (multi-access edge computing)",
+    )
+    ray_shards: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="0: simulate the cells in this process; N: split them into N shards run as "
+        "Ray tasks (the cluster in RAY_ADDRESS, else a new local one); identical results",
+    )
     coverage_devices: int = Field(20_000, ge=100, le=10_000_000, description="per profile")
     traffic: TrafficConfig = Field(default_factory=TrafficConfig)
     energy: RadioEnergyConfig = Field(default_factory=RadioEnergyConfig)

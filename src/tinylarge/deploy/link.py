@@ -25,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from tinylarge.net.cell import CellDevices
+from tinylarge.net.draws import stream_seed
 from tinylarge.net.overhead import ProtocolOverhead
-from tinylarge.net.uplink import LinkSettings, downlink_leg, uplink_leg
+from tinylarge.net.uplink import LinkSettings, downlink_leg, link_draws, uplink_leg
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,11 @@ def plan_links(
     if sent.size:
         ready = arrival[sent] + compute[sent]
         wire_up = np.asarray(ov.wire_bytes(payload[sent]), dtype=np.int64)
-        leg = uplink_leg(rng, cells, settings, dev[sent], ready, wire_up)
-        # the simulator's edge queue draws nothing: the reply's draws follow directly
+        # the draws `send_messages` makes from the same stream for the same messages
+        draws = link_draws(stream_seed(rng), cells, settings, dev[sent])
+        leg = uplink_leg(draws, cells, settings, dev[sent], ready, wire_up)
         wire_down = np.full(sent.size, int(ov.wire_bytes(reply_bytes)), dtype=np.int64)
-        reply = downlink_leg(rng, cells, settings, dev[sent], wire_down, leg.propagation_s)
+        reply = downlink_leg(draws, cells, settings, dev[sent], wire_down, leg.propagation_s)
         uplink[sent] = np.where(leg.sent_ok, leg.at_edge_s - ready, 0.0)
         lost[sent] = ~leg.sent_ok
         downlink[sent] = reply.delay_s + float(ov.device_time_s(reply_bytes))

@@ -5,6 +5,7 @@ arrays out."""
 from tinylarge.net.batching import batch_queue
 from tinylarge.net.cell import CellDevices, attach_devices
 from tinylarge.net.coverage import Coverage, coverage
+from tinylarge.net.draws import cell_poisson_arrivals
 from tinylarge.net.energy import RadioEnergyModel, message_energy_j, radio_energy_j
 from tinylarge.net.fading import fading_gain_db, fading_power_gain
 from tinylarge.net.link import (
@@ -26,6 +27,7 @@ from tinylarge.net.profiles import (
     radio_profile,
 )
 from tinylarge.net.queues import fifo_queue, fifo_queue_grouped
+from tinylarge.net.shards import ShardRunner, run_in_process
 from tinylarge.net.topology import Topology, drop_devices
 from tinylarge.net.uplink import (
     EdgeServer,
@@ -44,11 +46,13 @@ __all__ = [
     "MessageResult",
     "RadioEnergyModel",
     "RadioProfile",
+    "ShardRunner",
     "Topology",
     "UnknownRadioProfileError",
     "airtime_s",
     "attach_devices",
     "batch_queue",
+    "cell_poisson_arrivals",
     "coverage",
     "drop_devices",
     "equal_share",
@@ -66,6 +70,7 @@ __all__ = [
     "radio_energy_j",
     "radio_profile",
     "rate_bps",
+    "run_in_process",
     "sample_path_loss_db",
     "send_messages",
     "snr_db",

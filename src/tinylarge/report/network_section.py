@@ -87,7 +87,8 @@ def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
     body += paragraph(
         f"{result.scenario.devices.count} devices send Poisson messages of "
         f"{traffic['message_bytes']} bytes (one int8 frame) at {traffic['rate_per_device_hz']:g} "
-        f"per second each for {traffic['duration_s']:g} s over {net['profile']}; the edge's "
+        f"per second each for {traffic['duration_s']:g} s over {net['profile']} "
+        f"({_cells_phrase(net)}); the edge's "
         f"large model answers in batches of up to {edge['max_batch']} ({edge['source']}) with "
         f"{traffic['reply_bytes']} bytes. Latency covers slot alignment, the cell's uplink "
         "queue, airtime, HARQ retransmissions, propagation, the edge's batching queue and the "
@@ -131,3 +132,16 @@ def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
         "Distribution of the latency of delivered messages.",
     )
     return Section("6G network", body)
+
+
+def _cells_phrase(net: dict[str, Any]) -> str:
+    """How many cells, where the edge servers are and how the run was split."""
+    cells = net.get("cells", 1)
+    edge = net["edge_server"].get("sites", "shared")
+    where = "an edge server at each base station" if edge == "per_cell" else "one edge server"
+    text = f"{cells} cell{'s' if cells != 1 else ''}, {where}"
+    if net.get("ray_shards"):
+        text += (
+            f"; simulated in {net['ray_shards']} Ray shards of cells, same result as in one process"
+        )
+    return text

@@ -32,6 +32,7 @@ from tinylarge.integrate.policy import Decision, Policy, Trace
 from tinylarge.integrate.resources import apply_resource_limits
 from tinylarge.net import CellDevices, EdgeServer, LinkSettings, airtime_s, send_messages
 from tinylarge.net.overhead import ProtocolOverhead
+from tinylarge.net.shards import ShardRunner
 from tinylarge.net.uplink import efficiency_fn
 from tinylarge.sim.session_costs import SecurityCost, SessionLinks, charge_sessions
 
@@ -240,6 +241,8 @@ def run_policy(
     overhead: ProtocolOverhead | None = None,
     session_lifetime_s: float | None = None,
     duration_s: float | None = None,
+    shards: int = 1,
+    runner: ShardRunner | None = None,
 ) -> PolicyOutcome:
     """Decide every request with ``policy`` and cost it on the device and the network.
 
@@ -249,7 +252,8 @@ def run_policy(
     says, and the outcome's ``security`` records what it added; ``bytes_up`` is then what is
     on air (payload + header + tag). A session lasts ``session_lifetime_s`` (None: the whole
     run); a run of ``duration_s`` shorter than that pays ``duration_s / session_lifetime_s`` of
-    each handshake (amortized), a longer one a new handshake per lifetime.
+    each handshake (amortized), a longer one a new handshake per lifetime. ``shards`` and
+    ``runner`` split the offloads' network costing by cell (`send_messages`; same result).
     """
     if not deadline_s > 0:
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
@@ -296,6 +300,8 @@ def run_policy(
             arrival_s=requests.arrival_s[sent] + compute_s[sent],
             bytes_up=wire_up[sent],
             bytes_down=wire_reply,
+            shards=shards,
+            runner=runner,
         )
         delivered[sent] = messages.delivered
         radio_j[sent] = messages.energy_j

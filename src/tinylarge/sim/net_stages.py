@@ -20,12 +20,14 @@ from tinylarge.net import (
     RadioProfile,
     UnknownRadioProfileError,
     attach_devices,
+    cell_poisson_arrivals,
     coverage,
-    poisson_arrivals,
     radio_profile,
     send_messages,
 )
+from tinylarge.net.draws import stream_seed
 from tinylarge.seeding import rng_for
+from tinylarge.sim.ray_shards import shard_plan
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
 
@@ -49,7 +51,7 @@ def check_network_config(scenario: Scenario) -> None:
 
 
 def measure_edge_server(
-    model: nn.Module, input_shape: tuple[int, ...], *, max_batch: int
+    model: nn.Module, input_shape: tuple[int, ...], *, max_batch: int, sites: str = "shared"
 ) -> EdgeServer:
     """Time the large model on this machine at batch 1 and ``max_batch``; fit setup + per item.
 
@@ -75,6 +77,7 @@ def measure_edge_server(
         setup_s=setup,
         per_item_s=per_item,
         max_batch=max_batch,
+        sites="per_cell" if sites == "per_cell" else "shared",
         source=f"measured on this machine: batch 1 {t1 * 1e3:.2f} ms, batch {max_batch} "
         f"{tb * 1e3:.2f} ms",
     )
@@ -112,12 +115,15 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
     large = state.models.get("large")
     task = state.require_task()
     if config.edge_service == "measured" and large is not None:
-        edge = measure_edge_server(large.model, task.input_shape, max_batch=config.edge_max_batch)
+        edge = measure_edge_server(
+            large.model, task.input_shape, max_batch=config.edge_max_batch, sites=config.edge_sites
+        )
     else:
         edge = EdgeServer(
             setup_s=config.edge_setup_s,
             per_item_s=config.edge_per_item_s,
             max_batch=config.edge_max_batch,
+            sites=config.edge_sites,
             source="profile in the scenario (default: the 545 k-parameter ResNet measured on a "
             "2-core x86-64 machine: 1.97 ms at batch 1, 10.8 ms at batch 64)",
         )
@@ -131,8 +137,13 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         device_height_m=config.device_height_m,
     )
     traffic = config.traffic
-    device, arrival = poisson_arrivals(
-        rng, scenario.devices.count, traffic.rate_per_device_hz, traffic.duration_s
+    # every cell draws its devices' arrivals from its own stream (messages by cell, then time)
+    device, arrival = cell_poisson_arrivals(
+        stream_seed(rng),
+        cells.topology.cell,
+        np.arange(config.n_cells),
+        rate_hz=traffic.rate_per_device_hz,
+        duration_s=traffic.duration_s,
     )
     settings = LinkSettings(
         spectral_efficiency=config.spectral_efficiency,
@@ -150,6 +161,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
     target = state.footprints.get(scenario.tiny.target_mcu)
     compute_j = target.energy_j if target is not None else 0.0
     sleep_s = 1.0 / traffic.rate_per_device_hz
+    shards, runner = shard_plan(config.ray_shards)
     messages = send_messages(
         rng,
         cells,
@@ -161,6 +173,8 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         bytes_down=state.reply_bytes(),
         compute_energy_j=compute_j,
         sleep_time_s=sleep_s,
+        shards=shards,
+        runner=runner,
     )
     state.network = {
         "settings": settings,
@@ -170,6 +184,8 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         "edge": edge,
         "compute_energy_j_per_message": compute_j,
         "sleep_s_per_message": sleep_s,
+        "shards": shards,
+        "runner": runner,
     }
     summary = messages.summary()
     p99 = summary["latency_s"]["p99"]
@@ -199,6 +215,9 @@ def network_metrics(state: RunState) -> dict[str, Any] | None:
             "setup_s": edge.setup_s,
             "per_item_s": edge.per_item_s,
             "max_batch": edge.max_batch,
+            "sites": edge.sites,
             "source": edge.source,
         },
+        "cells": config.n_cells,
+        "ray_shards": config.ray_shards,
     }

@@ -257,6 +257,8 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
                 overhead=overhead if protect else None,
                 session_lifetime_s=scenario.security.session_lifetime_s,
                 duration_s=config.duration_s,
+                shards=state.network["shards"],
+                runner=state.network["runner"],
             )
 
         outcomes[_key(policy)] = run(True)
