@@ -70,3 +70,17 @@ def test_rdp_accountant_reproduces_the_opacus_reference() -> None:
     assert more_noise < less_noise
     with pytest.raises(ValueError, match="noise_multiplier > 0"):
         dp_epsilon(0.0, 0.1, 10, 1e-5)
+
+
+def test_orders_the_accountant_leaves_out_do_not_spam_the_terminal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    # q 0.2, sigma 1: the accountant's series fails to converge for orders 1.1-1.7 (the main
+    # job's security stage), and it logs a warning per order through absl
+    with caplog.at_level(logging.WARNING):
+        eps, order = dp_epsilon(1.0, 0.2, 30, 1e-5)
+    assert not [r for r in caplog.records if r.name == "absl"]
+    assert order >= 2 and 0 < eps < 20
+    assert logging.getLogger("absl").level == logging.NOTSET  # restored
