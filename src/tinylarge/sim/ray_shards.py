@@ -9,6 +9,7 @@ Nothing of Ray is re-implemented: scheduling, the object store and worker proces
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -29,7 +30,8 @@ def ensure_ray() -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:  # "local": a new cluster, never one `ray start` left behind on this machine
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)  # fmt: skip
 
 
 def ray_runner(
