@@ -63,15 +63,6 @@ class MessageDraws:
     harq_ok: BoolArray
     downlink_fading: FloatArray
 
-    def take(self, index: IntArray) -> MessageDraws:
-        """The draws of the messages at ``index``."""
-        return MessageDraws(
-            self.uplink_fading[index],
-            self.transmissions[index],
-            self.harq_ok[index],
-            self.downlink_fading[index],
-        )
-
 
 def draw_messages(
     seed: int,

@@ -358,14 +358,6 @@ class Messages:
         return Messages(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
-def _legs(
-    seed: int, cells: CellDevices, settings: LinkSettings, m: Messages
-) -> tuple[UplinkLeg, DownlinkLeg]:
-    draws = link_draws(seed, cells, settings, m.device)
-    leg = uplink_leg(draws, cells, settings, m.device, m.arrival_s, m.bytes_up)
-    return leg, downlink_leg(draws, cells, settings, m.device, m.bytes_down, leg.propagation_s)
-
-
 def _finish(
     cells: CellDevices,
     settings: LinkSettings,
@@ -413,7 +405,7 @@ def cells_messages(
 ) -> MessageResult:
     """Every step for messages whose edge queue is theirs alone (the whole run, or a shard of
     cells with an edge server per cell)."""
-    leg, reply = _legs(seed, cells, settings, m)
+    leg, reply = cells_legs(seed, cells, settings, m)
     cell = cells.topology.cell[m.device]
     edge_wait, edge_done = edge_queue(edge, leg.at_edge_s, leg.sent_ok, cell)
     return _finish(cells, settings, m, leg, reply, edge_wait, edge_done)
@@ -422,8 +414,11 @@ def cells_messages(
 def cells_legs(
     seed: int, cells: CellDevices, settings: LinkSettings, m: Messages
 ) -> tuple[UplinkLeg, DownlinkLeg]:
-    """The uplink and downlink legs of a shard's messages (their edge is shared: queued later)."""
-    return _legs(seed, cells, settings, m)
+    """The uplink and downlink legs of messages (a shard's, when the edge is shared and its
+    queue runs later over every shard's arrivals)."""
+    draws = link_draws(seed, cells, settings, m.device)
+    leg = uplink_leg(draws, cells, settings, m.device, m.arrival_s, m.bytes_up)
+    return leg, downlink_leg(draws, cells, settings, m.device, m.bytes_down, leg.propagation_s)
 
 
 def send_messages(

@@ -37,12 +37,16 @@ def ensure_ray() -> None:
 def ray_runner(
     fn: Callable[..., T], shared: tuple[Any, ...], per_shard: Sequence[tuple[Any, ...]]
 ) -> list[T]:
-    """Run ``fn(*shared, *args)`` for every shard as a Ray task (one CPU each)."""
+    """Run ``fn(*shared, *args)`` for every shard as a Ray task (one CPU each).
+
+    A worker that dies mid-shard (killed, out of memory) has its shard run again, up to 3
+    times: a shard is a pure function of its inputs, so the result is unchanged (tested).
+    """
     import ray
 
     ensure_ray()
     refs = [ray.put(value) for value in shared]
-    remote = ray.remote(num_cpus=1)(fn)
+    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
     return list(ray.get([remote.remote(*refs, *args) for args in per_shard]))
 
 
