@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -189,9 +189,13 @@ class InstalledVersionMachine(RuleBasedStateMachine):
 
 
 SessionMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+# Rules that draw from an empty bundle (finish before two answers exist) are filtered out by
+# Hypothesis's rule selection; on some seeds that trips the filter_too_much health check (seen
+# once in CI) without being a flaw of the machine.
 HandshakeMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=15, deadline=None
-)
+    max_examples=25, stateful_step_count=15, deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much],
+)  # fmt: skip
 InstalledVersionMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=25, deadline=None
 )
