@@ -14,7 +14,8 @@ faster at 1,000 clients.
 
 ``--ray W`` instead times the batched round in this process (one thread, as a Ray worker has)
 against the same round split over W Ray workers on a local cluster
-(`tinylarge.integrate.federated_ray`), and checks that the averaged weights are identical.
+(`tinylarge.integrate.colearning.local_training_ray`), and checks that the averaged weights are
+identical.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 
 import torch
 
-from tinylarge.integrate.federated import (
+from tinylarge.integrate.colearning.local_training import (
     local_train_batched,
     local_train_loop,
     weighted_average,
@@ -58,7 +59,7 @@ def bench_ray(model, x, y, batch_size: int, repeats: int, workers: int) -> None:
 
     import ray
 
-    from tinylarge.integrate.federated_ray import local_train_on_ray
+    from tinylarge.integrate.colearning.local_training_ray import local_train_on_ray
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     torch.set_num_threads(1)

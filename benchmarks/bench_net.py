@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from tinylarge.net import (
-    EdgeServer,
+    EdgeServiceModel,
     LinkSettings,
     attach_devices,
     radio_profile,
@@ -63,7 +63,7 @@ def main() -> None:
     topology_s = time.perf_counter() - started
     print(f"profile           : {args.profile}, {args.cells} cells")
     print(f"devices           : {args.devices:,}: topology + channel {topology_s:.2f} s")
-    edge = EdgeServer(setup_s=0.001, per_item_s=50e-6, max_batch=64)
+    edge = EdgeServiceModel(setup_s=0.001, per_item_s=50e-6, max_batch=64)
     settings = LinkSettings()
     per_message = []
     for n in sorted(args.messages):

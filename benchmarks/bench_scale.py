@@ -45,14 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from tinylarge.net import EdgeServer, LinkSettings, attach_devices, radio_profile
+from tinylarge.net import EdgeServiceModel, LinkSettings, attach_devices, radio_profile
 from tinylarge.net.draws import cell_runs
 from tinylarge.net.message_stats import MessageStats
 from tinylarge.net.shards import cell_shard_bounds, run_in_process
 from tinylarge.net.uplink import cells_traffic_stats
 
 GOAL_SPEEDUP = 1.6
-EDGE = EdgeServer(setup_s=0.0018, per_item_s=0.00014, max_batch=64, sites="per_cell")
+EDGE = EdgeServiceModel(setup_s=0.0018, per_item_s=0.00014, max_batch=64, sites="per_cell")
 
 
 def peak_rss_mb() -> float:

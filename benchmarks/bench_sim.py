@@ -24,7 +24,7 @@ import numpy as np
 
 from tinylarge.data.partition import partition_iid
 from tinylarge.integrate import Cascade, Trace
-from tinylarge.net import EdgeServer, LinkSettings, attach_devices, radio_profile
+from tinylarge.net import EdgeServiceModel, LinkSettings, attach_devices, radio_profile
 from tinylarge.sim.engine import DeviceCompute, draw_requests, run_policy
 
 GOAL_REQUESTS_PER_S = 1e6
@@ -64,7 +64,7 @@ def main() -> None:
     train_snr = rng.choice(np.arange(-10.0, 21.0, 2.0), args.devices)
     partition = partition_iid(args.devices, args.devices, rng)
     cells = attach_devices(rng, radio_profile("redcap"), args.devices, n_cells=args.cells)
-    edge = EdgeServer(setup_s=0.002, per_item_s=0.00014, max_batch=64)
+    edge = EdgeServiceModel(setup_s=0.002, per_item_s=0.00014, max_batch=64)
     # MCU cost of the default tiny model on stm32l4r5 (34,640 MACs, 1.07 ms, 49 uJ).
     compute = DeviceCompute.from_footprint(34_640, 1.068e-3, 49.1e-6)
     print(

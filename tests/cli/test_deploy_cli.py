@@ -41,7 +41,7 @@ def test_deploy_writes_every_contract_key_and_loses_nothing(deployed: Path) -> N
 
 def test_the_deployed_system_decides_and_answers_as_the_simulator(deployed: Path) -> None:
     from tinylarge.deploy.summary import load_records
-    from tinylarge.integrate.policy import Trace
+    from tinylarge.integrate.inference.contract import Trace
     from tinylarge.models.evaluation import predict_logits
     from tinylarge.secure.costs import protocol_overhead, run_device_id
     from tinylarge.sim.deployment import deployment_requests, load_run

@@ -11,7 +11,7 @@ from tinylarge.deploy.fleet import Fleet
 from tinylarge.deploy.protocol import Topics
 from tinylarge.deploy.records import BY_EDGE
 from tinylarge.deploy.server import EdgeServer
-from tinylarge.integrate.policies import LargeOnly
+from tinylarge.integrate.inference.baselines import LargeOnly
 from tinylarge.secure.bundle import verify_bundle
 from tinylarge.secure.errors import SecurityError
 from tinylarge.tiny.model_file import to_bytes

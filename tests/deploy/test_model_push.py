@@ -17,7 +17,7 @@ from tinylarge.deploy.live_loop import VERSION_FILE, LiveLoop
 from tinylarge.deploy.protocol import Topics
 from tinylarge.deploy.records import BY_EDGE, FleetRecords
 from tinylarge.deploy.server import EdgeServer
-from tinylarge.integrate.policies import LargeOnly
+from tinylarge.integrate.inference.baselines import LargeOnly
 from tinylarge.secure.bundle import sign_bundle
 from tinylarge.secure.identity import Identity
 from tinylarge.tiny.model_file import to_bytes

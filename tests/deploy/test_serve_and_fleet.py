@@ -17,8 +17,8 @@ from tinylarge.deploy.fleet import Fleet
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetRecords
 from tinylarge.deploy.server import EdgeServer
-from tinylarge.integrate.policies import Cascade, LargeOnly
-from tinylarge.integrate.policy import Policy
+from tinylarge.integrate.inference.baselines import Cascade, LargeOnly
+from tinylarge.integrate.inference.contract import Policy
 from tinylarge.secure.identity import Identity
 from tinylarge.secure.messages import reply_payload_bytes
 from tinylarge.secure.wire import overhead_bytes
@@ -299,7 +299,7 @@ def test_a_fleet_spread_over_two_processes_merges_its_records(broker: Broker, wo
 def test_the_fleet_applies_each_requests_device_time_and_radio_delays(
     broker: Broker, world: World
 ) -> None:
-    from tinylarge.deploy.link import LinkPlan
+    from tinylarge.deploy.link_emulator import LinkPlan
 
     n = 40
     device, sample = np.arange(n) % 4, np.arange(n) % 200

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tinylarge.config.training_config import TrainingSpec
-from tinylarge.integrate.split import module_macs, quantize_activation
+from tinylarge.integrate.inference.split_computing import module_macs, quantize_activation
 from tinylarge.models.blocks import BlockModel
 from tinylarge.models.cache import ModelCache
 from tinylarge.models.persistence import ModelManifest

@@ -9,7 +9,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tinylarge.net import EdgeServer, LinkSettings, attach_devices, radio_profile, send_messages
+from tinylarge.net import (
+    EdgeServiceModel,
+    LinkSettings,
+    attach_devices,
+    radio_profile,
+    send_messages,
+)
 from tinylarge.net.message_stats import MessageStats, kth_smallest, percentile
 
 
@@ -56,7 +62,8 @@ def test_merged_parts_summarise_like_the_whole() -> None:
     device = rng.integers(0, 400, 5000)
     arrival = np.sort(rng.uniform(0, 5.0, 5000))
     result = send_messages(
-        np.random.default_rng(3), cells, LinkSettings(), EdgeServer(setup_s=0.002, per_item_s=1e-4),
+        np.random.default_rng(3), cells, LinkSettings(),
+        EdgeServiceModel(setup_s=0.002, per_item_s=1e-4),
         device=device, arrival_s=arrival, bytes_up=200, bytes_down=13, compute_energy_j=1e-4,
     )  # fmt: skip
     assert result.outage.sum() > 0 and result.delivered.sum() < result.device.size

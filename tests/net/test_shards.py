@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinylarge.net import (
-    EdgeServer,
+    EdgeServiceModel,
     LinkSettings,
     MessageResult,
     attach_devices,
@@ -23,7 +23,7 @@ from tinylarge.net.shards import cell_shard_bounds, run_in_process, shard_messag
 
 N_CELLS = 9
 SETTINGS = LinkSettings(scheduler="proportional_fair", fading="rician", bler_target=0.2)
-EDGE = EdgeServer(setup_s=0.002, per_item_s=0.0004, max_batch=16, max_wait_s=0.002)
+EDGE = EdgeServiceModel(setup_s=0.002, per_item_s=0.0004, max_batch=16, max_wait_s=0.002)
 
 
 def _scenario(n_devices: int = 1800) -> tuple[CellDevices, np.ndarray, np.ndarray]:
@@ -38,7 +38,7 @@ def _scenario(n_devices: int = 1800) -> tuple[CellDevices, np.ndarray, np.ndarra
     return cells, device, arrival
 
 
-def _send(cells: CellDevices, device: np.ndarray, arrival: np.ndarray, edge: EdgeServer,
+def _send(cells: CellDevices, device: np.ndarray, arrival: np.ndarray, edge: EdgeServiceModel,
           shards: int, runner: object = None) -> MessageResult:  # fmt: skip
     return send_messages(
         np.random.default_rng(5), cells, SETTINGS, edge, device=device, arrival_s=arrival,
@@ -124,7 +124,7 @@ def test_an_edge_server_per_cell_does_not_queue_other_cells_requests() -> None:
     )
     cells = replace(cells, topology=replace(cells.topology, d_2d_m=np.full(2, 100.0)))
     no_fading = LinkSettings(fading="none", bler_target=0.0, max_transmissions=1)
-    one_at_a_time = EdgeServer(setup_s=0.01, per_item_s=0.0, max_batch=1, max_wait_s=None)
+    one_at_a_time = EdgeServiceModel(setup_s=0.01, per_item_s=0.0, max_batch=1, max_wait_s=None)
     kwargs = {"device": [0, 1], "arrival_s": [0.0, 0.0], "bytes_up": 100, "bytes_down": 10}
     shared = send_messages(np.random.default_rng(0), cells, no_fading, one_at_a_time, **kwargs)
     per_cell = send_messages(

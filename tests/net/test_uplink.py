@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinylarge.net import (
-    EdgeServer,
+    EdgeServiceModel,
     LinkSettings,
     RadioEnergyModel,
     attach_devices,
@@ -32,7 +32,7 @@ def _cells(snr_db: list[float], distance_m: float = 150.0) -> CellDevices:
 
 
 NO_FADING = LinkSettings(fading="none", bler_target=0.0, max_transmissions=1)
-EDGE = EdgeServer(setup_s=0.001, per_item_s=0.0005, max_batch=8, max_wait_s=None)
+EDGE = EdgeServiceModel(setup_s=0.001, per_item_s=0.0005, max_batch=8, max_wait_s=None)
 
 
 def _se(snr_db: float) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.integrate.colearning_fixtures import CLASSES, SHAPE, easy_data, links
+from tests.integrate.colearning.colearning_fixtures import CLASSES, SHAPE, easy_data, links
 
-from tinylarge.integrate.fedavg import FedAvg, clip_updates
+from tinylarge.integrate.colearning.fedavg import FedAvg, clip_updates
 from tinylarge.models.registry import build_model
 from tinylarge.secure.attacks import Attack, alie_z
 from tinylarge.secure.privacy import dp_epsilon, rdp_epsilon

@@ -8,10 +8,10 @@ import struct
 import numpy as np
 import torch
 
-from tinylarge.integrate.frame_codec import requantize_frames
-from tinylarge.integrate.split import QUANT_HEADER_BYTES
-from tinylarge.integrate.split_step import smashed_bytes
-from tinylarge.integrate.update_compression import Int8Compression, state_bytes
+from tinylarge.integrate.colearning.split_training_step import smashed_bytes
+from tinylarge.integrate.colearning.update_compression import Int8Compression, state_bytes
+from tinylarge.integrate.inference.frame_codec import requantize_frames
+from tinylarge.integrate.inference.split_computing import QUANT_HEADER_BYTES
 from tinylarge.models.registry import build_model
 from tinylarge.net.overhead import ProtocolOverhead
 from tinylarge.secure import Identity, MessageType, Registry, handshake, sign_bundle

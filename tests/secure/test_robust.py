@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinylarge.integrate.aggregators import get_aggregator
+from tinylarge.integrate.colearning.aggregators import get_aggregator
 from tinylarge.secure.robust import (
     krum,
     krum_scores,
@@ -68,9 +68,9 @@ def test_zero_weight_drops_a_client_and_names_are_registered() -> None:
 
 
 def test_fedavg_runs_with_a_robust_aggregator() -> None:
-    from tests.integrate.colearning_fixtures import CLASSES, SHAPE, easy_data, links
+    from tests.integrate.colearning.colearning_fixtures import CLASSES, SHAPE, easy_data, links
 
-    from tinylarge.integrate.fedavg import FedAvg
+    from tinylarge.integrate.colearning.fedavg import FedAvg
     from tinylarge.models.registry import build_model
 
     model = build_model("tiny_cnn", SHAPE, CLASSES, {"width": 3}, seed=0)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tinylarge.cli.main import app
 from tinylarge.config import load_preset
 from tinylarge.config.colearning_config import SCHEME_NAMES, ColearningConfig
-from tinylarge.integrate.colearning import CoLearning
+from tinylarge.integrate.colearning.contract import CoLearning
 from tinylarge.sim import RunResult
 from tinylarge.sim.colearning_stages import (
     build_scheme,

@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 
 from tinylarge.data.partition import Partition
-from tinylarge.integrate.policies import LargeOnly, TinyOnly
-from tinylarge.integrate.policy import Trace
-from tinylarge.net import EdgeServer, LinkSettings, attach_devices, radio_profile, send_messages
+from tinylarge.integrate.inference.baselines import LargeOnly, TinyOnly
+from tinylarge.integrate.inference.contract import Trace
+from tinylarge.net import (
+    EdgeServiceModel,
+    LinkSettings,
+    attach_devices,
+    radio_profile,
+    send_messages,
+)
 from tinylarge.sim.engine import DeviceCompute, Requests, draw_requests, run_policy
 
 NO_FADING = LinkSettings(fading="none", bler_target=0.0, max_transmissions=1)
-EDGE = EdgeServer(setup_s=0.001, per_item_s=0.0005, max_batch=8, max_wait_s=None)
+EDGE = EdgeServiceModel(setup_s=0.001, per_item_s=0.0005, max_batch=8, max_wait_s=None)
 COMPUTE = DeviceCompute(seconds_per_mac=1e-8, joules_per_mac=2e-9)
 
 
@@ -98,7 +104,7 @@ def test_requests_draw_test_samples_like_their_device_data() -> None:
 
 
 def test_resource_limits_keep_late_or_costly_offloads_on_the_device() -> None:
-    from tinylarge.integrate.policies import Oracle
+    from tinylarge.integrate.inference.baselines import Oracle
     from tinylarge.sim.engine import ResourceLimits, estimate_offload_cost
 
     cells = _cells(10.0, 2)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinylarge.net import (
-    EdgeServer,
+    EdgeServiceModel,
     LinkSettings,
     attach_devices,
     cell_poisson_arrivals,
@@ -28,7 +28,7 @@ def test_a_worker_killed_mid_shard_loses_nothing(
     device, arrival = cell_poisson_arrivals(
         4, cells.topology.cell, np.arange(6), rate_hz=2.0, duration_s=2.0
     )
-    edge = EdgeServer(setup_s=0.002, per_item_s=0.0003, sites=sites)  # type: ignore[arg-type]
+    edge = EdgeServiceModel(setup_s=0.002, per_item_s=0.0003, sites=sites)  # type: ignore[arg-type]
 
     def send(runner: Any, shards: int) -> Any:
         return send_messages(

@@ -316,7 +316,7 @@ def _simulate(
     deadline_ms: float,
     transport_s: float,
 ) -> Any:
-    from tinylarge.net.uplink import EdgeServer as SimulatedEdge
+    from tinylarge.net.uplink import EdgeServiceModel as SimulatedEdge
     from tinylarge.sim.deployment import simulate_deployment
 
     fit = stats.get("service_fit") or {"setup_s": 0.0, "per_item_s": 0.0}

@@ -16,7 +16,7 @@ SCHEME_NAMES: tuple[SchemeName, ...] = (
 
 
 class FederatedConfig(Section):
-    """FedAvg / FedProx of the tiny model (`tinylarge.integrate.fedavg`)."""
+    """FedAvg / FedProx of the tiny model (`tinylarge.integrate.colearning.fedavg`)."""
 
     clients_per_round: int = Field(20, ge=1, le=1_000_000)
     local_epochs: int = Field(2, ge=1, le=1000)
@@ -39,7 +39,8 @@ class FederatedConfig(Section):
 
 
 class FedGKTConfig(Section):
-    """Federated distillation, heterogeneous tiny clients (`tinylarge.integrate.fed_distill`)."""
+    """Federated distillation, heterogeneous tiny clients
+    (`tinylarge.integrate.colearning.fed_gkt`)."""
 
     client_widths: list[int] = Field(default_factory=lambda: [4, 5, 6], min_length=1)
     feature_blocks: int = Field(2, ge=1, le=3, description="tiny blocks whose output is uploaded")
@@ -57,7 +58,8 @@ class FedGKTConfig(Section):
 
 
 class SplitLearningConfig(Section):
-    """Split learning and SplitFed of the tiny model (`tinylarge.integrate.split_learning`)."""
+    """Split learning and SplitFed of the tiny model
+    (`tinylarge.integrate.colearning.split_learning`)."""
 
     cut: int = Field(1, ge=1, description="tiny-model blocks on the device")
     clients_per_round: int = Field(10, ge=1, le=1_000_000)
@@ -70,7 +72,8 @@ class SplitLearningConfig(Section):
 
 
 class ClosedLoopConfig(Section):
-    """The offload -> label -> distil -> push loop (`tinylarge.integrate.closed_loop`)."""
+    """The offload -> label -> distil -> push loop
+    (`tinylarge.integrate.colearning.closed_loop`)."""
 
     rounds: int = Field(8, ge=1, le=100_000)
     start: Literal["deployed", "server_data"] = Field(

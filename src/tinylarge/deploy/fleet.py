@@ -29,10 +29,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.clock import PreciseTimer
 from tinylarge.deploy.device import Device, FleetConfig, ModelStore
-from tinylarge.deploy.link import LinkPlan
+from tinylarge.deploy.link_emulator import LinkPlan
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents, FleetRecords
-from tinylarge.integrate.policy import Decision, Policy, Trace
+from tinylarge.integrate.inference.contract import Decision, Policy, Trace
 from tinylarge.secure.identity import Identity
 from tinylarge.secure.wire import overhead_bytes
 from tinylarge.tiny.graph import TinyModel
@@ -268,7 +268,8 @@ class Fleet:
         ``start_at`` (a `time.time` instant) starts the schedule then rather than as soon as
         every device is attached: several fleet processes start together. ``link`` (arrays in
         the order of the arguments) emulates each request's device time and radio
-        (`tinylarge.deploy.link`); it is planned for the shipped model's decisions, so run it
+        (`tinylarge.deploy.link_emulator`); it is planned for the shipped model's decisions, so run
+        it
         without pushing new models. ``disconnections`` take devices off the broker for a while
         during the schedule (a fault to survive: their requests fall back meanwhile).
         ``started_file`` gets the schedule's start (`time.time`) when it starts, for whoever

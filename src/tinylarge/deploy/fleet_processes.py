@@ -27,12 +27,12 @@ from cryptography.hazmat.primitives.serialization import (
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.device import FleetConfig
 from tinylarge.deploy.fleet import Disconnection, Fleet
-from tinylarge.deploy.link import LinkPlan
+from tinylarge.deploy.link_emulator import LinkPlan
 from tinylarge.deploy.protocol import Topics
 from tinylarge.deploy.records import FleetEvents, FleetRecords
 from tinylarge.deploy.summary import merge_records
-from tinylarge.integrate.persistence import policy_from_dict, policy_to_dict
-from tinylarge.integrate.policy import Policy
+from tinylarge.integrate.inference.contract import Policy
+from tinylarge.integrate.inference.persistence import policy_from_dict, policy_to_dict
 from tinylarge.secure.identity import Identity
 from tinylarge.tiny.graph import TinyModel
 from tinylarge.tiny.model_file import from_bytes, to_bytes

@@ -1,16 +1,35 @@
-"""Integration schemes of TinyML and LargeML: inference policies (tiny, large, compressed,
-cascade, router, split, oracle, early exit) and co-learning schemes (FedAvg, FedProx, FedGKT,
-split learning, SplitFed, the closed offload-distil loop)."""
+"""Integration schemes of TinyML and LargeML.
 
-from tinylarge.integrate.closed_loop import ClosedLoop
-from tinylarge.integrate.colearning import CoLearning, FederatedData, LinkBudget, RoundRecord
-from tinylarge.integrate.fed_distill import FedGKT
-from tinylarge.integrate.fedavg import FedAvg, FedProx
-from tinylarge.integrate.policies import Cascade, LargeCompressed, LargeOnly, Oracle, TinyOnly
-from tinylarge.integrate.policy import Decision, Policy, Trace
-from tinylarge.integrate.router import Router
-from tinylarge.integrate.split import SplitPolicy
-from tinylarge.integrate.split_learning import SplitFed, SplitLearning
+- `tinylarge.integrate.inference`: inference policies (``Trace`` in, ``Decision`` out): tiny,
+  large, compressed input, oracle, cascade, router, split computing, early exit, resource limits.
+- `tinylarge.integrate.colearning`: co-learning schemes (``CoLearning.round -> RoundRecord``):
+  FedAvg, FedProx, FedGKT, split learning, SplitFed, the closed offload-distil loop.
+"""
+
+from tinylarge.integrate.colearning import (
+    ClosedLoop,
+    CoLearning,
+    FedAvg,
+    FederatedData,
+    FedGKT,
+    FedProx,
+    LinkBudget,
+    RoundRecord,
+    SplitFed,
+    SplitLearning,
+)
+from tinylarge.integrate.inference import (
+    Cascade,
+    Decision,
+    LargeCompressed,
+    LargeOnly,
+    Oracle,
+    Policy,
+    Router,
+    SplitPolicy,
+    TinyOnly,
+    Trace,
+)
 
 __all__ = [
     "Cascade",

@@ -56,7 +56,8 @@ class Frozen(nn.Module):
 def quantize_ste(h: Tensor, bits: int) -> Tensor:
     """Per-sample min/max quantization to ``bits`` bits with a straight-through gradient.
 
-    The forward value equals `tinylarge.integrate.split.quantize_activation` (what goes on air);
+    The forward value equals `tinylarge.integrate.inference.split_computing.quantize_activation`
+    (what goes on air);
     the backward pass treats quantization as the identity (Bengio et al., 2013).
     """
     flat = h.reshape(h.shape[0], -1)

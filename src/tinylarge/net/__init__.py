@@ -30,7 +30,7 @@ from tinylarge.net.queues import fifo_queue, fifo_queue_grouped
 from tinylarge.net.shards import ShardRunner, run_in_process
 from tinylarge.net.topology import Topology, drop_devices
 from tinylarge.net.uplink import (
-    EdgeServer,
+    EdgeServiceModel,
     LinkSettings,
     MessageResult,
     poisson_arrivals,
@@ -41,7 +41,7 @@ __all__ = [
     "RADIO_PROFILES",
     "CellDevices",
     "Coverage",
-    "EdgeServer",
+    "EdgeServiceModel",
     "LinkSettings",
     "MessageResult",
     "RadioEnergyModel",

@@ -113,7 +113,7 @@ def radio_energy_j(
 class RadioEnergyModel(BaseModel):
     """Power figures of a device's radio module (defaults: radio.md, "Device radio energy").
 
-    Parameters
+    Attributes
     ----------
     pa_efficiency : float
         Power-amplifier efficiency, in (0, 1].

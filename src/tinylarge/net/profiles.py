@@ -86,7 +86,7 @@ _NR_SNR = (
 class RadioProfile(BaseModel):
     """One radio access technology as deployed in one cell type.
 
-    Parameters
+    Attributes
     ----------
     carrier_ghz : float
         Carrier frequency, GHz (> 0).

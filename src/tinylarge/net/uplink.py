@@ -18,7 +18,7 @@ Vectorized over messages (arrays in, arrays out). The model, per message ``i`` s
    `tinylarge.net.queues`), so a message waits for the backlog of earlier slots.
 6. **Edge**: after propagation (and backhaul to the cloud, when set) the request joins the
    edge server's batching queue (`tinylarge.net.batching.batch_queue`): one server for all
-   cells, or one at each base station (``EdgeServer.sites``).
+   cells, or one at each base station (``EdgeServiceModel.sites``).
 7. **Reply**: the downlink reply goes at the full downlink rate (the base station's downlink is
    not the bottleneck for small replies; no downlink queue).
 
@@ -93,7 +93,7 @@ class LinkSettings:
 
 
 @dataclass(frozen=True)
-class EdgeServer:
+class EdgeServiceModel:
     """The edge's large model as a batching server: a batch of b takes setup_s + b x per_item_s.
 
     ``source`` says where the figures come from (measured on this machine, or a profile).
@@ -313,7 +313,7 @@ def downlink_leg(
 
 
 def edge_queue(
-    edge: EdgeServer, at_edge_s: FloatArray, served: BoolArray, cell: npt.NDArray[np.integer]
+    edge: EdgeServiceModel, at_edge_s: FloatArray, served: BoolArray, cell: npt.NDArray[np.integer]
 ) -> tuple[FloatArray, FloatArray]:
     """Wait in the edge's batching queue and departure from it of every served message, s
     (0 and NaN for the others): one queue for all cells, or one per cell (``edge.sites``)."""
@@ -401,7 +401,7 @@ def _finish(
 
 
 def cells_messages(
-    seed: int, cells: CellDevices, settings: LinkSettings, edge: EdgeServer, m: Messages
+    seed: int, cells: CellDevices, settings: LinkSettings, edge: EdgeServiceModel, m: Messages
 ) -> MessageResult:
     """Every step for messages whose edge queue is theirs alone (the whole run, or a shard of
     cells with an edge server per cell)."""
@@ -425,7 +425,7 @@ def send_messages(
     rng: np.random.Generator,
     cells: CellDevices,
     settings: LinkSettings,
-    edge: EdgeServer,
+    edge: EdgeServiceModel,
     *,
     device: npt.ArrayLike,
     arrival_s: npt.ArrayLike,
@@ -459,6 +459,8 @@ def send_messages(
         with an edge server per cell, the edge queue of its cells; a shared edge queues every
         message in this process. The result is identical for any number of shards.
 
+    Notes
+    -----
     Every random draw comes from ``rng`` through one seed for per-cell streams
     (`tinylarge.net.draws`).
     """
@@ -524,7 +526,7 @@ def cells_traffic_stats(
     link_seed: int,
     cells: CellDevices,
     settings: LinkSettings,
-    edge: EdgeServer,
+    edge: EdgeServiceModel,
     cell_ids: npt.ArrayLike,
     *,
     rate_hz: float,
@@ -549,7 +551,7 @@ def cells_traffic_stats(
     if edge.sites != "per_cell":
         raise ValueError(
             "a shard can only finish its messages with an edge server per cell "
-            f"(EdgeServer.sites='per_cell'), got sites={edge.sites!r}"
+            f"(EdgeServiceModel.sites='per_cell'), got sites={edge.sites!r}"
         )
     if block_messages < 1:
         raise ValueError(f"block_messages must be >= 1, got {block_messages}")

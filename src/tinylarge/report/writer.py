@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from tinylarge.config import scenario_to_toml
-from tinylarge.integrate.persistence import DEPLOYABLE, save_policy
+from tinylarge.integrate.inference.persistence import DEPLOYABLE, save_policy
 from tinylarge.models.persistence import save_model
 from tinylarge.report.html import page
 from tinylarge.report.metrics import collect
@@ -24,7 +24,8 @@ TINY_INT8_FILE = "tiny_int8.tlm"
 TINY_INT8_ONNX_FILE = "tiny_int8.onnx"
 TINY_INT8_TFLITE_FILE = "tiny_int8.tflite"
 TINY_INT8_C_DIR = "tiny_int8_c"
-#: The run's fitted deployable policies, one JSON file each (`tinylarge.integrate.persistence`).
+#: The run's fitted deployable policies, one JSON file each
+#: (`tinylarge.integrate.inference.persistence`).
 POLICIES_DIR = "policies"
 
 

@@ -1,4 +1,4 @@
-"""Attacks by malicious federated clients (`tinylarge.integrate.fedavg.ClientAttack`).
+"""Attacks by malicious federated clients (`tinylarge.integrate.colearning.fedavg.ClientAttack`).
 
 - ``sign_flip``: send ``-scale x`` the honest update.
 - ``scaling``: send ``scale x`` the honest update (model replacement, Bagdasaryan et al. 2020).

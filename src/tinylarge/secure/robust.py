@@ -1,7 +1,8 @@
 """Byzantine-robust aggregation of stacked client states (pure functions, registered by name).
 
 Each function maps ``stacked`` (name -> tensor with a leading client axis) and per-client
-``weights`` to one state, like `tinylarge.integrate.federated.weighted_average`. Robust rules
+``weights`` to one state, like `tinylarge.integrate.colearning.local_training.weighted_average`.
+Robust rules
 treat clients equally (weights only decide which clients count: weight 0 drops one). Integer
 buffers (batch-norm step counters) take the plain weighted mean. Bounds from security.md:
 trimmed mean needs n > 2f, Krum n >= 2f + 3; outside them the functions raise instead of
@@ -26,8 +27,12 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from tinylarge.integrate.aggregators import Aggregator, aggregator_names, register_aggregator
-from tinylarge.integrate.federated import weighted_average
+from tinylarge.integrate.colearning.aggregators import (
+    Aggregator,
+    aggregator_names,
+    register_aggregator,
+)
+from tinylarge.integrate.colearning.local_training import weighted_average
 
 State = dict[str, Tensor]
 

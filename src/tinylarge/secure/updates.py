@@ -19,7 +19,7 @@ from tinylarge.tiny.mcu import McuProfile
 class SignedUpdates:
     """Package updates for devices of class ``target`` (an MCU name) signed by ``server``.
 
-    Implements `tinylarge.integrate.closed_loop.UpdateChannel`.
+    Implements `tinylarge.integrate.colearning.closed_loop.UpdateChannel`.
     """
 
     server: Identity

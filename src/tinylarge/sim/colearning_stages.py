@@ -17,12 +17,17 @@ import numpy as np
 
 from tinylarge.config.colearning_config import SCHEME_NAMES, ColearningConfig
 from tinylarge.errors import CannotFitError
-from tinylarge.integrate.aggregators import aggregator_names
-from tinylarge.integrate.closed_loop import ClosedLoop
-from tinylarge.integrate.colearning import CoLearning, FederatedData, LinkBudget, RoundRecord
-from tinylarge.integrate.fed_distill import FedGKT
-from tinylarge.integrate.fedavg import FedAvg, FedProx
-from tinylarge.integrate.split_learning import SplitFed, SplitLearning
+from tinylarge.integrate.colearning.aggregators import aggregator_names
+from tinylarge.integrate.colearning.closed_loop import ClosedLoop
+from tinylarge.integrate.colearning.contract import (
+    CoLearning,
+    FederatedData,
+    LinkBudget,
+    RoundRecord,
+)
+from tinylarge.integrate.colearning.fed_gkt import FedGKT
+from tinylarge.integrate.colearning.fedavg import FedAvg, FedProx
+from tinylarge.integrate.colearning.split_learning import SplitFed, SplitLearning
 from tinylarge.models.blocks import BlockModel
 from tinylarge.models.evaluation import predict_logits
 from tinylarge.net.overhead import ProtocolOverhead

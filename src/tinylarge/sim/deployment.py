@@ -18,15 +18,15 @@ from torch import nn
 
 from tinylarge.config import Scenario, load_scenario
 from tinylarge.data import Task
-from tinylarge.deploy.link import LinkPlan, plan_links
+from tinylarge.deploy.link_emulator import LinkPlan, plan_links
 from tinylarge.deploy.records import BY_EDGE, TIMED_OUT, FleetRecords
-from tinylarge.integrate.persistence import load_policy
-from tinylarge.integrate.policy import Policy, Trace
+from tinylarge.integrate.inference.contract import Policy, Trace
+from tinylarge.integrate.inference.persistence import load_policy
 from tinylarge.models.cache import ModelCache
 from tinylarge.models.evaluation import predict_logits
 from tinylarge.models.persistence import load_model
 from tinylarge.net.overhead import ProtocolOverhead
-from tinylarge.net.uplink import EdgeServer
+from tinylarge.net.uplink import EdgeServiceModel
 from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import rng_for
 from tinylarge.sim.engine import DeviceCompute, PolicyOutcome, Requests, run_policy
@@ -163,7 +163,7 @@ def simulate_deployment(
     *,
     rate_per_device_hz: float,
     duration_s: float,
-    edge: EdgeServer,
+    edge: EdgeServiceModel,
     deadline_s: float,
     transport_s: float = 0.0,
 ) -> tuple[Requests, PolicyOutcome]:

@@ -1,6 +1,7 @@
 """The trace-driven engine: requests of many devices, a policy's decisions, the network's cost.
 
-Model outputs are computed once per test sample (a `tinylarge.integrate.policy.Trace`); each
+Model outputs are computed once per test sample (a `tinylarge.integrate.inference.contract.Trace`);
+each
 device issues Poisson requests that draw test samples matching its own data (the same SNR, or
 the same class, as a random training sample of the device: a device far from the base station
 sees low-SNR frames); the policy decides per request; offloaded requests go through
@@ -28,9 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from tinylarge.data import Partition
-from tinylarge.integrate.policy import Decision, Policy, Trace
-from tinylarge.integrate.resources import apply_resource_limits
-from tinylarge.net import CellDevices, EdgeServer, LinkSettings, airtime_s, send_messages
+from tinylarge.integrate.inference.contract import Decision, Policy, Trace
+from tinylarge.integrate.inference.resource_limits import apply_resource_limits
+from tinylarge.net import CellDevices, EdgeServiceModel, LinkSettings, airtime_s, send_messages
 from tinylarge.net.overhead import ProtocolOverhead
 from tinylarge.net.shards import ShardRunner
 from tinylarge.net.uplink import efficiency_fn
@@ -143,7 +144,7 @@ def estimate_offload_cost(
     *,
     cells: CellDevices,
     settings: LinkSettings,
-    edge: EdgeServer,
+    edge: EdgeServiceModel,
     compute: DeviceCompute,
     reply_bytes: int,
     overhead: ProtocolOverhead | None = None,
@@ -233,7 +234,7 @@ def run_policy(
     *,
     cells: CellDevices,
     settings: LinkSettings,
-    edge: EdgeServer,
+    edge: EdgeServiceModel,
     compute: DeviceCompute,
     reply_bytes: int,
     deadline_s: float,

@@ -14,7 +14,7 @@ from torch import nn
 from tinylarge.config.scenario import Scenario
 from tinylarge.net import (
     Coverage,
-    EdgeServer,
+    EdgeServiceModel,
     LinkSettings,
     RadioEnergyModel,
     RadioProfile,
@@ -52,7 +52,7 @@ def check_network_config(scenario: Scenario) -> None:
 
 def measure_edge_server(
     model: nn.Module, input_shape: tuple[int, ...], *, max_batch: int, sites: str = "shared"
-) -> EdgeServer:
+) -> EdgeServiceModel:
     """Time the large model on this machine at batch 1 and ``max_batch``; fit setup + per item.
 
     Median of 5 timed runs each after a warm-up, torch inference mode.
@@ -73,7 +73,7 @@ def measure_edge_server(
     t1, tb = seconds(1), seconds(max_batch)
     per_item = max((tb - t1) / (max_batch - 1), 1e-7) if max_batch > 1 else t1
     setup = max(t1 - per_item, 0.0)
-    return EdgeServer(
+    return EdgeServiceModel(
         setup_s=setup,
         per_item_s=per_item,
         max_batch=max_batch,
@@ -119,7 +119,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
             large.model, task.input_shape, max_batch=config.edge_max_batch, sites=config.edge_sites
         )
     else:
-        edge = EdgeServer(
+        edge = EdgeServiceModel(
             setup_s=config.edge_setup_s,
             per_item_s=config.edge_per_item_s,
             max_batch=config.edge_max_batch,
@@ -201,7 +201,7 @@ def network_metrics(state: RunState) -> dict[str, Any] | None:
     if not state.network:
         return None
     config = state.scenario.network
-    edge: EdgeServer = state.network["edge"]
+    edge: EdgeServiceModel = state.network["edge"]
     return {
         "profile": config.profile,
         "coverage": {n: c.summary() for n, c in state.network["coverage"].items()},

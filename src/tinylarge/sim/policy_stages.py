@@ -17,12 +17,18 @@ import numpy as np
 
 from tinylarge.data import generate_radio_frames
 from tinylarge.errors import CannotFitError
-from tinylarge.integrate.early_exit import BOTTLENECK_LOGITS_KEY
-from tinylarge.integrate.frame_codec import dequantize_frames, requantize_frames
-from tinylarge.integrate.policies import Cascade, LargeCompressed, LargeOnly, Oracle, TinyOnly
-from tinylarge.integrate.policy import FRAMES_KEY, Policy, Trace, large_logits_key
-from tinylarge.integrate.router import Router
-from tinylarge.integrate.split import SplitPolicy
+from tinylarge.integrate.inference.baselines import (
+    Cascade,
+    LargeCompressed,
+    LargeOnly,
+    Oracle,
+    TinyOnly,
+)
+from tinylarge.integrate.inference.contract import FRAMES_KEY, Policy, Trace, large_logits_key
+from tinylarge.integrate.inference.early_exit import BOTTLENECK_LOGITS_KEY
+from tinylarge.integrate.inference.frame_codec import dequantize_frames, requantize_frames
+from tinylarge.integrate.inference.router import Router
+from tinylarge.integrate.inference.split_computing import SplitPolicy
 from tinylarge.models.blocks import BlockModel
 from tinylarge.models.evaluation import predict_logits
 from tinylarge.seeding import derive_seed, rng_for

@@ -17,9 +17,9 @@ from typing import Any
 from tinylarge.config.security_config import SecurityConfig
 from tinylarge.data.partition import partition_iid
 from tinylarge.errors import CannotFitError
-from tinylarge.integrate.aggregators import aggregator_names
-from tinylarge.integrate.colearning import FederatedData
-from tinylarge.integrate.fedavg import FedAvg
+from tinylarge.integrate.colearning.aggregators import aggregator_names
+from tinylarge.integrate.colearning.contract import FederatedData
+from tinylarge.integrate.colearning.fedavg import FedAvg
 from tinylarge.secure.attacks import Attack
 from tinylarge.secure.bundle import bundle_overhead_bytes, sign_bundle
 from tinylarge.secure.costs import bundle_cost, protocol_overhead, run_device_id

@@ -2,13 +2,15 @@
 
 The stage grafts a learned bottleneck and an exit head onto the trained large model
 (`tinylarge.models.split_exit`; cached like every trained model). The policies' device costs
-are counted in MACs (`tinylarge.integrate.split.module_macs`) and costed at the tiny model's
+are counted in MACs (`tinylarge.integrate.inference.split_computing.module_macs`) and costed at the
+tiny model's
 per-MAC latency and energy on the target MCU: the graft runs in float32 in the simulation, its
 int8 deployment is assumed to cost what the tiny model's int8 kernels cost per MAC.
 
 Split points are the large model's own cuts ``k = 0..n_blocks`` (activation quantized to
 ``split_activation_bits``) plus the bottleneck at ``split_at``; each device picks the one that
-minimises its latency or energy at its mean link rate (`tinylarge.integrate.split.choose_split`).
+minimises its latency or energy at its mean link rate
+(`tinylarge.integrate.inference.split_computing.choose_split`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ import torch
 
 import tinylarge
 from tinylarge.config.training_config import TrainingSpec
-from tinylarge.integrate.early_exit import BOTTLENECK_LOGITS_KEY, EXIT_LOGITS_KEY, EarlyExit
-from tinylarge.integrate.policy import Trace
-from tinylarge.integrate.split import (
+from tinylarge.integrate.inference.contract import Trace
+from tinylarge.integrate.inference.early_exit import (
+    BOTTLENECK_LOGITS_KEY,
+    EXIT_LOGITS_KEY,
+    EarlyExit,
+)
+from tinylarge.integrate.inference.split_computing import (
     QUANT_HEADER_BYTES,
     SplitPolicy,
     activation_bytes_per_split,

@@ -31,7 +31,7 @@ MIB = 1024 * 1024
 class McuProfile(BaseModel):
     """One board running one inference runtime.
 
-    Parameters
+    Attributes
     ----------
     part : str
         The chip or board, e.g. ``"NUCLEO-L4R5ZI"``.
