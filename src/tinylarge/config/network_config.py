@@ -34,7 +34,7 @@ class TrafficConfig(Section):
 
 
 class RadioEnergyConfig(Section):
-    """Device radio power model (shared/reference/radio.md, 'Device radio energy')."""
+    """Device radio power model (typical cellular IoT modules; `tinylarge.net.energy`)."""
 
     pa_efficiency: float = Field(0.3, gt=0.0, le=1.0)
     circuit_power_w: float = Field(0.1, ge=0.0, le=100.0, description="TX chain besides the PA")

@@ -13,7 +13,7 @@
 A device installs a bundle only if the signature verifies under the server's key, the manifest
 parses, the size is within its limit and equals the bytes that follow (nothing appended), the
 hash matches, the target is its own class and the version is newer than the installed one
-(RFC 9124 / SUIT's rules; security.md). Otherwise `verify_bundle` raises the reason and the
+(RFC 9124 / SUIT's rules). Otherwise `verify_bundle` raises the reason and the
 device keeps its model.
 """
 
@@ -33,7 +33,7 @@ MAGIC = b"TLB1"
 BUNDLE_FORMAT = 1
 SIG_LEN = 64
 #: Default largest model a device accepts, bytes (1 MiB: all the flash of the nRF52840, the
-#: smallest in mcu.md).
+#: smallest of the boards in `tinylarge.tiny.mcu`; Nordic's nRF52840 product specification).
 DEFAULT_MAX_MODEL_BYTES = 1 << 20
 _MANIFEST_KEYS = {"format", "sha256", "version", "target", "size"}
 

@@ -1,8 +1,8 @@
 """What the security layer costs a device and the network, from measured Cortex-M4 figures.
 
-Cycle counts (``shared/reference/security.md``, "Costs on a Cortex-M4"; wolfSSL's STM32
-benchmarks with assembly, at 80 MHz), converted to cycles so that they scale with the target
-MCU's clock; energy is cycles / clock x the board's active power (as for inference, mcu.md):
+Cycle counts (wolfSSL's STM32 benchmarks with assembly, at 80 MHz), converted to cycles so
+that they scale with the target MCU's clock; energy is cycles / clock x the board's active
+power (as for inference, `tinylarge.tiny.mcu`):
 
 - X25519: 31.6 ms -> 2.53 M cycles (the X25519-Cortex-M4 project's assembly needs 0.55 M; the
   wolfSSL figure is used for all operations so they come from one library);
@@ -31,13 +31,14 @@ from tinylarge.tiny.mcu import McuProfile
 
 _WOLFSSL_CLOCK_HZ = 80e6
 _MIB = 1024 * 1024
-#: X25519 scalar multiplication, cycles (wolfSSL, 31.6 ms at 80 MHz; security.md).
+#: X25519 scalar multiplication, cycles (wolfSSL STM32 benchmarks, 31.6 ms at 80 MHz).
 X25519_CYCLES = 31.6e-3 * _WOLFSSL_CLOCK_HZ
-#: Ed25519 signature, cycles (wolfSSL, 16.0 ms at 80 MHz; security.md).
+#: Ed25519 signature, cycles (wolfSSL STM32 benchmarks, 16.0 ms at 80 MHz).
 ED25519_SIGN_CYCLES = 16.0e-3 * _WOLFSSL_CLOCK_HZ
-#: Ed25519 verification, cycles (wolfSSL, 36.6 ms at 80 MHz; security.md).
+#: Ed25519 verification, cycles (wolfSSL STM32 benchmarks, 36.6 ms at 80 MHz).
 ED25519_VERIFY_CYCLES = 36.6e-3 * _WOLFSSL_CLOCK_HZ
-#: Cycles per byte of each AEAD (security.md; AES-GCM: AES-128 with hardware AES).
+#: Cycles per byte of each AEAD (wolfSSL STM32 benchmarks at 80 MHz: ChaCha20-Poly1305
+#: 1.78 MiB/s, AES-128-GCM with hardware AES 3.69 MiB/s).
 AEAD_CYCLES_PER_BYTE: dict[Aead, float] = {
     "chacha20-poly1305": _WOLFSSL_CLOCK_HZ / (1.78 * _MIB),
     "aes-256-gcm": _WOLFSSL_CLOCK_HZ / (3.69 * _MIB),

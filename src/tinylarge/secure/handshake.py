@@ -13,7 +13,7 @@ that ephemeral key and that AEAD choice. Both sides derive 64 bytes with HKDF-SH
 X25519 secret (salt: SHA-256 of hello || server key; info: ``"tinylarge v1 session keys"``):
 the first 32 protect device -> server messages, the last 32 server -> device. Hello is
 ``100 + n`` bytes and reply 98 bytes (n = device-id length): 198 + n in two flights, between
-EDHOC with signatures (216 B) and DTLS 1.3 with raw public keys (894 B) (security.md).
+EDHOC with signatures (216 B; RFC 9528) and DTLS 1.3 with raw public keys (894 B; RFC 9147).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each round samples ``clients_per_round`` of ``population`` clients (sampling rat
 Gaussian noise with multiplier ``sigma`` (std ``sigma x clip`` on the sum of clipped updates):
 a Poisson-subsampled Gaussian mechanism per round, composed over the rounds with Renyi DP
 (Mironov 2017; Mironov, Talwar & Zhang 2019) as Google's `dp_accounting` computes it. Checked
-against security.md's Opacus vector (epsilon 0.336 at order 23).
+against Opacus's RDP accountant (epsilon 0.336 at order 23 for that composition).
 
 For a small order whose series does not converge, the accountant leaves that order out of the
 minimum and logs a warning through absl; these are silenced here (the epsilon is the minimum

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tinylarge.secure.errors import Replay
 
-#: Default window: 64 messages (the size DTLS and IPsec recommend; security.md).
+#: Default window: 64 messages (the size DTLS, RFC 6347 4.1.2.6, and IPsec, RFC 4303, recommend).
 DEFAULT_WINDOW = 64
 MAX_SEQUENCE = 2**64 - 1
 

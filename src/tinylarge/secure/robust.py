@@ -2,11 +2,10 @@
 
 Each function maps ``stacked`` (name -> tensor with a leading client axis) and per-client
 ``weights`` to one state, like `tinylarge.integrate.colearning.local_training.weighted_average`.
-Robust rules
-treat clients equally (weights only decide which clients count: weight 0 drops one). Integer
-buffers (batch-norm step counters) take the plain weighted mean. Bounds from security.md:
-trimmed mean needs n > 2f, Krum n >= 2f + 3; outside them the functions raise instead of
-quietly falling back to the mean.
+Robust rules treat clients equally (weights only decide which clients count: weight 0 drops
+one). Integer buffers (batch-norm step counters) take the plain weighted mean. Bounds: trimmed
+mean needs n > 2f (Yin et al., ICML 2018), Krum n >= 2f + 3 (Blanchard et al., NeurIPS 2017);
+outside them the functions raise instead of quietly falling back to the mean.
 
 - ``median``: coordinate-wise median (Yin et al., ICML 2018).
 - ``trimmed_mean``: per coordinate, drop the ``f`` largest and ``f`` smallest, average the rest.

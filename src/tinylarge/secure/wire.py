@@ -15,7 +15,7 @@ field fails the tag. The 12-byte nonce is 4 zero bytes + the 8-byte sequence num
 direction of a session has its own key and its own strictly increasing counter, so a
 (key, nonce) pair is never reused. Overhead: ``27 + n`` bytes per message (e.g. 35 bytes for an
 8-character device id), against 11-15 bytes for OSCORE and 29 for DTLS 1.2 with 8-byte tags
-(security.md), which do not carry the sender's id in every message.
+(RFC 8613 OSCORE; RFC 6347 DTLS 1.2), which do not carry the sender's id in every message.
 """
 
 from __future__ import annotations
