@@ -1,15 +1,31 @@
-"""MCU profiles: figures match shared/reference/mcu.md, validation, lookup errors."""
+"""MCU profiles: the data file's rows against published figures, validation, lookup errors."""
 
 from __future__ import annotations
+
+from importlib import resources
 
 import pytest
 from pydantic import ValidationError
 
-from tinylarge.tiny.mcu import MCU_PROFILES, McuProfile, UnknownMcuError, mcu_profile
+from tinylarge.tables import TableError, parse_table
+from tinylarge.tiny.mcu import (
+    GENERATED_C_RUNTIME,
+    MCU_PROFILES,
+    PROFILES_FILE,
+    McuProfile,
+    UnknownMcuError,
+    mcu_profile,
+)
 
 KIB, MIB = 1024, 1024 * 1024
 
-# name: (clock Hz, SRAM B, flash B) straight from the "Boards" table of mcu.md.
+NAMES = (
+    "stm32l4r5", "stm32l4r5_c", "stm32l4r5_tflm_ref", "stm32l4r5_xcubeai", "stm32h7a3",
+    "stm32h743", "stm32h743_tflm_ref", "stm32h743_xcubeai", "stm32h743_tinyengine", "stm32u575",
+    "nrf52840", "esp32s3", "rp2040",
+)  # fmt: skip
+
+# name: (clock Hz, SRAM B, flash B) from the datasheets (the boards cited in mcu_profiles.toml).
 BOARDS = {
     "stm32l4r5": (120e6, 640 * KIB, 2 * MIB),
     "stm32h7a3": (280e6, 1400 * KIB, 2 * MIB),
@@ -33,15 +49,93 @@ VALID = {
 }
 
 
+def test_every_row_of_the_data_file_loads_in_file_order() -> None:
+    assert tuple(MCU_PROFILES) == NAMES
+    assert all(isinstance(p, McuProfile) for p in MCU_PROFILES.values())
+    text = resources.files("tinylarge.tiny").joinpath(PROFILES_FILE).read_text(encoding="utf-8")
+    assert parse_table(text, PROFILES_FILE, McuProfile) == dict(MCU_PROFILES)
+
+
+def test_rows_field_by_field() -> None:
+    # Written out here, independently of the data file; floats compared exactly (==).
+    assert MCU_PROFILES["stm32l4r5"].model_dump() == {
+        "part": "NUCLEO-L4R5ZI (STM32L4R5, MLPerf Tiny reference board)",
+        "core": "Cortex-M4F",
+        "runtime": "microTVM + CMSIS-NN",
+        "clock_hz": 120e6,
+        "sram_bytes": 640 * KIB,
+        "flash_bytes": 2 * MIB,
+        "active_power_w": (40e-3 + 52e-3) / 2,
+        "cycles_per_mac": 3.7,
+        "source": MCU_PROFILES["stm32l4r5"].source,
+    }
+    assert MCU_PROFILES["stm32l4r5"].source.startswith("mcu.md throughput row Cortex-M4 @ 120 MHz")
+    u575 = MCU_PROFILES["stm32u575"]
+    assert u575.cycles_per_mac == 3.7 * ((44.1e-3 * 160e6) / (75e-3 * 120e6))
+    assert (u575.core, u575.runtime, u575.active_power_w) == ("Cortex-M33", "CMSIS-NN", 25.8e-3)
+    rp2040 = MCU_PROFILES["rp2040"]
+    assert (rp2040.cycles_per_mac, rp2040.active_power_w) == (6.8 * 2.0, 25e-3 * 3.3)
+    assert MCU_PROFILES["stm32h743_tflm_ref"].active_power_w == (250e-3 + 300e-3) / 2
+    assert MCU_PROFILES["stm32h743_tflm_ref"].cycles_per_mac == 46.0
+    assert MCU_PROFILES["nrf52840"].active_power_w == (10e-3 + 20e-3) / 2
+    generated = MCU_PROFILES["stm32l4r5_c"]
+    assert (generated.runtime, generated.cycles_per_mac) == (GENERATED_C_RUNTIME, 16.5)
+
+
+def test_runtime_variants_share_their_board() -> None:
+    board_fields = ("part", "core", "clock_hz", "sram_bytes", "flash_bytes", "active_power_w")
+    for name, profile in MCU_PROFILES.items():
+        base = MCU_PROFILES[name.split("_")[0]]
+        assert [getattr(profile, f) for f in board_fields] == [
+            getattr(base, f) for f in board_fields
+        ], name
+
+
+def _toml_row(name: str, fields: dict[str, object]) -> str:
+    """``[name]`` and one ``key = value`` line per field (strings quoted, numbers as repr)."""
+    lines = [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v!r}" for k, v in fields.items()]
+    return "\n".join([f"[{name}]", *lines, ""])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"clock_hz": -1.0}, "clock_hz = -1.0: Input should be greater than 0"),
+        (
+            {"sram_bytes": "640 KB"},
+            "sram_bytes = '640 KB': Input should be a valid integer, "
+            "unable to parse string as an integer",
+        ),
+        ({"clock_mhz": 120}, "clock_mhz = 120: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_row_names_the_file_the_row_and_the_field(
+    change: dict[str, object], message: str
+) -> None:
+    text = _toml_row("good", VALID) + _toml_row("mine", {**VALID, **change})
+    with pytest.raises(TableError) as info:
+        parse_table(text, PROFILES_FILE, McuProfile)
+    assert str(info.value) == f"{PROFILES_FILE}: row [mine] is not a valid McuProfile: {message}"
+
+
+def test_bad_table_files() -> None:
+    with pytest.raises(TableError, match=r"mcu_profiles\.toml: not valid TOML"):
+        parse_table("[mine\n", PROFILES_FILE, McuProfile)
+    with pytest.raises(TableError, match="'clock_hz' must be a table"):
+        parse_table("clock_hz = 1.0\n", PROFILES_FILE, McuProfile)
+    without_source = {k: v for k, v in VALID.items() if k != "source"}
+    with pytest.raises(TableError, match=r"row \[mine\] .*: source: Field required$"):
+        parse_table(_toml_row("mine", without_source), PROFILES_FILE, McuProfile)
+
+
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_board_figures_match_mcu_md(name: str) -> None:
     profile = MCU_PROFILES[name]
     assert (profile.clock_hz, profile.sram_bytes, profile.flash_bytes) == BOARDS[name]
-    assert "mcu.md" in profile.source
 
 
 def test_cycles_per_mac_rows() -> None:
-    # Measured rows of mcu.md: M4 CMSIS-NN 3.7 (MLPerf Tiny v1.0 OctoML), M7 CMSIS-NN 4.6
+    # Measured figures: M4 CMSIS-NN 3.7 (MLPerf Tiny v1.0 OctoML), M7 CMSIS-NN 4.6
     # (TinyEngine README); M4 applies to the nRF52840 too.
     assert MCU_PROFILES["stm32l4r5"].cycles_per_mac == 3.7
     assert MCU_PROFILES["nrf52840"].cycles_per_mac == 3.7
@@ -69,7 +163,7 @@ def test_estimates_are_labelled(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "macs", "measured_s"),
     [
-        # MLPerf Tiny ResNet-8 (~12.5 M MACs) on the L4R5 @ 120 MHz (mcu.md throughput table).
+        # MLPerf Tiny ResNet-8 (~12.5 M MACs) on the L4R5 @ 120 MHz (MLPerf Tiny v0.5, v1.0).
         ("stm32l4r5", 12.5e6, 0.390),
         ("stm32l4r5_tflm_ref", 12.5e6, 0.704),
         ("stm32l4r5_xcubeai", 12.5e6, 0.227),
