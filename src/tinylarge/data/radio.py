@@ -14,7 +14,6 @@ impairment off or on leaves the labels, the SNRs and the other impairments' draw
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import numpy.typing as npt
 from tinylarge.data import channel_impairments as ch
 from tinylarge.data.channel_impairments import Fading
 from tinylarge.data.modulation import modulate
-from tinylarge.data.radio_params import RADIO_CLASSES, RadioParams, check_classes
+from tinylarge.data.radio_params import RadioParams, check_classes
 
 ComplexArray = npt.NDArray[np.complex128]
 
@@ -35,6 +34,8 @@ ComplexArray = npt.NDArray[np.complex128]
 CHUNK_FRAMES = 2048
 
 _STREAMS = ("plan", "symbols", "timing", "fading", "carrier", "noise")
+#: The default settings (`generate_radio_frames` takes its keyword defaults from here).
+_DEFAULTS = RadioParams()
 
 
 @dataclass(frozen=True)
@@ -165,22 +166,22 @@ def generate_radio_frames(
     n_frames: int,
     rng: np.random.Generator,
     *,
-    classes: Sequence[str] = RADIO_CLASSES,
-    frame_length: int = 128,
-    samples_per_symbol: int = 8,
-    rolloff: float = 0.35,
-    snr_db_min: float = -10.0,
-    snr_db_max: float = 20.0,
-    snr_db_step: float = 2.0,
-    timing_offset_max_symbols: float = 1.0,
-    carrier_phase_max_rad: float = 2.0 * math.pi,
-    cfo_max_cycles_per_sample: float = 0.001,
-    phase_noise_std_rad: float = 0.005,
-    fading: Fading = "rician",
-    multipath_taps: int = 3,
-    tap_decay_db: float = 6.0,
-    rician_k_db: float = 3.0,
-    normalize_power: bool = True,
+    classes: Sequence[str] = _DEFAULTS.classes,
+    frame_length: int = _DEFAULTS.frame_length,
+    samples_per_symbol: int = _DEFAULTS.samples_per_symbol,
+    rolloff: float = _DEFAULTS.rolloff,
+    snr_db_min: float = _DEFAULTS.snr_db_min,
+    snr_db_max: float = _DEFAULTS.snr_db_max,
+    snr_db_step: float = _DEFAULTS.snr_db_step,
+    timing_offset_max_symbols: float = _DEFAULTS.timing_offset_max_symbols,
+    carrier_phase_max_rad: float = _DEFAULTS.carrier_phase_max_rad,
+    cfo_max_cycles_per_sample: float = _DEFAULTS.cfo_max_cycles_per_sample,
+    phase_noise_std_rad: float = _DEFAULTS.phase_noise_std_rad,
+    fading: Fading = _DEFAULTS.fading,
+    multipath_taps: int = _DEFAULTS.multipath_taps,
+    tap_decay_db: float = _DEFAULTS.tap_decay_db,
+    rician_k_db: float = _DEFAULTS.rician_k_db,
+    normalize_power: bool = _DEFAULTS.normalize_power,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Generate labelled modulation-classification frames (I/Q), deterministically from ``rng``.
 
@@ -192,37 +193,10 @@ def generate_radio_frames(
     rng : numpy.random.Generator
         Source of randomness. Independent child streams are spawned from it (this advances
         its spawn counter, not its state).
-    classes : sequence of str
-        Subset of `RADIO_CLASSES` in label order (label ``i`` is ``classes[i]``).
-    frame_length : int
-        Complex samples per frame (>= 2).
-    samples_per_symbol : int
-        Oversampling factor (>= 2); the symbol rate is ``1 / samples_per_symbol`` of the
-        sample rate.
-    rolloff : float
-        Roll-off of the transmit root-raised-cosine pulse of PSK/QAM/PAM, in (0, 1].
-    snr_db_min, snr_db_max, snr_db_step : float
-        Each frame's SNR is drawn uniformly from the grid ``min, min + step, ..., <= max`` dB
-        (defaults: 16 levels, -10 to 20 dB). SNR = received signal power of the frame
-        (measured, after fading) over the complex noise variance.
-    timing_offset_max_symbols : float
-        Timing offset uniform in ``[0, value)`` symbols, in [0, 1]; 0 turns it off.
-    carrier_phase_max_rad : float
-        Carrier phase uniform in ``[0, value)`` rad, in [0, 2π]; 0 turns it off.
-    cfo_max_cycles_per_sample : float
-        Carrier frequency offset uniform in ``±value`` cycles/sample, in [0, 0.5].
-    phase_noise_std_rad : float
-        Per-sample increment std of the Wiener phase noise, rad; 0 turns it off.
-    fading : {"rician", "rayleigh", "none"}
-        Block-fading multipath model; "none" means no multipath and no fading.
-    multipath_taps : int
-        Taps of the tapped delay line at one-sample spacing (>= 1, <= frame_length).
-    tap_decay_db : float
-        Exponential power-delay profile decay per tap, dB (>= 0).
-    rician_k_db : float
-        Rician K-factor of the first tap, dB (used when ``fading == "rician"``).
-    normalize_power : bool
-        AGC: scale each noisy frame to unit mean power.
+    classes, frame_length, ..., normalize_power
+        The generator's settings: each keyword is the field of `RadioParams` of the same name,
+        with the same default, meaning, unit and allowed range (see its docstring). The
+        defaults give 16 SNR levels from -10 to 20 dB over the 8 classes of `RADIO_CLASSES`.
 
     Returns
     -------
@@ -233,6 +207,12 @@ def generate_radio_frames(
         Class labels in ``[0, len(classes))``.
     snr_db : numpy.ndarray of float32, shape (n_frames,)
         Each frame's SNR in dB.
+
+    Raises
+    ------
+    ValueError
+        If a setting is out of its range (the message names the field, the value and the
+        allowed range), ``n_frames`` is not a non-negative integer or ``rng`` not a Generator.
     """
     params = RadioParams(
         classes=check_classes(classes),

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from tinylarge.data.channel_impairments import FADING_MODELS, Fading
 from tinylarge.data.modulation import MODULATIONS
+from tinylarge.validation import check_int
 
 #: Modulation classes of the radio task, in label order (the classic RadioML setting,
 #: O'Shea & West, "Radio Machine Learning Dataset Generation with GNU Radio", GRCon 2016,
@@ -19,13 +20,6 @@ RADIO_CLASSES: tuple[str, ...] = MODULATIONS
 
 #: Largest SNR grid accepted; guards against a tiny step creating a huge array by mistake.
 MAX_SNR_LEVELS = 10_000
-
-
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -61,10 +55,44 @@ def check_classes(classes: Sequence[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class RadioParams:
-    """Every setting of the radio frame generator; see `generate_radio_frames` for meanings.
+    """Every setting of the radio frame generator (`generate_radio_frames`).
 
     Construction validates all fields and raises ``ValueError`` naming the field, the value
     and the allowed range.
+
+    Attributes
+    ----------
+    classes : sequence of str
+        Subset of `RADIO_CLASSES` in label order (label ``i`` is ``classes[i]``).
+    frame_length : int
+        Complex samples per frame (>= 2).
+    samples_per_symbol : int
+        Oversampling factor (>= 2); the symbol rate is ``1 / samples_per_symbol`` of the
+        sample rate.
+    rolloff : float
+        Roll-off of the transmit root-raised-cosine pulse of PSK/QAM/PAM, in (0, 1].
+    snr_db_min, snr_db_max, snr_db_step : float
+        Each frame's SNR is drawn uniformly from the grid ``min, min + step, ..., <= max`` dB
+        (defaults: 16 levels, -10 to 20 dB). SNR = received signal power of the frame
+        (measured, after fading) over the complex noise variance.
+    timing_offset_max_symbols : float
+        Timing offset uniform in ``[0, value)`` symbols, in [0, 1]; 0 turns it off.
+    carrier_phase_max_rad : float
+        Carrier phase uniform in ``[0, value)`` rad, in [0, 2π]; 0 turns it off.
+    cfo_max_cycles_per_sample : float
+        Carrier frequency offset uniform in ``±value`` cycles/sample, in [0, 0.5].
+    phase_noise_std_rad : float
+        Per-sample increment std of the Wiener phase noise, rad; 0 turns it off.
+    fading : {"rician", "rayleigh", "none"}
+        Block-fading multipath model; "none" means no multipath and no fading.
+    multipath_taps : int
+        Taps of the tapped delay line at one-sample spacing (>= 1, <= frame_length).
+    tap_decay_db : float
+        Exponential power-delay profile decay per tap, dB (>= 0).
+    rician_k_db : float
+        Rician K-factor of the first tap, dB (used when ``fading == "rician"``).
+    normalize_power : bool
+        AGC: scale each noisy frame to unit mean power.
     """
 
     classes: tuple[str, ...] = RADIO_CLASSES
@@ -86,10 +114,10 @@ class RadioParams:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", check_classes(self.classes))
-        _check_int("frame_length", self.frame_length, 2)
+        check_int("frame_length", self.frame_length, 2)
         # >= 2 samples per symbol: the RRC spectrum (up to (1 + rolloff)/2 of the symbol
         # rate) must fit below the sampling Nyquist frequency.
-        _check_int("samples_per_symbol", self.samples_per_symbol, 2)
+        check_int("samples_per_symbol", self.samples_per_symbol, 2)
         _check_range("rolloff", self.rolloff, 0.0, 1.0)
         if self.rolloff == 0.0:
             raise ValueError("rolloff must lie in (0, 1], got 0.0")
@@ -115,7 +143,7 @@ class RadioParams:
         _check_range("phase_noise_std_rad", self.phase_noise_std_rad, 0.0, math.pi)
         if self.fading not in FADING_MODELS:
             raise ValueError(f"fading must be one of {FADING_MODELS}, got {self.fading!r}")
-        _check_int("multipath_taps", self.multipath_taps, 1)
+        check_int("multipath_taps", self.multipath_taps, 1)
         if self.multipath_taps > self.frame_length:
             raise ValueError(
                 f"multipath_taps ({self.multipath_taps}) must not exceed frame_length "

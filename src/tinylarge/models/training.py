@@ -109,6 +109,132 @@ def _loss_and_accuracy(
     return loss_sum / len(x), correct / len(x)
 
 
+@dataclass(frozen=True)
+class _Split:
+    """Training and validation tensors; ``train_idx`` indexes the ``x`` given to `train`."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    train_idx: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+    @property
+    def n_val(self) -> int:
+        """Validation samples (0 without a validation split)."""
+        return len(self.x_val)
+
+
+def _split(x: np.ndarray, y: np.ndarray, spec: TrainingSpec, seed: int) -> _Split:
+    """Shuffle (seeded), cap at ``spec.max_train_samples`` and hold out the validation share."""
+    order = np.random.default_rng(derive_seed(seed, "train", "split")).permutation(len(x))
+    if spec.max_train_samples is not None:
+        order = order[: spec.max_train_samples]
+    n_val = round(len(order) * spec.val_fraction)
+    if spec.val_fraction > 0 and (n_val < 1 or n_val >= len(order)):
+        raise ValueError(
+            f"val_fraction={spec.val_fraction} of {len(order)} samples leaves no validation or no "
+            "training data; use more samples or val_fraction = 0"
+        )
+    x_all = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    y_all = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+    val_idx, train_idx = torch.from_numpy(order[:n_val]), torch.from_numpy(order[n_val:])
+    return _Split(
+        x_train=x_all[train_idx],
+        y_train=y_all[train_idx],
+        train_idx=train_idx,
+        x_val=x_all[val_idx],
+        y_val=y_all[val_idx],
+    )
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: BatchLoss,
+    data: _Split,
+    perm: torch.Tensor,
+    batch_size: int,
+    *,
+    epoch: int,
+    last_val: float | None,
+    progress: ProgressCallback | None,
+) -> tuple[float, int]:
+    """One pass over the training data in the order ``perm``.
+
+    Returns the sum of the batch losses weighted by batch size, and the correct predictions;
+    calls ``progress(epoch, batches done, batches, last_val)`` after each batch.
+    """
+    model.train()
+    batches = math.ceil(len(data.x_train) / batch_size)
+    loss_sum, correct = 0.0, 0
+    for b in range(batches):
+        idx = perm[b * batch_size : (b + 1) * batch_size]
+        if len(idx) < 2 and b > 0:  # a batch of one breaks batch norm; drop the stray sample
+            continue
+        logits = model(data.x_train[idx])
+        loss = loss_fn(logits, data.y_train[idx], data.train_idx[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(idx)
+        correct += int((logits.detach().argmax(1) == data.y_train[idx]).sum())
+        if progress is not None:
+            progress(epoch, b + 1, batches, last_val)
+    return loss_sum, correct
+
+
+def _fit(
+    model: nn.Module,
+    data: _Split,
+    spec: TrainingSpec,
+    seed: int,
+    progress: ProgressCallback | None,
+    loss_fn: BatchLoss,
+) -> tuple[list[EpochRecord], int, bool]:
+    """The epochs of `train`: Adam, the schedule, validation, early stopping.
+
+    Leaves ``model`` with its best-validation-loss weights when there is a validation split.
+    Returns the per-epoch history, the best epoch and whether training stopped early.
+    """
+    n_train, n_val = len(data.x_train), data.n_val
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay
+    )
+    scheduler = _scheduler(optimizer, spec)
+    shuffle = torch.Generator().manual_seed(derive_seed(seed, "train", "shuffle"))
+    history: list[EpochRecord] = []
+    best_loss, best_epoch, best_state = math.inf, 0, None
+    stopped_early = False
+    for epoch in range(spec.epochs):
+        perm = torch.randperm(n_train, generator=shuffle)
+        loss_sum, correct = _train_epoch(
+            model, optimizer, loss_fn, data, perm, spec.batch_size, epoch=epoch,
+            last_val=history[-1].val_accuracy if history else None, progress=progress,
+        )  # fmt: skip
+        lr = float(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+        val_loss = val_acc = None
+        if n_val:
+            val_loss, val_acc = _loss_and_accuracy(
+                model, data.x_val, data.y_val, max(spec.batch_size, 1024)
+            )
+        history.append(
+            EpochRecord(epoch, lr, loss_sum / n_train, correct / n_train, val_loss, val_acc)
+        )
+        if val_loss is not None and val_loss < best_loss:
+            best_loss, best_epoch = val_loss, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if spec.patience_epochs and n_val and epoch - best_epoch >= spec.patience_epochs:
+            stopped_early = epoch + 1 < spec.epochs
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = len(history) - 1
+    return history, best_epoch, stopped_early
+
+
 def train(
     model: nn.Module,
     x: np.ndarray,
@@ -145,76 +271,16 @@ def train(
     """
     spec = spec or TrainingSpec()
     _check_arrays(x, y)
-    order = np.random.default_rng(derive_seed(seed, "train", "split")).permutation(len(x))
-    if spec.max_train_samples is not None:
-        order = order[: spec.max_train_samples]
-    n_val = round(len(order) * spec.val_fraction)
-    if spec.val_fraction > 0 and (n_val < 1 or n_val >= len(order)):
-        raise ValueError(
-            f"val_fraction={spec.val_fraction} of {len(order)} samples leaves no validation or no "
-            "training data; use more samples or val_fraction = 0"
-        )
-    x_all = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    y_all = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
-    val_idx, train_idx = torch.from_numpy(order[:n_val]), torch.from_numpy(order[n_val:])
-    x_train, y_train = x_all[train_idx], y_all[train_idx]
-    x_val, y_val = x_all[val_idx], y_all[val_idx]
-
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay
-    )
-    scheduler = _scheduler(optimizer, spec)
-    shuffle = torch.Generator().manual_seed(derive_seed(seed, "train", "shuffle"))
-    batches = math.ceil(len(x_train) / spec.batch_size)
-    history: list[EpochRecord] = []
-    best_loss, best_epoch, best_state = math.inf, 0, None
-    stopped_early = False
+    data = _split(x, y, spec, seed)
     started = time.perf_counter()
-    for epoch in range(spec.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=shuffle)
-        loss_sum, correct = 0.0, 0
-        last_val = history[-1].val_accuracy if history else None
-        for b in range(batches):
-            idx = perm[b * spec.batch_size : (b + 1) * spec.batch_size]
-            if len(idx) < 2 and b > 0:  # a batch of one breaks batch norm; drop the stray sample
-                continue
-            logits = model(x_train[idx])
-            loss = loss_fn(logits, y_train[idx], train_idx[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.detach().argmax(1) == y_train[idx]).sum())
-            if progress is not None:
-                progress(epoch, b + 1, batches, last_val)
-        lr = float(optimizer.param_groups[0]["lr"])
-        scheduler.step()
-        val_loss = val_acc = None
-        if n_val:
-            val_loss, val_acc = _loss_and_accuracy(model, x_val, y_val, max(spec.batch_size, 1024))
-        history.append(
-            EpochRecord(
-                epoch, lr, loss_sum / len(x_train), correct / len(x_train), val_loss, val_acc
-            )
-        )
-        if val_loss is not None and val_loss < best_loss:
-            best_loss, best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        if spec.patience_epochs and n_val and epoch - best_epoch >= spec.patience_epochs:
-            stopped_early = epoch + 1 < spec.epochs
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        best_epoch = len(history) - 1
+    history, best_epoch, stopped_early = _fit(model, data, spec, seed, progress, loss_fn)
     model.eval()
     return TrainingReport(
         epochs_run=len(history),
         best_epoch=best_epoch,
         stopped_early=stopped_early,
         train_time_s=time.perf_counter() - started,
-        n_train=len(x_train),
-        n_val=n_val,
+        n_train=len(data.x_train),
+        n_val=data.n_val,
         history=history,
     )

@@ -98,6 +98,40 @@ def _batch_starts(arrival_ns: IntArray, max_batch: int, max_wait_ns: int | None)
         jump = jump[jump]
 
 
+def _checked_inputs(
+    arrival_s: ArrayLike, max_batch: int, max_wait_s: float | None
+) -> tuple[IntArray, int | None]:
+    """Validate `batch_queue`'s inputs; return the arrivals and the longest wait in ns ticks."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int | np.integer):
+        raise TypeError(f"max_batch must be an int, got {type(max_batch).__name__}")
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    arrival = seconds_to_ns(arrival_s, name="arrival_s")
+    if arrival.ndim != 1:
+        raise ValueError(f"arrival_s must be a 1-D array, got shape {arrival.shape}")
+    _check_sorted(arrival, "arrival_s")
+    wait_ns = None
+    if max_wait_s is not None:
+        wait_ns = int(seconds_to_ns(max_wait_s, name="max_wait_s"))
+        if arrival.size and int(arrival[-1]) + wait_ns > MAX_TICKS:
+            raise ValueError(
+                f"latest arrival + max_wait_s exceeds the horizon MAX_TICKS = 2**62 ns "
+                f"({MAX_TICKS / TICKS_PER_S:.4g} s); use max_wait_s=None for no time-out"
+            )
+    return arrival, wait_ns
+
+
+def _service_ns(batch_service_s: BatchServiceFn, sizes: IntArray) -> IntArray:
+    """Service time of each batch in ns ticks, checked for shape (one per batch)."""
+    service_s = np.asarray(batch_service_s(sizes.copy()), dtype=np.float64)
+    if service_s.shape != sizes.shape:
+        raise ValueError(
+            f"batch_service_s must return one service time per batch, shape {sizes.shape}, "
+            f"got shape {service_s.shape}"
+        )
+    return seconds_to_ns(service_s, name="batch_service_s")
+
+
 def batch_queue(
     arrival_s: ArrayLike,
     *,
@@ -148,22 +182,7 @@ def batch_queue(
         On invalid arrivals (see `fifo_queue`), ``max_batch < 1``, a negative or too large
         ``max_wait_s``, or service times of the wrong shape, negative or NaN.
     """
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int | np.integer):
-        raise TypeError(f"max_batch must be an int, got {type(max_batch).__name__}")
-    if max_batch < 1:
-        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-    arrival = seconds_to_ns(arrival_s, name="arrival_s")
-    if arrival.ndim != 1:
-        raise ValueError(f"arrival_s must be a 1-D array, got shape {arrival.shape}")
-    _check_sorted(arrival, "arrival_s")
-    wait_ns = None
-    if max_wait_s is not None:
-        wait_ns = int(seconds_to_ns(max_wait_s, name="max_wait_s"))
-        if arrival.size and int(arrival[-1]) + wait_ns > MAX_TICKS:
-            raise ValueError(
-                f"latest arrival + max_wait_s exceeds the horizon MAX_TICKS = 2**62 ns "
-                f"({MAX_TICKS / TICKS_PER_S:.4g} s); use max_wait_s=None for no time-out"
-            )
+    arrival, wait_ns = _checked_inputs(arrival_s, max_batch, max_wait_s)
     starts = _batch_starts(arrival, int(max_batch), wait_ns)
     sizes = np.diff(starts, append=arrival.size)
     last = arrival[starts + sizes - 1]
@@ -171,13 +190,7 @@ def batch_queue(
         ready = last
     else:
         ready = np.where(sizes == max_batch, last, arrival[starts] + wait_ns)
-    service_s = np.asarray(batch_service_s(sizes.copy()), dtype=np.float64)
-    if service_s.shape != sizes.shape:
-        raise ValueError(
-            f"batch_service_s must return one service time per batch, shape {sizes.shape}, "
-            f"got shape {service_s.shape}"
-        )
-    service = _check_queue_inputs(ready, seconds_to_ns(service_s, name="batch_service_s"))
+    service = _check_queue_inputs(ready, _service_ns(batch_service_s, sizes))
     batches = _lindley(ready, service, reuse=False)
     index = np.repeat(np.arange(starts.size, dtype=np.int64), sizes)
     start_ns = batches.start_ns[index]

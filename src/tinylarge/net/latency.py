@@ -28,6 +28,7 @@ Sources:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -177,6 +178,34 @@ class LatencyBreakdown:
         return total
 
 
+def _retries(tx: NDArray[Any]) -> FloatArray:
+    """HARQ retransmissions ``transmissions - 1`` as float64, checked to be whole and >= 0."""
+    if tx.dtype.kind not in "iuf":
+        raise ValueError(f"transmissions must be whole numbers >= 1, got dtype {tx.dtype}")
+    retries = tx.astype(np.float64) - 1.0
+    if retries.size and not (
+        float(retries.min()) >= 0.0
+        and np.isfinite(retries.max())
+        and np.array_equal(retries, np.floor(retries))
+    ):
+        raise ValueError(
+            "transmissions must be finite whole numbers >= 1 (the first transmission counts), "
+            f"got values in [{tx.min()!r}, {tx.max()!r}]"
+        )
+    return retries
+
+
+def _broadcast_shape(tx: NDArray[Any], parts: dict[str, FloatArray]) -> tuple[int, ...]:
+    """The shape that ``tx`` and every part broadcast to; a clear error if there is none."""
+    try:
+        return np.broadcast_shapes(tx.shape, *(p.shape for p in parts.values()))
+    except ValueError:
+        shapes = ", ".join(f"{n}={p.shape}" for n, p in parts.items())
+        raise ValueError(
+            f"latency parts must broadcast together, got transmissions={tx.shape}, {shapes}"
+        ) from None
+
+
 def message_latency_s(
     *,
     slot_wait_s: ArrayLike,
@@ -220,18 +249,7 @@ def message_latency_s(
         shapes that do not broadcast.
     """
     tx = np.asarray(transmissions)
-    if tx.dtype.kind not in "iuf":
-        raise ValueError(f"transmissions must be whole numbers >= 1, got dtype {tx.dtype}")
-    retries = tx.astype(np.float64) - 1.0
-    if retries.size and not (
-        float(retries.min()) >= 0.0
-        and np.isfinite(retries.max())
-        and np.array_equal(retries, np.floor(retries))
-    ):
-        raise ValueError(
-            "transmissions must be finite whole numbers >= 1 (the first transmission counts), "
-            f"got values in [{tx.min()!r}, {tx.max()!r}]"
-        )
+    retries = _retries(tx)
     named = {
         "queue_wait_s": queue_wait_s,
         "slot_wait_s": slot_wait_s,
@@ -242,13 +260,7 @@ def message_latency_s(
         "processing_s": processing_s,
     }
     parts = {name: _nonnegative(value, name) for name, value in named.items()}
-    try:
-        shape = np.broadcast_shapes(tx.shape, *(p.shape for p in parts.values()))
-    except ValueError:
-        shapes = ", ".join(f"{n}={p.shape}" for n, p in parts.items())
-        raise ValueError(
-            f"latency parts must broadcast together, got transmissions={tx.shape}, {shapes}"
-        ) from None
+    shape = _broadcast_shape(tx, parts)
     retransmission = retries * (parts["airtime_s"] + parts["harq_rtt_s"])
     b = {name: np.broadcast_to(p, shape) for name, p in parts.items()}
     return LatencyBreakdown(
