@@ -13,11 +13,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from tinylarge.tiny.footprint import (
     LAYER_TABLE_COLUMNS,
     cmsis_nn_scratch_bytes,
+    comparison_rows,
     footprint,
     layer_table_rows,
 )
 from tinylarge.tiny.graph import Op, TensorSpec, TinyModel
 from tinylarge.tiny.mcu import MCU_PROFILES, McuProfile, UnknownMcuError
+from tinylarge.tiny.measured import CCheck, SectionSizes, applies_to
 
 
 class Net:
@@ -212,7 +214,7 @@ def test_mlperf_tiny_resnet8_sanity() -> None:
     # stage 2: 16*16*32*144 + 16*16*32*288 + skip 16*16*32*16 = 3,670,016;
     # stage 3: 8*8*64*288 + 8*8*64*576 + skip 8*8*64*32 = 3,670,016; dense 64*10 = 640.
     assert fp.macs == 442_368 + 4_718_592 + 3_670_016 + 3_670_016 + 640 == 12_501_632
-    # mcu.md: MLPerf Tiny v1.0 (OctoML, CMSIS-NN) 390 ms; v0.5 TFLM reference 704 ms.
+    # MLPerf Tiny results: v1.0 (OctoML, CMSIS-NN) 390 ms; v0.5 TFLM reference 704 ms.
     assert fp.latency_s == pytest.approx(0.390, rel=0.03)
     ref = footprint(model, "stm32l4r5_tflm_ref")
     assert ref.latency_s == pytest.approx(0.704, rel=0.03)
@@ -269,10 +271,7 @@ def test_table_rows_and_dict() -> None:
     assert math.isclose(data["latency_s"], fp.latency_s)
 
 
-def _measurement(macs: int) -> object:
-    from tinylarge.tiny.codegen.build import SectionSizes
-    from tinylarge.tiny.codegen.check import CCheck
-
+def _measurement(macs: int) -> CCheck:
     return CCheck(
         frames=10, mismatches=0, max_abs_lsb=0, flash_bytes=5_000, sram_bytes=1_500,
         stack_bytes=300, arena_bytes=1_100, instructions_per_inference=800_000.0,
@@ -292,9 +291,29 @@ def test_generated_c_footprint_estimated_and_measured() -> None:
     assert estimate.flash.graph_bytes == 0 and estimate.flash.runtime_code_bytes == 5 * 350
     assert estimate.flash_bytes < tflm.flash_bytes
     assert estimate.latency_s == pytest.approx(estimate.macs * 16.5 / 120e6)
-    measured = footprint(model, c_profile, measured=_measurement(estimate.macs))  # type: ignore[arg-type]
+    measured = footprint(model, c_profile, measured=_measurement(estimate.macs))
     assert measured.flash_bytes == 5_000 and measured.peak_sram_bytes == 1_500
     assert measured.sram.arena_bytes == 1_100
     assert measured.latency_s == pytest.approx(800_000 / 120e6)  # one cycle per instruction
     with pytest.raises(ValueError, match="applies to a Cortex-M4 profile"):
-        footprint(model, interpreter, measured=_measurement(estimate.macs))  # type: ignore[arg-type]
+        footprint(model, interpreter, measured=_measurement(estimate.macs))
+
+
+def test_measured_beside_the_estimate() -> None:
+    from tinylarge.tiny.examples import random_tiny_cnn
+
+    model = random_tiny_cnn(np.random.default_rng(0))
+    estimate = footprint(model, "stm32l4r5")
+    rows = comparison_rows(estimate, _measurement(estimate.macs))
+    assert rows[0] == ["flash (B)", f"{estimate.flash_bytes:,}", "5,000"]
+    assert rows[1] == ["SRAM (B)", f"{estimate.peak_sram_bytes:,}", "1,500"]
+    assert rows[2] == ["  of which stack (B)", "not modelled", "300"]
+    # 800,000 instructions at >= 1 cycle each on 120 MHz: >= 6.667 ms
+    assert (
+        rows[3][0] == "latency at 120 MHz (ms)"
+        and rows[3][2] == ">= 6.667 (>= 1 cycle per instruction)"
+    )
+    assert rows[3][1].endswith("(3.7 cycles/MAC, microTVM + CMSIS-NN)")
+    assert [applies_to(MCU_PROFILES[n]) for n in ("nrf52840", "stm32h743", "rp2040")] == [
+        True, False, False,
+    ]  # fmt: skip

@@ -31,26 +31,28 @@ alignment, CMSIS-NN convolution scratch buffers included by default) + persisten
 channel of every conv/linear. The application's own stack, heap and I/O buffers are not counted.
 
 Latency (s) = (MACs x cycles_per_mac + ops x per_op_overhead_cycles) / clock_hz; energy (J) =
-active_power_w x latency_s (mcu.md: power is nearly constant across tasks on a given board).
+active_power_w x latency_s (in the MLPerf Tiny energy results a board's power is nearly constant
+across tasks).
+
+A generated-C profile can take a measurement (`tinylarge.tiny.measured.CCheck`) in place of the
+estimate; `comparison_rows` puts estimate and measurement side by side.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tinylarge.tiny.graph import WEIGHTED, Op, TinyModel
 from tinylarge.tiny.mcu import GENERATED_C_RUNTIME, McuProfile, mcu_profile
+from tinylarge.tiny.measured import MEASURED_CORE, CCheck, applies_to, latency_lower_bound_s
 from tinylarge.tiny.memory_plan import (
     TFLM_ALIGNMENT_BYTES,
     MemoryPlan,
     plan_memory,
     tensor_lifetimes,
 )
-
-if TYPE_CHECKING:  # the codegen imports this module
-    from tinylarge.tiny.codegen.check import CCheck
 
 #: int32 bias, bytes per output channel.
 BIAS_BYTES = 4
@@ -281,12 +283,17 @@ def cmsis_nn_scratch_bytes(model: TinyModel, op: Op) -> int:
     return 2 * (-(-cols // 4) * 4) * 2
 
 
+def _kernel_kinds(model: TinyModel) -> set[str]:
+    """Distinct kernels the model needs (a depthwise conv is its own kernel)."""
+    return {("depthwise_conv" if _is_depthwise(model, op) else op.kind) for op in model.ops}
+
+
 def _flash(model: TinyModel, n_activations: int, include_runtime_code: bool) -> FlashBreakdown:
+    """Flash of a TFLite Micro deployment: weights, biases, quantization, flatbuffer, code."""
     weighted = [op for op in model.ops if op.kind in WEIGHTED]
     channels = sum(op.constant(model, "weight").shape[0] for op in weighted)
     n_tensors = n_activations + 2 * len(weighted)  # weight and bias tensors of each op
-    kernels = {("depthwise_conv" if _is_depthwise(model, op) else op.kind) for op in model.ops}
-    code = TFLM_CORE_RUNTIME_BYTES + KERNEL_CODE_BYTES * len(kernels)
+    code = TFLM_CORE_RUNTIME_BYTES + KERNEL_CODE_BYTES * len(_kernel_kinds(model))
     return FlashBreakdown(
         weights_bytes=sum(op.constant(model, "weight").size for op in weighted),
         biases_bytes=BIAS_BYTES * channels,
@@ -297,6 +304,44 @@ def _flash(model: TinyModel, n_activations: int, include_runtime_code: bool) -> 
         + FLATBUFFER_BYTES_PER_OP * len(model.ops),
         runtime_code_bytes=code if include_runtime_code else 0,
     )
+
+
+def _sram(model: TinyModel, plan: MemoryPlan, n_activations: int) -> SramBreakdown:
+    """Arena of ``plan`` + persistent per-tensor data + requantization arrays."""
+    n_weighted = sum(op.kind in WEIGHTED for op in model.ops)
+    out_channels = sum(
+        op.constant(model, "weight").shape[0] for op in model.ops if op.kind in WEIGHTED
+    )
+    return SramBreakdown(
+        arena_bytes=plan.arena_bytes,
+        persistent_bytes=PERSISTENT_BYTES_PER_TENSOR * (n_activations + 2 * n_weighted),
+        requant_bytes=REQUANT_BYTES_PER_CHANNEL * out_channels,
+    )
+
+
+def _generated_c_flash(
+    model: TinyModel, flash: FlashBreakdown, include_runtime_code: bool
+) -> FlashBreakdown:
+    """``flash`` for the generated C: no interpreter and no flatbuffer, its own kernels."""
+    kinds = _kernel_kinds(model)
+    code = GENERATED_C_KERNEL_CODE_BYTES * len(kinds) if include_runtime_code else 0
+    return replace(flash, graph_bytes=0, runtime_code_bytes=code)
+
+
+def _measured_memory(
+    profile: McuProfile, flash: FlashBreakdown, measured: CCheck
+) -> tuple[FlashBreakdown, SramBreakdown]:
+    """Flash and SRAM of a generated-C measurement (see `footprint`'s ``measured``)."""
+    if profile.runtime != GENERATED_C_RUNTIME or not applies_to(profile):
+        raise ValueError(
+            f"a generated-C measurement applies to a {MEASURED_CORE} profile with the runtime "
+            f"{GENERATED_C_RUNTIME!r}, not {profile.core} with {profile.runtime!r}"
+        )
+    params = flash.weights_bytes + flash.biases_bytes
+    measured_flash = FlashBreakdown(flash.weights_bytes, flash.biases_bytes, 0, 0,
+                                    max(measured.flash_bytes - params, 0))  # fmt: skip
+    sram = SramBreakdown(measured.arena_bytes, measured.sram_bytes - measured.arena_bytes, 0)
+    return measured_flash, sram
 
 
 def footprint(
@@ -354,33 +399,15 @@ def footprint(
     plan = plan_memory(model, alignment=alignment, in_place=in_place, scratch_bytes=scratch)
     n_activations = len(tensor_lifetimes(model))
     flash = _flash(model, n_activations, include_runtime_code)
-    n_weighted = sum(op.kind in WEIGHTED for op in model.ops)
-    out_channels = sum(
-        op.constant(model, "weight").shape[0] for op in model.ops if op.kind in WEIGHTED
-    )
-    sram = SramBreakdown(
-        arena_bytes=plan.arena_bytes,
-        persistent_bytes=PERSISTENT_BYTES_PER_TENSOR * (n_activations + 2 * n_weighted),
-        requant_bytes=REQUANT_BYTES_PER_CHANNEL * out_channels,
-    )
+    sram = _sram(model, plan, n_activations)
     macs = sum(row.macs for row in layers)
     cycles = macs * profile.cycles_per_mac + len(model.ops) * per_op_overhead_cycles
-    if profile.runtime == GENERATED_C_RUNTIME:  # no interpreter, no flatbuffer: own kernels
-        kinds = {("depthwise_conv" if _is_depthwise(model, op) else op.kind) for op in model.ops}
-        code = GENERATED_C_KERNEL_CODE_BYTES * len(kinds) if include_runtime_code else 0
-        flash = replace(flash, graph_bytes=0, runtime_code_bytes=code)
-    if measured is not None:
-        if profile.runtime != GENERATED_C_RUNTIME or not profile.core.startswith("Cortex-M4"):
-            raise ValueError(
-                f"a generated-C measurement applies to a Cortex-M4 profile with the runtime "
-                f"{GENERATED_C_RUNTIME!r}, not {profile.core} with {profile.runtime!r}"
-            )
-        params = flash.weights_bytes + flash.biases_bytes
-        flash = FlashBreakdown(flash.weights_bytes, flash.biases_bytes, 0, 0,
-                               max(measured.flash_bytes - params, 0))  # fmt: skip
-        sram = SramBreakdown(measured.arena_bytes, measured.sram_bytes - measured.arena_bytes, 0)
-        cycles = measured.instructions_per_inference  # >= 1 cycle per instruction
     latency_s = cycles / profile.clock_hz
+    if profile.runtime == GENERATED_C_RUNTIME:
+        flash = _generated_c_flash(model, flash, include_runtime_code)
+    if measured is not None:
+        flash, sram = _measured_memory(profile, flash, measured)
+        latency_s = latency_lower_bound_s(measured, profile.clock_hz)
     return Footprint(
         layers=layers,
         mcu=profile,
@@ -423,3 +450,25 @@ def layer_table_rows(fp: Footprint, *, totals: bool = True) -> list[tuple[str, .
             )
         )
     return rows
+
+
+def comparison_rows(estimate: Footprint, measured: CCheck) -> list[list[str]]:
+    """Rows ``[quantity, estimate (interpreter runtime), measured (generated C)]``."""
+    mcu = estimate.mcu
+    lower = latency_lower_bound_s(measured, mcu.clock_hz)
+    return [
+        ["flash (B)", f"{estimate.flash_bytes:,}", f"{measured.flash_bytes:,}"],
+        ["SRAM (B)", f"{estimate.peak_sram_bytes:,}", f"{measured.sram_bytes:,}"],
+        ["  of which stack (B)", "not modelled", f"{measured.stack_bytes:,}"],
+        [
+            f"latency at {mcu.clock_hz / 1e6:g} MHz (ms)",
+            f"{1e3 * estimate.latency_s:.3f} ({mcu.cycles_per_mac:g} cycles/MAC, {mcu.runtime})",
+            f">= {1e3 * lower:.3f} (>= 1 cycle per instruction)",
+        ],
+        [
+            "instructions per MAC",
+            "n/a",
+            f"{measured.instructions_per_mac:.2f} ({measured.instructions_per_inference:,.0f}"
+            " per inference)",
+        ],
+    ]

@@ -2,7 +2,8 @@
 
 The model is pure data (no code runs in it); `tinylarge.tiny.runtime` is the only code that
 executes it. Quantization follows the TensorFlow Lite int8 scheme (``real = (q - zp) * scale``,
-see ``shared/reference/int8.md``):
+see the "TensorFlow Lite 8-bit quantization specification",
+tensorflow.org/lite/performance/quantization_spec):
 
 * activations: int8, asymmetric, one float32 ``scale`` and int ``zero_point`` per tensor;
 * weights: int8 in [-127, 127], symmetric per output channel (zero point 0), float32 scales;

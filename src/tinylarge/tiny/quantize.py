@@ -1,6 +1,7 @@
 """Post-training static int8 quantization: PyTorch model -> `TinyModel`.
 
-Steps (TensorFlow Lite's int8 scheme, ``shared/reference/int8.md``):
+Steps (TensorFlow Lite's int8 scheme, "TensorFlow Lite 8-bit quantization specification",
+tensorflow.org/lite/performance/quantization_spec):
 
 1. Trace the float model with ``torch.fx`` and fold every batch norm into the preceding
    convolution or linear layer (``torch.fx.experimental.optimization.fuse``).

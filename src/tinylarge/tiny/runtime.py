@@ -30,7 +30,9 @@ How the two differ: the multiplier (Q31 integer vs float32, 24-bit significand),
 (TFLM: ties toward +infinity in the high multiply, then half away from zero in the shift, i.e.
 double rounding; ONNX Runtime: one rounding, half to even) and, for pooling, where the zero
 point enters the rounding. Each op can therefore differ by 1 LSB between the modes for results
-near a rounding tie (``shared/reference/int8.md``); through a chain of ops such a difference
+near a rounding tie (TensorFlow Lite's ``MultiplyByQuantizedMultiplier`` vs ONNX Runtime's
+float requantization; onnxruntime issues #11759, #23202, #32132 show the same 1 LSB differences
+between its own paths and reimplementations); through a chain of ops such a difference
 can grow. One exception: with a multiplier of 1 or more TFLM shifts the int32 accumulator left,
 and if that overflows int32 (huge biases) TFLM wraps around where ONNX Runtime saturates.
 """

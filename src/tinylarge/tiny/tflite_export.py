@@ -21,7 +21,8 @@ frames with `to_nhwc`. Operators (TFLite builtin, TFLM reference kernel):
 ``max_pool``       MAX_POOL_2D, VALID
 ``avg_pool``       AVERAGE_POOL_2D, VALID
 ``global_avg_pool`` AVERAGE_POOL_2D over the whole feature map (not MEAN: TFLM's int8 MEAN
-                   rounds differently, ``shared/reference/tflite.md``)
+                   rescales with its own algorithm, ``QuantizedMeanOrSum``, and disagrees
+                   with an average-pool kernel by up to 4 LSB at the logits)
 ``flatten``        RESHAPE, after a TRANSPOSE to channel-major when there are spatial positions
 ``relu``           RELU
 ``add``            ADD, fused RELU
@@ -47,7 +48,8 @@ from tinylarge.tiny.graph import Op, TinyModel, TinyModelError
 #: The schema version and file identifier every TFLite reader checks.
 SCHEMA_VERSION, FILE_IDENTIFIER = 3, b"TFL3"
 _OPS = fb.BuiltinOperator
-#: Operator versions TFLM loads for these kernels (shared/reference/tflite.md).
+#: Operator versions TFLM loads for these kernels (checked with the ``tflite-micro`` package's
+#: interpreter, `tinylarge.tiny.tflm_check`).
 _VERSIONS = {
     _OPS.CONV_2D: 3, _OPS.DEPTHWISE_CONV_2D: 3, _OPS.MAX_POOL_2D: 2, _OPS.AVERAGE_POOL_2D: 2,
     _OPS.FULLY_CONNECTED: 4, _OPS.ADD: 2, _OPS.RESHAPE: 1, _OPS.PAD: 2, _OPS.RELU: 2,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from tinylarge.tiny.codegen.build import HostModel, build_host_library, build_m4
 from tinylarge.tiny.codegen.c_source import CExport, export_c
-from tinylarge.tiny.codegen.check import CCheck, c_check
+from tinylarge.tiny.codegen.check import c_check
 from tinylarge.tiny.codegen.qemu import count_instructions, run_qemu
 from tinylarge.tiny.codegen.toolchain import ToolchainError
+from tinylarge.tiny.measured import CCheck
 
 __all__ = [
     "CCheck",

@@ -4,12 +4,13 @@ Host: ``gcc -std=c99 -Wall -Wextra -Werror -O2 -fPIC -shared`` over every model 
 a directory (or the chosen prefixes), the kernels and a batch loop (``tl_host.c``), cached
 under ``<out_dir>/build/host`` by a hash of the sources and flags.
 
-Cortex-M4 (QEMU ``mps2-an386``; ``shared/reference/cortex-m-qemu.md``): ``arm-none-eabi-gcc
--std=c99 -Wall -Wextra -Werror -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -O2``,
-each file to an object, linked with newlib's semihosting (``--specs=rdimon.specs``) and a
-vector table at address 0 (``tl_startup_m4.c``). `arm-none-eabi-size` gives text (code +
-const data), data and bss of the whole ELF and of the model library's objects alone. Running
-it is `tinylarge.tiny.codegen.qemu` (`run_qemu`, `count_instructions`, re-exported here).
+Cortex-M4 (QEMU's ``mps2-an386`` board, qemu.org/docs/master/system/arm/mps2.html):
+``arm-none-eabi-gcc -std=c99 -Wall -Wextra -Werror -mcpu=cortex-m4 -mthumb -mfloat-abi=hard
+-mfpu=fpv4-sp-d16 -O2``, each file to an object, linked with newlib's semihosting
+(``--specs=rdimon.specs``) and a vector table at address 0 (``tl_startup_m4.c``).
+`arm-none-eabi-size` gives text (code + const data), data and bss of the whole ELF and of the
+model library's objects alone. Running it is `tinylarge.tiny.codegen.qemu` (`run_qemu`,
+`count_instructions`, re-exported here).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tinylarge.tiny.codegen.qemu import (
     run_qemu,
 )
 from tinylarge.tiny.codegen.toolchain import ToolchainError, content_key, run_tool
+from tinylarge.tiny.measured import SectionSizes
 
 HOST_CC = "gcc"
 HOST_CFLAGS: tuple[str, ...] = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-O2")
@@ -201,25 +203,6 @@ class HostModel:
         if rc != 0:
             raise RuntimeError(f"invoke returned {rc}")
         return out
-
-
-@dataclass(frozen=True)
-class SectionSizes:
-    """``arm-none-eabi-size`` figures, bytes: text (code + const data), data, bss."""
-
-    text: int
-    data: int
-    bss: int
-
-    @property
-    def flash_bytes(self) -> int:
-        """text + data (initialized data is stored in flash and copied to RAM)."""
-        return self.text + self.data
-
-    @property
-    def ram_bytes(self) -> int:
-        """data + bss (static RAM, without the stack)."""
-        return self.data + self.bss
 
 
 def parse_size_output(text: str) -> SectionSizes:

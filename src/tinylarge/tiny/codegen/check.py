@@ -1,59 +1,26 @@
 """Check and measure the generated C of a model on an emulated Cortex-M4: `c_check`.
 
 Exports the model, builds the Cortex-M4 ELF, runs every frame under QEMU and compares with
-``run(model, x, arithmetic="tflm")``, then counts instructions per inference. Figures (the
-issue's ``models.tiny_int8.c_check`` metrics):
-
-* ``flash_bytes``: text (code + const weights, biases, multipliers) + data of the model
-  library's objects (``<prefix>model.o`` + ``tl_kernels.o``), from ``arm-none-eabi-size``;
-  the harness, start-up and newlib are not counted;
-* ``sram_bytes``: data + bss of those objects (bss holds the activation arena) + the stack
-  high-water mark of one ``invoke``, measured by painting the stack;
-* ``instructions_per_inference``: executed instructions within the library's functions,
-  ``(count(N) - count(1)) / (N - 1)`` under a QEMU TCG plugin; ``instructions_per_mac``
-  divides by the MACs of `tinylarge.tiny.footprint`. Instructions are not cycles (a
-  Cortex-M4 load takes 2 cycles, a taken branch 2-4): a latency derived from them needs a
-  cycles-per-instruction figure, stated where it is used.
+``run(model, x, arithmetic="tflm")``, then counts instructions per inference. The result is a
+`tinylarge.tiny.measured.CCheck`, whose docstring defines each figure (flash and SRAM of the
+model library, stack high-water mark, instructions per inference and per MAC).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from tinylarge.tiny.codegen.build import SectionSizes, build_m4
+from tinylarge.tiny.codegen.build import build_m4
 from tinylarge.tiny.codegen.c_source import export_c
 from tinylarge.tiny.codegen.qemu import QEMU_TIMEOUT_S, count_instructions, run_qemu
 from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.measured import CCheck
 from tinylarge.tiny.runtime import run
 
 #: Frames used for counting instructions (the count needs two runs, 1 and N frames).
 COUNT_FRAMES = 64
-
-
-@dataclass(frozen=True)
-class CCheck:
-    """Result of `c_check` (see the module docstring for each figure's definition)."""
-
-    frames: int
-    mismatches: int
-    max_abs_lsb: int
-    flash_bytes: int
-    sram_bytes: int
-    stack_bytes: int
-    arena_bytes: int
-    instructions_per_inference: float
-    instructions_per_mac: float
-    macs: int
-    library: SectionSizes
-    program: SectionSizes
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return asdict(self)
 
 
 def c_check(

@@ -8,8 +8,8 @@ version 1, built with the host gcc at first use into the cache) that counts ever
 guest instruction, in all and within an address range (the model library's functions), and
 derives instructions per inference as ``(count(N frames) - count(1 frame)) / (N - 1)``, which
 removes start-up, stdio set-up and the one-off stack painting. Counts are exact and
-repeatable; they are instructions, not cycles (``shared/reference/cortex-m-qemu.md``: loads
-take 2 cycles and taken branches 2-4 on a Cortex-M4).
+repeatable; they are instructions, not cycles (Arm Cortex-M4 Technical Reference Manual,
+DDI 0439, instruction timing: loads take 2 cycles and taken branches 2-4).
 """
 
 from __future__ import annotations

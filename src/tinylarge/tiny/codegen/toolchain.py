@@ -1,10 +1,10 @@
 """External tools of the C builds: find them, run them under a timeout, fail clearly.
 
 A missing tool raises `ToolchainError` naming the Debian package that provides it
-(``shared/reference/cortex-m-qemu.md``: gcc-arm-none-eabi 12.2, newlib 3.3, QEMU 7.2 on
-Debian 12). Build products that do not depend on a model (the QEMU plugin) are cached under
-``$TINYLARGE_CACHE_DIR/codegen`` (the project's cache directory, see
-`tinylarge.models.cache.default_cache_dir`).
+(``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi`` and ``qemu-system-arm``; checked with
+gcc 12.2, newlib 3.3 and QEMU 7.2 on Debian 12). Build products that do not depend on a model
+(the QEMU plugin) are cached under ``$TINYLARGE_CACHE_DIR/codegen`` (the project's cache
+directory, see `tinylarge.models.cache.default_cache_dir`).
 """
 
 from __future__ import annotations

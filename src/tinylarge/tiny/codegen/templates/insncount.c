@@ -5,7 +5,7 @@
  * (optional: "range" counts instructions whose address lies in [lo, hi)). Every instruction
  * gets an inline counter increment, so counts are exact (per-TB counting over-counts under
  * -icount). Debian ships no qemu-plugin.h: the few declarations needed are written out here,
- * as in shared/reference/cortex-m-qemu.md. */
+ * as in QEMU's include/qemu/qemu-plugin.h (qemu.org/docs/master/devel/tcg-plugins.html). */
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -3,7 +3,7 @@
  * A 16-entry vector table placed at address 0 (link with -Wl,--section-start=.vectors=0),
  * a reset handler that enables the FPU (CPACR bits 20-23, then dsb/isb) before newlib's
  * _start, and a fault handler that prints through semihosting and exits with code 250, so a
- * crash ends QEMU instead of hanging it. Recipe: shared/reference/cortex-m-qemu.md. */
+ * crash ends QEMU instead of hanging it (CPACR: Cortex-M4 Devices Generic User Guide, DUI 0553). */
 #include <stdint.h>
 
 #define TL_INITIAL_SP 0x20400000u /* RAM; newlib's _start moves the stack to 0x22000000 */
