@@ -73,7 +73,7 @@ def test_nb_iot_row_field_by_field() -> None:
         "cell_radius_m": 1732.0 / np.sqrt(3.0),
     }
     got = RADIO_PROFILES["nb_iot"].model_dump()
-    assert got.pop("source").startswith("radio.md row NB-IoT: 0.9 GHz, 180 kHz, 23 dBm")
+    assert got.pop("source").startswith("profile NB-IoT: 0.9 GHz, 180 kHz, 23 dBm")
     assert got == expected
     # by hand: 23 - 164 - (-174 + 10 log10(180 kHz) + 5) = -24.55 dB
     assert expected["min_snr_db"] == pytest.approx(-24.5527, abs=1e-4)
@@ -237,3 +237,11 @@ def test_lookup_errors_list_known_names_and_custom_profiles_validate() -> None:
     minimal = {k: v for k, v in _valid_fields().items() if k not in ("source", "max_repetitions")}
     made = radio_profile("m", {"m": minimal})
     assert made.max_repetitions == 1 and "user-defined" in made.source
+
+
+def test_sources_cite_public_material() -> None:
+    # Every figure's source names a specification, a paper or an estimate, never a file that
+    # users of the package do not have.
+    for name, profile in RADIO_PROFILES.items():
+        assert profile.source, name
+        assert ".md" not in profile.source, (name, profile.source)
