@@ -60,6 +60,8 @@ def test_models_lists_the_zoo_with_options() -> None:
     assert result.exit_code == 0
     assert "tiny_cnn" in result.output and "large_resnet" in result.output
     assert "width=8" in result.output
+    # The title names the scenario tables literally (rich must not eat them as markup).
+    assert "[models.tiny] / [models.large]" in result.output
 
 
 @pytest.fixture(scope="module")

@@ -151,7 +151,7 @@ def models() -> None:
     """List the registered models with their options and defaults."""
     from tinylarge.models import model_entry, model_names
 
-    table = Table(title="Models (use in a scenario as [models.tiny] / [models.large])")
+    table = Table(title=r"Models (use in a scenario as \[models.tiny] / \[models.large])")
     for column in ("name", "options (defaults)", "description"):
         table.add_column(column)
     for name in model_names():
