@@ -8,9 +8,22 @@ A stage that cannot do a part on the run's models records it (`RunState.skip` / 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tinylarge.report.html import escape
+
+#: Metrics sections in words, as the report's section titles name them.
+SECTION_WORDS = {
+    "models": "Models",
+    "tiny": "TinyML",
+    "network": "6G network",
+    "policies": "Collaborative inference",
+    "colearning": "Co-learning",
+    "security": "Security",
+    "deploy": "Deployment",
+}
 
 
 def is_skipped(entry: Any) -> bool:
@@ -35,3 +48,43 @@ def notes(metrics: dict[str, Any], section: str | None = None) -> str:
     if not items:
         return ""
     return f'<ul class="notes">{"".join(items)}</ul>'
+
+
+@dataclass(frozen=True)
+class MissedPart:
+    """A skipped part or a warning, in words for the report's summary.
+
+    Attributes
+    ----------
+    kind_in_words : str
+        ``"Skipped"`` or ``"Missed its target"``.
+    where : str
+        The part: its section in words, then the rest of its metrics path
+        (``"Collaborative inference, router"``).
+    reason : str
+        Why, as the stage recorded it.
+    path : str
+        The metrics path (``"policies.router"``).
+    """
+
+    kind_in_words: str
+    where: str
+    reason: str
+    path: str
+
+
+def part_in_words(path: str) -> str:
+    """A metrics path in words: ``policies.router`` -> ``Collaborative inference, router``."""
+    section, _, rest = path.partition(".")
+    words = SECTION_WORDS.get(section, section)
+    return f"{words}, {rest.replace('.', ' / ')}" if rest else words
+
+
+def missed_parts(metrics: Mapping[str, Any]) -> list[MissedPart]:
+    """Every skipped part, then every warning, of ``metrics`` (the top-level ``skipped`` and
+    ``warnings`` maps), in the order the run recorded them."""
+    parts = []
+    for kind, words in (("skipped", "Skipped"), ("warnings", "Missed its target")):
+        for path, reason in metrics.get(kind, {}).items():
+            parts.append(MissedPart(words, part_in_words(path), str(reason), path))
+    return parts

@@ -13,9 +13,9 @@ from tinylarge.report.colearning_section import colearning_section
 from tinylarge.report.html import Section, image, paragraph, preformatted, table
 from tinylarge.report.metrics import HIGH_SNR_DB
 from tinylarge.report.network_section import network_section
-from tinylarge.report.notes import notes
 from tinylarge.report.policies_section import policies_section
 from tinylarge.report.security_section import security_section
+from tinylarge.report.summary import summary_block
 from tinylarge.report.tiny_section import tiny_section
 from tinylarge.sim.state import ROLES, TINY_INT8_ROLE, RunResult
 
@@ -26,18 +26,27 @@ SectionBuilder = Callable[[RunResult, dict[str, Any], Path], Section | None]
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
+    """A fraction as a percentage, for columns whose header carries the unit (%)."""
+    return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def summary_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
+    """The system's answer, above everything else (`tinylarge.report.summary`)."""
+    return Section(
+        "Summary", summary_block(metrics, result.scenario.policies.target_offload), lead=True
+    )
+
+
+def _model_table(metrics: dict[str, Any]) -> str:
+    """Test accuracy of every model, and the large model's headroom over the tiny one."""
     models = metrics["models"]
     high = f"accuracy_snr_ge_{HIGH_SNR_DB:g}db"
     has_snr = any(high in m for m in models.values())
-    header = ["model", "architecture", "parameters", "test accuracy"]
-    header += [f"accuracy, SNR >= {HIGH_SNR_DB:g} dB"] if has_snr else []
+    header = ["model", "architecture", "parameters", "test accuracy (%)"]
+    header += [f"accuracy, SNR >= {HIGH_SNR_DB:g} dB (%)"] if has_snr else []
     rows = []
     for role, m in models.items():
-        name = m.get("name", f"int8 of {metrics['models'].get('tiny', {}).get('name', 'tiny')}")
+        name = m.get("name", f"int8 of {models.get('tiny', {}).get('name', 'tiny')}")
         row = [role, name, f"{m['params']:,}", _pct(m["accuracy"])]
         rows.append(row + ([_pct(m.get(high))] if has_snr else []))
     body = table(header, rows)
@@ -48,14 +57,7 @@ def summary_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
             f"The large model is {gap:+.1f} percentage points more accurate than the tiny one on "
             f"frames with SNR >= {HIGH_SNR_DB:g} dB: the headroom that offloading can exploit."
         )
-    parts = notes(metrics)
-    if parts:
-        body += paragraph(
-            "**Parts of this run were left out or missed their target** on the models it "
-            "trained (everything else ran; the sections below say where):"
-        )
-        body += parts
-    return Section("Summary", body)
+    return body
 
 
 def task_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
@@ -149,7 +151,7 @@ def models_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) 
 
 def accuracy_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section:
     task = result.require_task()
-    body = ""
+    body = _model_table(metrics)
     evaluations = dict(result.evaluations)
     if any(len(ev.snr_db) for ev in evaluations.values()):
         body += image(
@@ -182,7 +184,7 @@ def accuracy_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path
         [name] + [_pct(metrics["models"][r]["accuracy_by_class"][name]) for r in evaluations]
         for name in task.class_names
     ]
-    body += table(["class", *evaluations], rows)
+    body += table(["class", *(f"{role} (%)" for role in evaluations)], rows)
     return Section("Accuracy", body)
 
 
