@@ -38,24 +38,21 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 1e3:.2f}"
 
 
-def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section | None:
-    """Coverage table and map, message latency CDF, energy and bytes per message."""
-    net = metrics.get("network")
-    if net is None:
-        return None
+def _coverage(result: RunResult, net: dict[str, Any], plots_dir: Path) -> str:
+    """Coverage table per radio profile and the chosen profile's SNR map."""
     rows = [
         [name, f"{c['carrier_ghz']:g} GHz / {_hz(c['uplink_bandwidth_hz'])}", c["scenario"],
          f"{c['cell_radius_m']:.0f}", *coverage_cells(c)]
         for name, c in net["coverage"].items()
     ]  # fmt: skip
     per_cell = next(iter(net["coverage"].values()))["devices_per_cell"]
-    body = paragraph(
+    html = paragraph(
         "Uplink coverage of each radio profile: devices dropped uniformly over the cell (TR "
         "38.901 path loss with LOS probability, shadow fading and outdoor-to-indoor loss, one "
         "fast-fading draw each). Rates use the whole uplink band, and the band shared by "
         f"{per_cell} devices at once."
     )
-    body += table(
+    html += table(
         [
             "profile",
             "carrier / band",
@@ -70,10 +67,10 @@ def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
         ],
         rows,
     )
-    coverages = result.network["coverage"]
+    coverages = result.require_network().coverage
     chosen = coverages[net["profile"]]
     topo = chosen.cells.topology
-    body += image(
+    html += image(
         plots.network_coverage(
             (topo.x_m, topo.y_m, chosen.snr_db),
             f"{net['profile']}: uplink SNR over the cell",
@@ -83,8 +80,13 @@ def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
         "Left: uplink SNR of devices over the chosen profile's cell. Right: distribution of the "
         "whole-band uplink rate per profile.",
     )
+    return html
+
+
+def _messages(result: RunResult, net: dict[str, Any]) -> str:
+    """What the devices send, and the latency and energy of each message."""
     up, traffic, edge = net["uplink"], net["traffic"], net["edge_server"]
-    body += paragraph(
+    html = paragraph(
         f"{result.scenario.devices.count} devices send Poisson messages of "
         f"{traffic['message_bytes']} bytes (one int8 frame) at {traffic['rate_per_device_hz']:g} "
         f"per second each for {traffic['duration_s']:g} s over {net['profile']} "
@@ -94,38 +96,47 @@ def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path)
         "queue, airtime, HARQ retransmissions, propagation, the edge's batching queue and the "
         "downlink reply. Energy per message: radio (TX, RX of the reply, connected idle while "
         f"waiting, {up['sleep_s_per_message']:g} s of sleep until the next message) plus "
-        f"{up['compute_energy_j_per_message'] * 1e6:.1f} uJ for one int8 tiny-model inference "
+        f"{up['compute_energy_j_per_message'] * 1e6:.1f} µJ for one int8 tiny-model inference "
         "on the target MCU."
     )
     lat = up["latency_s"]
     energy = up["energy_j_per_message"]
-    body += table(
+    html += table(
         [
             "messages",
-            "delivered",
-            "outage",
-            "p50 (ms)",
-            "p95 (ms)",
-            "p99 (ms)",
-            "energy / message",
+            "delivered (%)",
+            "outage (%)",
+            "p50 latency (ms)",
+            "p95 latency (ms)",
+            "p99 latency (ms)",
+            "energy / message (µJ)",
             "mean transmissions",
         ],
         [
             [
                 f"{up['messages']:,}",
-                f"{100 * up['delivered_fraction']:.2f} %",
-                f"{100 * up['outage_fraction']:.2f} %",
+                f"{100 * up['delivered_fraction']:.2f}",
+                f"{100 * up['outage_fraction']:.2f}",
                 _ms(lat["p50"]),
                 _ms(lat["p95"]),
                 _ms(lat["p99"]),
-                "n/a" if energy is None else f"{energy * 1e6:.1f} uJ",
+                "n/a" if energy is None else f"{energy * 1e6:.1f}",
                 "n/a" if up["mean_transmissions"] is None else f"{up['mean_transmissions']:.2f}",
             ]
         ],
     )
+    return html
+
+
+def network_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section | None:
+    """Coverage table and map, message latency CDF, energy and bytes per message."""
+    net = metrics.get("network")
+    if net is None:
+        return None
+    body = _coverage(result, net, plots_dir) + _messages(result, net)
     body += image(
         plots.latency_cdf(
-            result.network["messages"].latency_s,
+            result.require_network().messages.latency_s,
             f"Message latency over {net['profile']}",
             plots_dir / "latency_cdf.png",
         ),

@@ -8,6 +8,7 @@ from typing import Any
 from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, table
 from tinylarge.report.notes import notes, ran
+from tinylarge.report.summary import best_within_target
 from tinylarge.sim.state import RunResult
 
 
@@ -48,7 +49,7 @@ def _split_exit_part(
             f"The large model's own cuts k send {config.split_activation_bits}-bit activations."
         )
         html += table(
-            ["split point", "bytes up", "device MACs", "devices choosing it"],
+            ["split point", "bytes up (B)", "device MACs", "devices choosing it"],
             [
                 [label, f"{p['bytes_up']:,}", f"{p['device_macs']:,}", str(chosen.get(label, 0))]
                 for label, p in points.items()
@@ -65,89 +66,116 @@ def _split_exit_part(
     return html
 
 
+def _policy_table(summaries: dict[str, Any], deadline_s: float) -> str:
+    """One row per policy that ran: accuracy, offload, latency, energy, bytes, deadlines."""
+    large_acc = summaries["large"]["accuracy"] if "large" in summaries else None
+    rows = []
+    for name, s in summaries.items():
+        lat = s["latency_s"]
+        share = f"{100 * s['accuracy'] / large_acc:.1f}" if large_acc else "n/a"
+        rows.append(
+            [
+                name,
+                f"{100 * s['accuracy']:.1f}",
+                share,
+                f"{100 * s['offload_fraction']:.1f}",
+                _ms(lat["p50"]),
+                _ms(lat["p99"]),
+                f"{1e6 * s['energy_j_per_inference']:.1f}",
+                f"{s['bytes_up_per_inference']:.0f}",
+                f"{100 * s['deadline_met_fraction']:.1f}",
+            ]
+        )
+    return table(
+        [
+            "policy",
+            "accuracy (%)",
+            "of large's accuracy (%)",
+            "offloaded (%)",
+            "p50 latency (ms)",
+            "p99 latency (ms)",
+            "energy / inference (µJ)",
+            "bytes up / inference (B)",
+            f"deadline {deadline_s * 1e3:g} ms met (%)",
+        ],
+        rows,
+    )
+
+
+def _best_paragraph(summaries: dict[str, Any], target_offload: float) -> str:
+    """The best policy within the offload target (the summary's rule), against large."""
+    best = best_within_target(summaries, target_offload)
+    large = summaries.get("large")
+    if best is None or large is None or not large["accuracy"]:
+        return ""
+    s = summaries[best]
+    return paragraph(
+        f"**Best policy offloading at most {100 * target_offload:.0f} %:** "
+        f"{best}, {100 * s['accuracy']:.1f} % accuracy = "
+        f"{100 * s['accuracy'] / large['accuracy']:.1f} % of the large model's, at "
+        f"{100 * s['offload_fraction']:.1f} % offload and "
+        f"{100 * s['energy_j_per_inference'] / large['energy_j_per_inference']:.0f} % of "
+        "large's device energy per inference."
+    )
+
+
+def _plots(result: RunResult, summaries: dict[str, Any], plots_dir: Path) -> str:
+    """Trade-offs, latency CDF and energy breakdown of the policies."""
+    outcomes = result.require_policies().outcomes
+    html = image(
+        plots.policy_tradeoffs(summaries, plots_dir / "policy_tradeoffs.png"),
+        "Accuracy against offload fraction and against device energy per inference.",
+    )
+    html += image(
+        plots.policy_latency_cdf(
+            {k: o.latency_s for k, o in outcomes.items()}, plots_dir / "policy_latency.png"
+        ),
+        "Latency of the answer per policy (on-device answers take the MCU inference time).",
+    )
+    html += image(
+        plots.policy_energy_breakdown(summaries, plots_dir / "policy_energy.png"),
+        "Device energy per inference: compute on the MCU and radio.",
+    )
+    return html
+
+
+def _accuracy_by_snr(result: RunResult, plots_dir: Path) -> str:
+    snr = result.require_task().meta_test.get("snr_db")
+    if snr is None:
+        return ""
+    outcomes = result.require_policies().outcomes
+    return image(
+        plots.policy_accuracy_by_snr(
+            snr[result.require_policies().requests.sample],
+            {k: o.correct for k, o in outcomes.items()},
+            plots_dir / "policy_accuracy_snr.png",
+        ),
+        "Accuracy per SNR of the requested frames.",
+    )
+
+
 def policies_section(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> Section | None:
     """Table of policies, trade-off plots, latency CDF, energy breakdown, accuracy by SNR."""
     pol = metrics.get("policies")
     if pol is None:
         return None
     summaries = ran(pol)
-    large_acc = summaries["large"]["accuracy"] if "large" in summaries else None
-    rows = []
-    for name, s in summaries.items():
-        lat = s["latency_s"]
-        share = f"{100 * s['accuracy'] / large_acc:.1f} %" if large_acc else "n/a"
-        rows.append(
-            [
-                name,
-                f"{100 * s['accuracy']:.1f} %",
-                share,
-                f"{100 * s['offload_fraction']:.1f} %",
-                _ms(lat["p50"]),
-                _ms(lat["p99"]),
-                f"{1e6 * s['energy_j_per_inference']:.1f}",
-                f"{s['bytes_up_per_inference']:.0f}",
-                f"{100 * s['deadline_met_fraction']:.1f} %",
-            ]
-        )
-    outcomes = result.policies["outcomes"]
-    requests = result.policies["requests"]
+    config = result.scenario.policies
+    requests = result.require_policies().requests
     body = paragraph(
         f"{requests.device.size:,} requests of {result.scenario.devices.count} devices, the same "
         "for every policy, over the run's network. Cascade, router and early_exit are tuned on "
-        f"{pol['_validation']} to offload {100 * result.scenario.policies.target_offload:.0f} % "
+        f"{pol['_validation']} to offload {100 * config.target_offload:.0f} % "
         "of requests; the oracle offloads exactly the frames the large model fixes (the bound). "
         "large_compressed_<b>b sends the int8 frame requantized to b bits per I/Q value and "
         "compressed with zstd."
     )
     body += notes(metrics, "policies")
-    best = pol.get("_best_within_target_offload")
-    if best is not None:
-        body += paragraph(
-            f"**Best policy offloading at most {100 * best['max_offload_fraction']:.0f} %:** "
-            f"{best['policy']}, {100 * best['accuracy']:.1f} % accuracy = "
-            f"{100 * best['accuracy_share_of_large']:.1f} % of the large model's, at "
-            f"{100 * best['offload_fraction']:.1f} % offload and "
-            f"{100 * best['energy_share_of_large']:.0f} % of large's device energy per inference."
-        )
-    body += table(
-        [
-            "policy",
-            "accuracy",
-            "of large's",
-            "offloaded",
-            "p50 (ms)",
-            "p99 (ms)",
-            "energy / inference (uJ)",
-            "bytes up / inference",
-            f"deadline {result.scenario.policies.deadline_s * 1e3:g} ms met",
-        ],
-        rows,
-    )
-    body += image(
-        plots.policy_tradeoffs(summaries, plots_dir / "policy_tradeoffs.png"),
-        "Accuracy against offload fraction and against device energy per inference.",
-    )
-    body += image(
-        plots.policy_latency_cdf(
-            {k: o.latency_s for k, o in outcomes.items()}, plots_dir / "policy_latency.png"
-        ),
-        "Latency of the answer per policy (on-device answers take the MCU inference time).",
-    )
-    body += image(
-        plots.policy_energy_breakdown(summaries, plots_dir / "policy_energy.png"),
-        "Device energy per inference: compute on the MCU and radio.",
-    )
+    body += _best_paragraph(summaries, config.target_offload)
+    body += _policy_table(summaries, config.deadline_s)
+    body += _plots(result, summaries, plots_dir)
     body += _split_exit_part(
         result, pol.get("_split_exit"), pol.get("_payload_accuracy", {}), plots_dir
     )
-    snr = result.require_task().meta_test.get("snr_db")
-    if snr is not None:
-        body += image(
-            plots.policy_accuracy_by_snr(
-                snr[requests.sample],
-                {k: o.correct for k, o in outcomes.items()},
-                plots_dir / "policy_accuracy_snr.png",
-            ),
-            "Accuracy per SNR of the requested frames.",
-        )
+    body += _accuracy_by_snr(result, plots_dir)
     return Section("Collaborative inference: policies compared", body)
