@@ -55,11 +55,13 @@ def test_smoke_run_distils_quantizes_and_checks_the_int8_model(smoke_result: Run
     q = int8_logits / model.output_spec.scale + model.output_spec.zero_point
     np.testing.assert_allclose(q, np.round(q), atol=1e-3)
     checks = smoke_result.int8_checks
-    assert checks["onnx_arithmetic_equal_frames_fraction"] == 1.0
-    assert checks["onnx_arithmetic_max_abs_diff_lsb"] == 0
-    assert checks["int8_vs_float_same_class_fraction"] > 0.9
+    assert checks is not None and checks.onnx_arithmetic_equal_frames_fraction == 1.0
+    assert checks.onnx_arithmetic_max_abs_diff_lsb == 0
+    assert checks.int8_vs_float_same_class_fraction is not None
+    assert checks.int8_vs_float_same_class_fraction > 0.9
     assert set(smoke_result.footprints) >= {"stm32l4r5", "nrf52840", "esp32s3"}
-    assert smoke_result.quantization["check_frames"] == 500
+    assert smoke_result.quantization is not None
+    assert smoke_result.quantization.check_frames == 500
 
 
 def test_unknown_target_mcu_fails_early_and_custom_mcus_are_costed(tmp_path: Path) -> None:
@@ -177,7 +179,7 @@ def test_smoke_run_simulates_the_network(smoke_result: RunResult) -> None:
     assert net["profile"] == "redcap"
     assert set(net["coverage"]) >= {"nb_iot", "lte_m", "redcap", "embb_fr1", "sub_thz"}
     up = net["uplink"]
-    messages = smoke_result.network["messages"]
+    messages = smoke_result.require_network().messages
     assert up["messages"] == messages.device.size > 0
     lat = up["latency_s"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
@@ -201,7 +203,8 @@ def test_smoke_run_compares_the_policies_on_the_same_requests(smoke_result: RunR
     assert pol["tiny"]["offload_fraction"] == 0.0 and pol["large"]["offload_fraction"] == 1.0
     assert pol["tiny"]["bytes_up_per_inference"] == 0.0
     # on air: the 256-byte frame + the security layer's header and tag
-    overhead = smoke_result.security["wire"]["message_overhead_bytes"]
+    assert smoke_result.security is not None
+    overhead = smoke_result.security.wire["message_overhead_bytes"]
     assert pol["large"]["bytes_up_per_inference"] == 256.0 + overhead
     assert pol["_unprotected"]["large"]["bytes_up_per_inference"] == 256.0
     # The oracle offloads exactly what the large model fixes: no policy of the run beats it.
@@ -209,8 +212,8 @@ def test_smoke_run_compares_the_policies_on_the_same_requests(smoke_result: RunR
     assert pol["oracle"]["accuracy"] == best
     # Tuned on validation frames to offload 40 %: close to it on the test requests.
     assert abs(pol["cascade"]["offload_fraction"] - 0.4) < 0.1
-    outcomes = smoke_result.policies["outcomes"]
-    n = smoke_result.policies["requests"].device.size
+    outcomes = smoke_result.require_policies().outcomes
+    n = smoke_result.require_policies().requests.device.size
     assert all(o.correct.size == n for o in outcomes.values())
     for key in ("accuracy", "offload_fraction", "energy_j_per_inference", "deadline_met_fraction"):
         assert key in pol["router"]
@@ -221,7 +224,8 @@ def test_edge_service_can_be_measured_on_this_machine(tmp_path: Path) -> None:
     from tinylarge.report.metrics import collect
 
     table = _small({})
-    table["network"] = {"edge_service": "measured", "edge_max_batch": 8}
+    table["network"] = {"edge_service": "measured"}
+    table["deploy"] = {"edge_max_batch": 8}
     result = run(scenario_from_table(table, "test"), cache=ModelCache())
     edge = collect(result)["network"]["edge_server"]
     assert edge["source"].startswith("measured on this machine") and edge["max_batch"] == 8
@@ -256,10 +260,10 @@ def test_smoke_run_splits_and_exits_early(smoke_result: RunResult) -> None:
     # every split request goes up, at one of the chosen points' sizes
     assert pol["split"]["offload_fraction"] == 1.0
     chosen = {points[label]["bytes_up"] for label in distribution}
-    sent = smoke_result.policies["outcomes"]["split"].payload_bytes_up
+    sent = smoke_result.require_policies().outcomes["split"].payload_bytes_up
     assert set(np.unique(sent)) <= chosen
     assert abs(pol["early_exit"]["offload_fraction"] - 0.4) < 0.1
-    exit_bytes = smoke_result.policies["outcomes"]["early_exit"].payload_bytes_up
+    exit_bytes = smoke_result.require_policies().outcomes["early_exit"].payload_bytes_up
     assert set(np.unique(exit_bytes)) <= {0, 72}
     payload = pol["_payload_accuracy"]
     assert payload["bottleneck"]["bytes_up"] == 72 and payload["large"]["bytes_up"] == 256
@@ -267,7 +271,7 @@ def test_smoke_run_splits_and_exits_early(smoke_result: RunResult) -> None:
 
 
 def test_best_policy_within_the_offload_budget_on_a_hand_example() -> None:
-    from tinylarge.sim.policy_stages import best_within_offload
+    from tinylarge.sim.policy_result import best_within_offload
 
     def s(acc: float, off: float, energy: float) -> dict[str, float]:
         return {"accuracy": acc, "offload_fraction": off, "energy_j_per_inference": energy}

@@ -75,8 +75,10 @@ def test_the_run_completes_and_says_what_it_left_out(
     assert "no device can reach the server" in result.skipped["security.aggregation_under_attack"]
     # every other part ran: the stages after the policies too
     assert set(result.timings_s) >= {"policies", "colearning", "security"}
-    assert {"tiny", "large", "cascade", "oracle"} <= set(result.policies["outcomes"])
-    assert "router" not in result.policies["outcomes"] and result.security["fuzz"]["messages"] > 0
+    outcomes = result.require_policies().outcomes
+    assert {"tiny", "large", "cascade", "oracle"} <= set(outcomes) and "router" not in outcomes
+    assert result.security is not None and result.security.fuzz.messages > 0
+    assert result.security.aggregation_under_attack is None
     # constant confidence: every frame ties, the 40 % offload target cannot be met
     assert "offloads 0% of them" in result.warnings["policies.cascade"]
     noted = {(kind, path) for kind, path, _ in recorder.events}

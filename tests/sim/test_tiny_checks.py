@@ -29,7 +29,9 @@ def test_a_file_tflm_refuses_is_a_skipped_check_not_a_failed_run(
     monkeypatch.setattr(tiny_stages, "tflm_check", refuse)
     state = _state(smoke_result)
     line = tiny_stages.evaluate_int8_stage(state, StageContext(ModelCache(), SilentReporter()))
-    assert state.tflm_check == {} and "no kernel for op 42" in line
+    assert state.tflm_check is None and "no kernel for op 42" in line
+    metrics = tiny_stages.tiny_int8_metrics(state)
+    assert metrics is not None and metrics["tflm_check"] == {}  # the metrics keep their key
     assert "no kernel for op 42" in state.skipped["models.tiny_int8.tflm_check"]
 
 

@@ -55,7 +55,8 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
         if trained.training is not None:
             extra["training"] = trained.training.to_dict()  # type: ignore[assignment]
         save_model(trained.model, run_dir / "models" / role, trained.manifest, extra)
-    for name, policy in result.policies.get("fitted", {}).items():
+    fitted = result.policies.fitted if result.policies is not None else {}
+    for name, policy in fitted.items():
         if name in DEPLOYABLE:  # what `tinylarge fleet` runs on the devices
             save_policy(policy, run_dir / POLICIES_DIR / f"{name}.json")
     if result.tiny_int8 is not None:

@@ -30,10 +30,9 @@ from tinylarge.integrate.colearning.fedavg import FedAvg, FedProx
 from tinylarge.integrate.colearning.split_learning import SplitFed, SplitLearning
 from tinylarge.models.blocks import BlockModel
 from tinylarge.models.evaluation import predict_logits
-from tinylarge.net.overhead import ProtocolOverhead
+from tinylarge.net.mean_rate import MeanRateLink
 from tinylarge.secure.robust import register_robust_aggregators
 from tinylarge.seeding import derive_seed, rng_for
-from tinylarge.sim.engine import mean_link_rates_bps, transmit_power_w
 from tinylarge.sim.security_costs import run_overhead, signed_updates
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import TINY_LABELS_ROLE, RunState
@@ -75,17 +74,13 @@ def link_budget(state: RunState) -> LinkBudget:
     """Each device's mean link to the edge and its radio/compute power (network stage), with
     the security layer's costs when ``security.protect_messages`` (fresh sessions: one budget
     per scheme)."""
-    cells, settings = state.network["cells"], state.network["settings"]
-    up, down = mean_link_rates_bps(cells, settings)
+    network = state.require_network()
+    cells, settings = network.cells, network.settings
     fp = state.footprints[state.scenario.tiny.target_mcu]
-    return LinkBudget(
-        uplink_bps=up,
-        downlink_bps=down,
-        slot_s=float(cells.profile.slot_s),
-        tx_draw_w=transmit_power_w(cells, settings),
-        rx_power_w=settings.energy.rx_power_w,
+    return LinkBudget.over(
+        MeanRateLink.of_cells(cells, settings),
         joules_per_mac=float(fp.energy_j) / max(int(fp.macs), 1),
-        overhead=run_overhead(state) or ProtocolOverhead(),
+        overhead=run_overhead(state),
     )
 
 

@@ -5,12 +5,13 @@ own large model)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
+from tinylarge.config.network_config import NetworkConfig
 from tinylarge.config.scenario import Scenario
 from tinylarge.net import (
     Coverage,
@@ -26,7 +27,9 @@ from tinylarge.net import (
     send_messages,
 )
 from tinylarge.net.draws import stream_seed
+from tinylarge.net.edge_service import fit_batch_service
 from tinylarge.seeding import rng_for
+from tinylarge.sim.net_result import NetworkResult
 from tinylarge.sim.ray_shards import shard_plan
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
@@ -53,7 +56,8 @@ def check_network_config(scenario: Scenario) -> None:
 def measure_edge_server(
     model: nn.Module, input_shape: tuple[int, ...], *, max_batch: int, sites: str = "shared"
 ) -> EdgeServiceModel:
-    """Time the large model on this machine at batch 1 and ``max_batch``; fit setup + per item.
+    """Time the large model on this machine at batch 1 and ``max_batch``; fit setup + per item
+    (`tinylarge.net.edge_service.fit_batch_service`, as the running edge fits its batches).
 
     Median of 5 timed runs each after a warm-up, torch inference mode.
     """
@@ -71,8 +75,7 @@ def measure_edge_server(
         return float(np.median(times))
 
     t1, tb = seconds(1), seconds(max_batch)
-    per_item = max((tb - t1) / (max_batch - 1), 1e-7) if max_batch > 1 else t1
-    setup = max(t1 - per_item, 0.0)
+    setup, per_item = fit_batch_service(np.array([1, max_batch]), np.array([t1, tb]))
     return EdgeServiceModel(
         setup_s=setup,
         per_item_s=per_item,
@@ -104,6 +107,44 @@ def scenario_coverage(scenario: Scenario, profiles: dict[str, RadioProfile]) -> 
     }
 
 
+def edge_service(state: RunState) -> EdgeServiceModel:
+    """The edge server's batch service time: measured on the run's large model when
+    ``network.edge_service = "measured"`` (and there is one), else the scenario's profile."""
+    config, batching = state.scenario.network, state.scenario.deploy  # deploy: as deployed
+    large = state.models.get("large")
+    if config.edge_service == "measured" and large is not None:
+        measured = measure_edge_server(
+            large.model,
+            state.require_task().input_shape,
+            max_batch=batching.edge_max_batch,
+            sites=config.edge_sites,
+        )
+        return replace(measured, max_wait_s=batching.edge_max_wait_s)
+    return EdgeServiceModel(
+        setup_s=config.edge_setup_s,
+        per_item_s=config.edge_per_item_s,
+        max_batch=batching.edge_max_batch,
+        max_wait_s=batching.edge_max_wait_s,
+        sites=config.edge_sites,
+        source="profile in the scenario (default: the 545 k-parameter ResNet measured on a "
+        "2-core x86-64 machine: 1.97 ms at batch 1, 10.8 ms at batch 64)",
+    )
+
+
+def link_settings(config: NetworkConfig) -> LinkSettings:
+    """The cell's link settings from the scenario's ``[network]`` section."""
+    return LinkSettings(
+        spectral_efficiency=config.spectral_efficiency,
+        scheduler=config.scheduler,
+        fading=config.fading,
+        rician_k_db=config.rician_k_db,
+        bler_target=config.bler_target,
+        max_transmissions=config.max_transmissions,
+        backhaul_s=config.backhaul_s,
+        energy=RadioEnergyModel(**config.energy.model_dump()),
+    )
+
+
 def network_stage(state: RunState, ctx: StageContext) -> str:
     """Coverage per profile; Poisson uplink messages of every device over the chosen cell."""
     scenario = state.scenario
@@ -112,21 +153,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         return "disabled"
     profiles = network_profiles(scenario)
     coverages = scenario_coverage(scenario, profiles)
-    large = state.models.get("large")
-    task = state.require_task()
-    if config.edge_service == "measured" and large is not None:
-        edge = measure_edge_server(
-            large.model, task.input_shape, max_batch=config.edge_max_batch, sites=config.edge_sites
-        )
-    else:
-        edge = EdgeServiceModel(
-            setup_s=config.edge_setup_s,
-            per_item_s=config.edge_per_item_s,
-            max_batch=config.edge_max_batch,
-            sites=config.edge_sites,
-            source="profile in the scenario (default: the 545 k-parameter ResNet measured on a "
-            "2-core x86-64 machine: 1.97 ms at batch 1, 10.8 ms at batch 64)",
-        )
+    edge = edge_service(state)
     rng = rng_for(scenario.seed, "network", "messages")
     cells = attach_devices(
         rng,
@@ -145,16 +172,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         rate_hz=traffic.rate_per_device_hz,
         duration_s=traffic.duration_s,
     )
-    settings = LinkSettings(
-        spectral_efficiency=config.spectral_efficiency,
-        scheduler=config.scheduler,
-        fading=config.fading,
-        rician_k_db=config.rician_k_db,
-        bler_target=config.bler_target,
-        max_transmissions=config.max_transmissions,
-        backhaul_s=config.backhaul_s,
-        energy=RadioEnergyModel(**config.energy.model_dump()),
-    )
+    settings = link_settings(config)
     # Compute: the device runs the int8 tiny model on every frame it senses (its MCU estimate);
     # sleep: between messages a device sleeps for the mean inter-message time (the exchange
     # itself, a few ms, is charged at TX/RX/idle power on top: a slight overcount).
@@ -162,6 +180,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
     compute_j = target.energy_j if target is not None else 0.0
     sleep_s = 1.0 / traffic.rate_per_device_hz
     shards, runner = shard_plan(config.ray_shards)
+    reply_bytes = state.reply_bytes()
     messages = send_messages(
         rng,
         cells,
@@ -170,23 +189,24 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         device=device,
         arrival_s=arrival,
         bytes_up=traffic.message_bytes,
-        bytes_down=state.reply_bytes(),
+        bytes_down=reply_bytes,
         compute_energy_j=compute_j,
         sleep_time_s=sleep_s,
         shards=shards,
         runner=runner,
     )
-    state.network = {
-        "settings": settings,
-        "coverage": coverages,
-        "cells": cells,
-        "messages": messages,
-        "edge": edge,
-        "compute_energy_j_per_message": compute_j,
-        "sleep_s_per_message": sleep_s,
-        "shards": shards,
-        "runner": runner,
-    }
+    state.network = NetworkResult(
+        settings=settings,
+        coverage=coverages,
+        cells=cells,
+        messages=messages,
+        edge=edge,
+        reply_bytes=reply_bytes,
+        compute_energy_j_per_message=compute_j,
+        sleep_s_per_message=sleep_s,
+        shards=shards,
+        runner=runner,
+    )
     summary = messages.summary()
     p99 = summary["latency_s"]["p99"]
     lat = f"p99 latency {p99 * 1e3:.1f} ms" if p99 is not None else "nothing delivered"
@@ -194,30 +214,3 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         f"{len(profiles)} profiles; {summary['messages']:,} messages over {config.profile}: "
         f"{summary['delivered_fraction']:.1%} delivered, {lat}"
     )
-
-
-def network_metrics(state: RunState) -> dict[str, Any] | None:
-    """``network``: coverage per profile and the uplink messages' summary."""
-    if not state.network:
-        return None
-    config = state.scenario.network
-    edge: EdgeServiceModel = state.network["edge"]
-    return {
-        "profile": config.profile,
-        "coverage": {n: c.summary() for n, c in state.network["coverage"].items()},
-        "uplink": {
-            **state.network["messages"].summary(),
-            "compute_energy_j_per_message": state.network["compute_energy_j_per_message"],
-            "sleep_s_per_message": state.network["sleep_s_per_message"],
-        },
-        "traffic": {**config.traffic.model_dump(), "reply_bytes": state.reply_bytes()},
-        "edge_server": {
-            "setup_s": edge.setup_s,
-            "per_item_s": edge.per_item_s,
-            "max_batch": edge.max_batch,
-            "sites": edge.sites,
-            "source": edge.source,
-        },
-        "cells": config.n_cells,
-        "ray_shards": config.ray_shards,
-    }

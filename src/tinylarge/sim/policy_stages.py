@@ -26,7 +26,11 @@ from tinylarge.integrate.inference.baselines import (
 )
 from tinylarge.integrate.inference.contract import FRAMES_KEY, Policy, Trace, large_logits_key
 from tinylarge.integrate.inference.early_exit import BOTTLENECK_LOGITS_KEY
-from tinylarge.integrate.inference.frame_codec import dequantize_frames, requantize_frames
+from tinylarge.integrate.inference.frame_codec import (
+    dequantize_frames,
+    dequantize_input,
+    requantize_frames,
+)
 from tinylarge.integrate.inference.router import Router
 from tinylarge.integrate.inference.split_computing import SplitPolicy
 from tinylarge.models.blocks import BlockModel
@@ -40,8 +44,10 @@ from tinylarge.sim.engine import (
     draw_requests,
     run_policy,
 )
+from tinylarge.sim.policy_result import PoliciesResult, best_within_offload
 from tinylarge.sim.security_costs import run_overhead
 from tinylarge.sim.split_exit_stages import (
+    SplitPlan,
     early_exit_policy,
     plan_split,
     split_exit_extra,
@@ -50,19 +56,19 @@ from tinylarge.sim.split_exit_stages import (
 )
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import TINY_INT8_ROLE, RunState
+from tinylarge.tiny import runtime
 from tinylarge.tiny.graph import TinyModel
-from tinylarge.tiny.runtime import run as run_int8
 
 
 def _int8_logits(model: TinyModel, x_q: np.ndarray) -> np.ndarray:
-    return model.dequantize_output(run_int8(model, x_q).reshape(len(x_q), -1))
+    return model.dequantize_output(runtime.run(model, x_q).reshape(len(x_q), -1))
 
 
 def edge_logits(state: RunState, x_q: np.ndarray) -> np.ndarray:
     """The large model's logits on int8 frames as the edge receives them (dequantized): an
     offload sends the int8 frame, not the float one the model was evaluated on."""
     spec = state.require_tiny_int8().input_spec
-    x_float = (x_q.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+    x_float = dequantize_input(x_q, scale=spec.scale, zero_point=spec.zero_point)
     return predict_logits(state.require_model("large").model, x_float)
 
 
@@ -74,8 +80,8 @@ def _compressed_extra(state: RunState, x_q: np.ndarray, bits: list[int]) -> dict
     extra: dict[str, np.ndarray] = {}
     for b in bits:
         approx = dequantize_frames(requantize_frames(x_q, b), b)
-        x_float = (approx - spec.zero_point) * np.float32(spec.scale)
-        extra[large_logits_key(b)] = predict_logits(large, x_float.astype(np.float32))
+        x_float = dequantize_input(approx, scale=spec.scale, zero_point=spec.zero_point)
+        extra[large_logits_key(b)] = predict_logits(large, x_float)
     return extra
 
 
@@ -205,18 +211,15 @@ def _key(policy: Policy) -> str:
     return policy.name
 
 
-def policies_stage(state: RunState, ctx: StageContext) -> str:
-    """Run every policy on the same requests over the network of the run."""
-    scenario = state.scenario
-    config = scenario.policies
-    if not config.enabled or not state.network or state.partition is None:
-        return "disabled (needs the network stage and a device partition)"
-    task = state.require_task()
-    tiny = state.require_tiny_int8()
+def _test_trace(state: RunState) -> tuple[Trace, SplitPlan | None, SplitPolicy | None]:
+    """The test-set trace every policy runs on (the int8 frames the devices send, the large
+    model on them as the edge receives them, every graft and split point's logits), with the
+    split plan and policy when the large model can be split."""
+    task, tiny = state.require_task(), state.require_tiny_int8()
     x_q = tiny.quantize_input(task.x_test)
     extra = {
         FRAMES_KEY: x_q,
-        **_compressed_extra(state, x_q, config.compressed_bits),
+        **_compressed_extra(state, x_q, state.scenario.policies.compressed_bits),
         **split_exit_extra(state, task.x_test),
     }
     plan = plan_split(state) if isinstance(state.require_model("large").model, BlockModel) else None
@@ -230,10 +233,16 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         snr_db=task.meta_test.get("snr_db"),
         extra=extra,
     )
-    validation, validation_source = _validation_trace(state)
-    requests = policy_requests(
-        state, rate_per_device_hz=config.rate_per_device_hz, duration_s=config.duration_s
-    )
+    return test, plan, split
+
+
+def _run_policies(
+    state: RunState, policies: list[Policy], test: Trace, requests: Requests
+) -> tuple[dict[str, PolicyOutcome], dict[str, dict[str, Any]]]:
+    """Each policy's outcome over the run's network (with the security layer when it is on),
+    and the summaries of `UNPROTECTED_REFERENCES` run again without it (same draws)."""
+    scenario, network = state.scenario, state.require_network()
+    config = scenario.policies
     fp = state.footprints[scenario.tiny.target_mcu]
     compute = DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j)
     limits = (
@@ -241,10 +250,9 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
         if config.resource_aware
         else None
     )
+    overhead = run_overhead(state)
     outcomes: dict[str, PolicyOutcome] = {}
     unprotected: dict[str, dict[str, Any]] = {}
-    policies = build_policies(state, validation, split)
-    overhead = run_overhead(state)
     for policy in policies:
 
         def run(protect: bool, policy: Policy = policy) -> PolicyOutcome:
@@ -253,9 +261,9 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
                 policy,
                 test,
                 requests,
-                cells=state.network["cells"],
-                settings=state.network["settings"],
-                edge=state.network["edge"],
+                cells=network.cells,
+                settings=network.settings,
+                edge=network.edge,
                 compute=compute,
                 reply_bytes=state.reply_bytes(),
                 deadline_s=config.deadline_s,
@@ -263,37 +271,52 @@ def policies_stage(state: RunState, ctx: StageContext) -> str:
                 overhead=overhead if protect else None,
                 session_lifetime_s=scenario.security.session_lifetime_s,
                 duration_s=config.duration_s,
-                shards=state.network["shards"],
-                runner=state.network["runner"],
+                shards=network.shards,
+                runner=network.runner,
             )
 
         outcomes[_key(policy)] = run(True)
         if overhead is not None and _key(policy) in UNPROTECTED_REFERENCES:
             unprotected[_key(policy)] = run(False).summary()  # same draws, no security layer
-    state.policies = {
-        "payload_accuracy": payload_accuracy(
-            test,
-            requests.sample,
-            outcomes,
-            state.split_exit.code_bytes if state.split_exit is not None else None,
-        ),
-        "outcomes": outcomes,
-        "fitted": {_key(p): p for p in policies},
-        "requests": requests,
-        "validation_source": validation_source,
-        "unprotected": unprotected,
-        "split_exit": split_exit_metrics(state, plan, test, requests.sample),
-        "tuned": {
-            _key(p): {
-                k: float(v)
-                for k, v in vars(p).items()
-                if k.endswith("_") and isinstance(v, int | float) and math.isfinite(float(v))
-            }
-            for p in policies
-        },
+    return outcomes, unprotected
+
+
+def _tuned_scalars(policy: Policy) -> dict[str, float]:
+    """A fitted policy's finite scalar attributes (names ending in ``_``, scikit-learn style)."""
+    return {
+        k: float(v)
+        for k, v in vars(policy).items()
+        if k.endswith("_") and isinstance(v, int | float) and math.isfinite(float(v))
     }
-    summaries = {k: o.summary() for k, o in outcomes.items()}
-    best = best_within_offload(summaries, config.target_offload)
+
+
+def policies_stage(state: RunState, ctx: StageContext) -> str:
+    """Run every policy on the same requests over the network of the run."""
+    config = state.scenario.policies
+    if not config.enabled or state.network is None or state.partition is None:
+        return "disabled (needs the network stage and a device partition)"
+    test, plan, split = _test_trace(state)
+    validation, validation_source = _validation_trace(state)
+    requests = policy_requests(
+        state, rate_per_device_hz=config.rate_per_device_hz, duration_s=config.duration_s
+    )
+    policies = build_policies(state, validation, split)
+    outcomes, unprotected = _run_policies(state, policies, test, requests)
+    graft = state.split_exit
+    result = PoliciesResult(
+        outcomes=outcomes,
+        fitted={_key(p): p for p in policies},
+        requests=requests,
+        validation_source=validation_source,
+        tuned={_key(p): _tuned_scalars(p) for p in policies},
+        payload_accuracy=payload_accuracy(
+            test, requests.sample, outcomes, graft.code_bytes if graft is not None else None
+        ),
+        unprotected=unprotected,
+        split_exit=split_exit_metrics(state, plan, test, requests.sample),
+    )
+    state.policies = result
+    best = best_within_offload(result.summaries(), config.target_offload)
     headline = (
         f"; best at <= {config.target_offload:.0%} offload: {best['policy']} "
         f"{best['accuracy_share_of_large']:.1%} of large's accuracy, "
@@ -331,48 +354,3 @@ def payload_accuracy(
         }
         for name, (logits, size) in sent.items()
     }
-
-
-def best_within_offload(summaries: dict[str, Any], max_offload: float) -> dict[str, Any] | None:
-    """The most accurate realisable policy offloading at most ``max_offload``, against large.
-
-    The issue's goal: at least 98 % of the large model's accuracy at <= 40 % offload, with
-    less device energy per inference than ``large``. None without a ``large`` policy.
-    """
-    large = summaries.get("large")
-    eligible = {
-        k: v
-        for k, v in summaries.items()
-        if not k.startswith("_") and k != "oracle" and v["offload_fraction"] <= max_offload
-    }
-    if large is None or not eligible or not large["accuracy"]:
-        return None
-    name = max(eligible, key=lambda k: eligible[k]["accuracy"])
-    best = eligible[name]
-    return {
-        "policy": name,
-        "max_offload_fraction": max_offload,
-        "offload_fraction": best["offload_fraction"],
-        "accuracy": best["accuracy"],
-        "accuracy_share_of_large": best["accuracy"] / large["accuracy"],
-        "energy_share_of_large": best["energy_j_per_inference"] / large["energy_j_per_inference"],
-    }
-
-
-def policy_metrics(state: RunState) -> dict[str, Any] | None:
-    """``policies.<name>``: accuracy, offload fraction, latency, energy, bytes, deadlines."""
-    if not state.policies:
-        return None
-    metrics: dict[str, Any] = {}
-    for key, outcome in state.policies["outcomes"].items():
-        metrics[key] = {**outcome.summary(), **state.policies["tuned"].get(key, {})}
-    metrics["_validation"] = state.policies["validation_source"]
-    best = best_within_offload(metrics, state.scenario.policies.target_offload)
-    if best is not None:
-        metrics["_best_within_target_offload"] = best
-    metrics["_payload_accuracy"] = state.policies["payload_accuracy"]
-    if state.policies.get("unprotected"):
-        metrics["_unprotected"] = state.policies["unprotected"]
-    if state.policies["split_exit"]:
-        metrics["_split_exit"] = state.policies["split_exit"]
-    return metrics

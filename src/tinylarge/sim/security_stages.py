@@ -31,6 +31,7 @@ from tinylarge.secure.robust import register_robust_aggregators
 from tinylarge.secure.wire import overhead_bytes
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.colearning_stages import federated_data, fresh_tiny, link_budget
+from tinylarge.sim.security_result import AttackRow, SecurityResult
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
 from tinylarge.sim.tiny_stages import mcu_profiles
@@ -105,12 +106,12 @@ def _fedavg(state: RunState, data: FederatedData, **extra: Any) -> FedAvg:
 
 def attack_study(
     state: RunState, data: FederatedData, ctx: StageContext | None = None
-) -> list[dict[str, Any]]:
+) -> list[AttackRow]:
     """Final test accuracy of FedAvg for every attack x fraction x aggregator (fraction 0 once
     per aggregator, as ``attack = "none"``)."""
     config = state.scenario.security
     order = rng_for(state.scenario.seed, "security", "malicious").permutation(data.n_devices)
-    rows: list[dict[str, Any]] = []
+    rows: list[AttackRow] = []
     settings = [("none", 0.0)] + [
         (a, f) for a in config.attacks for f in config.malicious_fractions if f > 0
     ]
@@ -123,14 +124,7 @@ def attack_study(
                 extra["attack"] = Attack(attack, config.attack_scale.get(attack, 1.0))
                 extra["malicious"] = bad
             records = _fedavg(state, data, **extra).run(config.rounds)
-            rows.append(
-                {
-                    "attack": attack,
-                    "malicious_fraction": fraction,
-                    "aggregator": aggregator,
-                    "accuracy": records[-1].accuracy,
-                }
-            )
+            rows.append(AttackRow(attack, fraction, aggregator, records[-1].accuracy))
             if ctx is not None:  # one progress step per FedAvg run of the grid
                 ctx.reporter.training("attack grid", len(rows), total, 1, 1, records[-1].accuracy)
     return rows
@@ -156,15 +150,34 @@ def dp_study(state: RunState, data: FederatedData) -> dict[str, Any]:
     }
 
 
+def _summary(config: SecurityConfig, result: SecurityResult) -> str:
+    """The stage's terminal line: fuzz campaign, overhead, the first attack's worst case, DP."""
+    rows, fuzz = result.aggregation_under_attack or [], result.fuzz
+    clean = {r.aggregator: r.accuracy for r in rows if r.attack == "none"}
+    worst = [
+        f"{r.aggregator} {100 * (r.accuracy - clean[r.aggregator]):+.1f} pp"
+        for r in rows
+        if config.attacks
+        and r.attack == config.attacks[0]
+        and math.isclose(r.malicious_fraction, max(config.malicious_fractions))
+    ]  # the summary names the first attack only; the metrics hold every row
+    attack = f"{config.attacks[0]} at {max(config.malicious_fractions):.0%}" if worst else ""
+    return (
+        f"fuzz: {fuzz.messages:,} mutated messages, {fuzz.accepted} accepted; "
+        f"overhead {result.wire['message_overhead_bytes']} B/message"
+        + (f"; under {attack}: " + ", ".join(worst) if worst else "")
+        + (f"; DP epsilon {result.dp['epsilon']:.2f}" if result.dp is not None else "")
+    )
+
+
 def security_stage(state: RunState, ctx: StageContext) -> str:
     """Wire costs, fuzz campaign, aggregation under attack, DP; results in ``state.security``."""
     config = state.scenario.security
     if not config.enabled:
         return "disabled"
     check_security_config(config)
-    result: dict[str, Any] = {"wire": wire_costs(state)}
+    wire = wire_costs(state)
     fuzz = fuzz_wire(config.fuzz_messages, derive_seed(state.scenario.seed, "security", "fuzz"))
-    result["fuzz"] = fuzz.to_dict()
     if fuzz.accepted:
         raise RuntimeError(f"the fuzz campaign got {fuzz.accepted} mutated messages accepted")
     task = state.require_task()
@@ -173,29 +186,15 @@ def security_stage(state: RunState, ctx: StageContext) -> str:
     base = federated_data(state)
     data = FederatedData(base.x_train, base.y_train, base.x_test, base.y_test, iid,
                          base.num_classes)  # fmt: skip
-    rows: list[dict[str, Any]] = []
+    rows: list[AttackRow] | None = None
+    dp: dict[str, Any] | None = None
     try:  # FedAvg needs devices that reach the server
         rows = attack_study(state, data, ctx)
-        result["aggregation_under_attack"] = rows
         if config.dp:
-            result["dp"] = dp_study(state, data)
+            dp = dp_study(state, data)
     except CannotFitError as error:
         state.skip("security.aggregation_under_attack", str(error))
         if config.dp:
             state.skip("security.dp", str(error))
-    state.security = result
-    clean = {r["aggregator"]: r["accuracy"] for r in rows if r["attack"] == "none"}
-    worst = [
-        f"{r['aggregator']} {100 * (r['accuracy'] - clean[r['aggregator']]):+.1f} pp"
-        for r in rows
-        if config.attacks
-        and r["attack"] == config.attacks[0]
-        and math.isclose(r["malicious_fraction"], max(config.malicious_fractions))
-    ]  # the summary names the first attack only; the metrics hold every row
-    attack = f"{config.attacks[0]} at {max(config.malicious_fractions):.0%}" if worst else ""
-    return (
-        f"fuzz: {fuzz.messages:,} mutated messages, {fuzz.accepted} accepted; "
-        f"overhead {result['wire']['message_overhead_bytes']} B/message"
-        + (f"; under {attack}: " + ", ".join(worst) if worst else "")
-        + (f"; DP epsilon {result['dp']['epsilon']:.2f}" if "dp" in result else "")
-    )
+    state.security = SecurityResult(wire, fuzz, rows, dp)
+    return _summary(config, state.security)

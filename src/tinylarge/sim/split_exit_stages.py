@@ -47,31 +47,14 @@ from tinylarge.models.cache import cache_key
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.split_exit import SplitExitModel, split_exit_logits, train_split_exit
 from tinylarge.models.training import TrainingReport
+from tinylarge.net.mean_rate import MeanRateLink
 from tinylarge.seeding import derive_seed
-from tinylarge.sim.engine import mean_link_rates_bps, transmit_power_w
+from tinylarge.sim.split_exit_result import SplitExit
 from tinylarge.sim.stages import CACHE_FORMAT, StageContext
 from tinylarge.sim.state import RunState
 
 #: Label of the bottleneck among the split points in reports.
 BOTTLENECK_LABEL = "bottleneck"
-
-
-@dataclass(frozen=True)
-class SplitExit:
-    """The trained graft and what the device pays for each of its paths."""
-
-    model: SplitExitModel
-    from_cache: bool
-    reports: dict[str, TrainingReport]
-    block_macs: int  # blocks [0, split_at)
-    exit_macs: int  # blocks [0, split_at) + exit head
-    encoder_macs: int  # bottleneck encoder on the same activation
-    code_bytes: int  # quantized code + header, on air
-
-    @property
-    def bottleneck_macs(self) -> int:
-        """Device MACs of the bottleneck path alone (blocks before the cut + encoder)."""
-        return self.block_macs + self.encoder_macs
 
 
 def _large(state: RunState) -> BlockModel:
@@ -82,6 +65,88 @@ def _large(state: RunState) -> BlockModel:
             f"{state.scenario.models.large.name!r} is {type(model).__name__}"
         )
     return model
+
+
+def _graft_key(state: RunState, seed: int) -> str:
+    """Cache key of the graft: the large model's key, the graft's settings and its seed."""
+    return cache_key(
+        {
+            "cache_format": CACHE_FORMAT,
+            "tinylarge": tinylarge.__version__,
+            "torch": torch.__version__,
+            "large": state.require_model("large").cache_key,
+            "split_exit": state.scenario.policies.split_exit.model_dump(mode="json"),
+            "seed": seed,
+        }
+    )
+
+
+def _train_graft(
+    model: SplitExitModel, state: RunState, ctx: StageContext, seed: int
+) -> dict[str, TrainingReport]:
+    """Train the exit head, then the bottleneck, of ``model`` on the training frames."""
+    task, config = state.require_task(), state.scenario.policies.split_exit
+    parts: tuple[tuple[Literal["exit", "bottleneck"], TrainingSpec], ...] = (
+        ("exit", config.exit_training),
+        ("bottleneck", config.bottleneck_training),
+    )
+    reports: dict[str, TrainingReport] = {}
+    for part, spec in parts:
+
+        def progress(
+            epoch: int,
+            batch: int,
+            batches: int,
+            val_acc: float | None,
+            role: str = f"split_exit.{part}",
+            epochs: int = spec.epochs,
+        ) -> None:
+            ctx.reporter.training(role, epoch, epochs, batch, batches, val_acc)
+
+        reports[part] = train_split_exit(
+            model, task.x_train, task.y_train, spec, part=part, seed=seed, progress=progress
+        )
+    return reports
+
+
+def _load_or_train_graft(
+    state: RunState, ctx: StageContext, large: BlockModel
+) -> tuple[SplitExitModel, dict[str, TrainingReport], bool]:
+    """The graft on ``large`` from the model cache, else trained and cached; its training
+    reports and whether it came from the cache."""
+    task, config = state.require_task(), state.scenario.policies.split_exit
+
+    def build(_manifest: ModelManifest | None = None) -> SplitExitModel:
+        return SplitExitModel(
+            large,
+            task.input_shape,
+            split_at=config.split_at,
+            code_channels=config.code_channels,
+            code_bits=config.code_bits,
+            exit_widths=tuple(config.exit_widths),
+        )
+
+    seed = derive_seed(state.scenario.seed, "models", "split_exit")
+    key = _graft_key(state, seed)
+    cached = ctx.cache.get(key, build)
+    if cached is not None:
+        model, document = cached
+        if not isinstance(model, SplitExitModel):
+            raise TypeError(f"cache entry {key} holds a {type(model).__name__}, not a graft")
+        records = document.get("extra", {}).get("training", {})
+        return model, {n: TrainingReport.from_dict(r) for n, r in records.items()}, True
+    torch.manual_seed(seed)
+    model = build()
+    reports = _train_graft(model, state, ctx, seed)
+    options: dict[str, int | str] = {
+        "split_at": config.split_at,
+        "code_channels": config.code_channels,
+        "code_bits": config.code_bits,
+        "exit_widths": ",".join(map(str, config.exit_widths)),
+    }
+    manifest = ModelManifest("split_exit", dict(options), task.input_shape, task.num_classes)
+    ctx.cache.put(key, model, manifest, {"training": {k: r.to_dict() for k, r in reports.items()}})
+    return model, reports, False
 
 
 def split_exit_stage(state: RunState, ctx: StageContext) -> str:
@@ -96,72 +161,11 @@ def split_exit_stage(state: RunState, ctx: StageContext) -> str:
             f"policies.split_exit.split_at = {config.split_at} exceeds the large model's "
             f"{len(large.blocks)} blocks"
         )
-
-    def build(_manifest: ModelManifest | None = None) -> SplitExitModel:
-        return SplitExitModel(
-            large,
-            task.input_shape,
-            split_at=config.split_at,
-            code_channels=config.code_channels,
-            code_bits=config.code_bits,
-            exit_widths=tuple(config.exit_widths),
-        )
-
-    seed = derive_seed(scenario.seed, "models", "split_exit")
-    key = cache_key(
-        {
-            "cache_format": CACHE_FORMAT,
-            "tinylarge": tinylarge.__version__,
-            "torch": torch.__version__,
-            "large": state.require_model("large").cache_key,
-            "split_exit": config.model_dump(mode="json"),
-            "seed": seed,
-        }
-    )
-    options: dict[str, int | str] = {
-        "split_at": config.split_at,
-        "code_channels": config.code_channels,
-        "code_bits": config.code_bits,
-        "exit_widths": ",".join(map(str, config.exit_widths)),
-    }
-    manifest = ModelManifest("split_exit", dict(options), task.input_shape, task.num_classes)
-    cached = ctx.cache.get(key, build)
-    reports: dict[str, TrainingReport] = {}
-    if cached is not None:
-        model = cached[0]
-        assert isinstance(model, SplitExitModel)
-        for name, record in cached[1].get("extra", {}).get("training", {}).items():
-            reports[name] = TrainingReport.from_dict(record)
-    else:
-        torch.manual_seed(seed)
-        model = build()
-
-        parts: tuple[tuple[Literal["exit", "bottleneck"], TrainingSpec], ...] = (
-            ("exit", config.exit_training),
-            ("bottleneck", config.bottleneck_training),
-        )
-        for part, spec in parts:
-
-            def progress(
-                epoch: int,
-                batch: int,
-                batches: int,
-                val_acc: float | None,
-                role: str = f"split_exit.{part}",
-                epochs: int = spec.epochs,
-            ) -> None:
-                ctx.reporter.training(role, epoch, epochs, batch, batches, val_acc)
-
-            reports[part] = train_split_exit(
-                model, task.x_train, task.y_train, spec, part=part, seed=seed, progress=progress
-            )
-        ctx.cache.put(
-            key, model, manifest, {"training": {k: r.to_dict() for k, r in reports.items()}}
-        )
+    model, reports, from_cache = _load_or_train_graft(state, ctx, large)
     device_macs = module_macs(model.device_blocks, task.input_shape)
     graft = SplitExit(
         model=model,
-        from_cache=cached is not None,
+        from_cache=from_cache,
         reports=reports,
         block_macs=device_macs,
         exit_macs=device_macs + module_macs(model.exit, model.activation_shape),
@@ -214,21 +218,17 @@ def plan_split(state: RunState) -> SplitPlan:
         labels.append(BOTTLENECK_LABEL)
         size = np.append(size, graft.code_bytes)
         macs = np.append(macs, graft.bottleneck_macs)
-    cells, settings = state.network["cells"], state.network["settings"]
-    up_rate, _ = mean_link_rates_bps(cells, settings)
+    network = state.require_network()
+    cells, settings = network.cells, network.settings
     fp = state.footprints[scenario.tiny.target_mcu]
-    with np.errstate(divide="ignore"):
-        tx_j_per_byte = np.where(up_rate > 0, transmit_power_w(cells, settings) * 8 / up_rate, 0.0)
     k = choose_split(
-        up_rate,
+        MeanRateLink.of_cells(cells, settings),
         device_macs_cum=macs,
         activation_bytes=size,
         mcu_cycles_per_mac=fp.latency_s * fp.mcu.clock_hz / fp.macs,
         mcu_clock_hz=fp.mcu.clock_hz,
         mcu_power_w=fp.energy_j / fp.latency_s,
-        tx_energy_j_per_byte=tx_j_per_byte,
         objective=config.split_objective,
-        slot_s=cells.profile.slot_s,
     )
     return SplitPlan(labels, size.astype(np.int64), macs.astype(np.int64), k)
 

@@ -1,4 +1,4 @@
-"""The stages of the main job. Each is a function of (state, context); later issues add more.
+"""The stages of the main job. Each is a function of (state, context).
 
 A stage reads what earlier stages left in `RunState`, writes its own fields, and returns a
 one-line summary for the terminal. To add a stage: write the function, append it to
@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from tinylarge.data import (
     partition_iid,
 )
 from tinylarge.models.cache import ModelCache, cache_key
-from tinylarge.models.evaluation import evaluate, predict_logits
+from tinylarge.models.evaluation import Evaluation, evaluate, predict_logits
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.registry import check_options, count_parameters
 from tinylarge.models.training import BatchLoss, TrainingReport, cross_entropy_loss, train
@@ -205,3 +206,87 @@ def evaluate_stage(state: RunState, ctx: StageContext) -> str:
         )
         parts.append(f"{role} {state.evaluations[role].accuracy:.1%}")
     return "test accuracy: " + ", ".join(parts)
+
+
+#: Frames at or above this SNR (dB) are where the large model's edge over the tiny one is
+#: measured (``accuracy_snr_ge_6db`` in the metrics).
+HIGH_SNR_DB = 6.0
+
+
+def snr_key(snr_db: float) -> str:
+    """JSON key of an SNR bucket: ``-10``, ``2``, ``7.5``."""
+    return f"{snr_db:g}"
+
+
+def task_metrics(task: Task) -> dict[str, Any]:
+    """``task``: its name, sizes, input shape and class names (``task`` stage)."""
+    return {
+        "name": task.name,
+        "n_train": task.n_train,
+        "n_test": task.n_test,
+        "input_shape": list(task.input_shape),
+        "classes": list(task.class_names),
+    }
+
+
+def devices_metrics(state: RunState) -> dict[str, Any] | None:
+    """``devices``: how many, how the training data was spread, samples per device
+    (``devices`` stage); None before it ran."""
+    if state.partition is None:
+        return None
+    sizes = state.partition.sizes
+    return {
+        "count": state.partition.n_devices,
+        "partition": state.scenario.devices.partition,
+        "samples_per_device": {
+            "min": int(sizes.min()),
+            "median": float(np.median(sizes)),
+            "max": int(sizes.max()),
+        },
+    }
+
+
+def evaluation_metrics(evaluation: Evaluation, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Test accuracy overall, per SNR bucket, per class, the confusion matrix, and the accuracy
+    at SNR >= `HIGH_SNR_DB` when the task has SNRs."""
+    metrics: dict[str, Any] = {
+        "accuracy": evaluation.accuracy,
+        "accuracy_by_snr": {
+            snr_key(s): a
+            for s, a in zip(evaluation.snr_db, evaluation.accuracy_by_snr, strict=True)
+        },
+        "count_by_snr": {
+            snr_key(s): c for s, c in zip(evaluation.snr_db, evaluation.count_by_snr, strict=True)
+        },
+        "accuracy_by_class": dict(zip(class_names, evaluation.accuracy_by_class, strict=True)),
+        "confusion_matrix": evaluation.confusion,
+    }
+    if len(evaluation.snr_db):
+        metrics[f"accuracy_snr_ge_{HIGH_SNR_DB:g}db"] = evaluation.accuracy_where(HIGH_SNR_DB)
+    return metrics
+
+
+def model_metrics(
+    trained: TrainedModel, evaluation: Evaluation, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """``models.<role>`` of a float model: architecture, parameters, its `evaluation_metrics`,
+    where it came from and, when trained in this run, how the training went."""
+    metrics: dict[str, Any] = {
+        "name": trained.manifest.name,
+        "options": trained.manifest.options,
+        "params": trained.params,
+        **evaluation_metrics(evaluation, class_names),
+        "from_cache": trained.from_cache,
+        "cache_key": trained.cache_key,
+    }
+    if trained.training is not None:
+        history = trained.training.history
+        best = history[trained.training.best_epoch] if history else None
+        metrics["training"] = {
+            "epochs_run": trained.training.epochs_run,
+            "best_epoch": trained.training.best_epoch,
+            "stopped_early": trained.training.stopped_early,
+            "train_time_s": trained.training.train_time_s,
+            "best_val_accuracy": best.val_accuracy if best else None,
+        }
+    return metrics

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -14,12 +14,15 @@ from tinylarge.models.evaluation import Evaluation
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.training import TrainingReport
 from tinylarge.secure.messages import reply_payload_bytes
-from tinylarge.tiny.codegen.check import CCheck
+from tinylarge.sim.net_result import NetworkResult
+from tinylarge.sim.policy_result import PoliciesResult
+from tinylarge.sim.security_result import SecurityResult
+from tinylarge.sim.split_exit_result import SplitExit
+from tinylarge.sim.tiny_results import Int8Checks, QuantizationResult
 from tinylarge.tiny.footprint import Footprint
 from tinylarge.tiny.graph import TinyModel
-
-if TYPE_CHECKING:
-    from tinylarge.sim.split_exit_stages import SplitExit
+from tinylarge.tiny.measured import CCheck
+from tinylarge.tiny.tflm_check import TflmCheck
 
 #: The two model roles of every run: on the device, and at the edge/cloud.
 ROLES: tuple[str, ...] = ("tiny", "large")
@@ -63,27 +66,30 @@ class RunState:
         Test-set outputs of each model: the trace that later stages index into.
     tiny_int8 : TinyModel, optional
         The quantized tiny model (after the ``quantize_tiny`` stage).
-    quantization : dict
+    quantization : QuantizationResult, optional
         How it was quantized: accuracy before/after on held-out training frames, QAT or not.
-    int8_checks : dict
-        Agreement of the integer runtime with ONNX Runtime on the test set.
-    tflm_check : dict
+    int8_checks : Int8Checks, optional
+        Agreement of the integer runtime with ONNX Runtime on the test set
+        (``evaluate_int8`` stage).
+    tflm_check : TflmCheck, optional
         The integer runtime's ``tflm`` arithmetic against TensorFlow Lite Micro's interpreter
-        running the exported ``.tflite`` on every test frame (`tinylarge.tiny.tflm_check`).
+        running the exported ``.tflite`` on every test frame (`tinylarge.tiny.tflm_check`;
+        None before the stage or when TFLM refused the model, see ``skipped``).
     c_check : CCheck, optional
         The generated C on an emulated Cortex-M4: agreement and measured footprint
         (``tiny_c`` stage; None when skipped).
     footprints : dict of MCU name -> Footprint
         Flash, peak SRAM, latency and energy of ``tiny_int8`` on each MCU profile.
-    network : dict
-        The network stage's coverage per radio profile, devices and message outcomes.
+    network : NetworkResult, optional
+        The network stage's coverage per radio profile, cell, devices and message outcomes.
     split_exit : SplitExit, optional
         The bottleneck and exit head grafted onto the large model (``split_exit`` stage).
-    policies : dict
+    policies : PoliciesResult, optional
         The policies stage's per-request outcomes of every inference policy.
     colearning : dict of scheme -> summary
-        Per-round records and totals of every co-learning scheme (`colearning` stage).
-    security : dict
+        Per-round records and totals of every co-learning scheme (`colearning` stage), as
+        they appear under ``colearning.<scheme>`` in ``metrics.json``.
+    security : SecurityResult, optional
         Wire costs, fuzz summary, aggregation under attack, DP (``security`` stage).
     timings_s : dict of stage name -> wall seconds
     skipped : dict of metrics path -> reason
@@ -100,16 +106,16 @@ class RunState:
     logits: dict[str, np.ndarray] = field(default_factory=dict)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     tiny_int8: TinyModel | None = None
-    quantization: dict[str, Any] = field(default_factory=dict)
-    int8_checks: dict[str, Any] = field(default_factory=dict)
-    tflm_check: dict[str, Any] = field(default_factory=dict)
+    quantization: QuantizationResult | None = None
+    int8_checks: Int8Checks | None = None
+    tflm_check: TflmCheck | None = None
     c_check: CCheck | None = None
     footprints: dict[str, Footprint] = field(default_factory=dict)
-    network: dict[str, Any] = field(default_factory=dict)
+    network: NetworkResult | None = None
     split_exit: SplitExit | None = None
-    policies: dict[str, Any] = field(default_factory=dict)
-    colearning: dict[str, Any] = field(default_factory=dict)
-    security: dict[str, Any] = field(default_factory=dict)
+    policies: PoliciesResult | None = None
+    colearning: dict[str, dict[str, Any]] = field(default_factory=dict)
+    security: SecurityResult | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)
@@ -136,6 +142,16 @@ class RunState:
         if self.tiny_int8 is None:
             raise StageOrderError("no int8 tiny model yet: 'quantize_tiny' must run first")
         return self.tiny_int8
+
+    def require_network(self) -> NetworkResult:
+        if self.network is None:
+            raise StageOrderError("no network yet: the 'network' stage must run first")
+        return self.network
+
+    def require_policies(self) -> PoliciesResult:
+        if self.policies is None:
+            raise StageOrderError("no policy outcomes yet: the 'policies' stage must run first")
+        return self.policies
 
     def reply_bytes(self) -> int:
         """Payload of the edge's reply to an offload, bytes: ``network.traffic.reply_bytes``, or

@@ -4,6 +4,7 @@ on every microcontroller profile."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,16 +13,17 @@ from tinylarge.config.scenario import Scenario, TrainingSpec
 from tinylarge.models.evaluation import evaluate, predict_logits
 from tinylarge.models.training import BatchLoss
 from tinylarge.seeding import derive_seed, rng_for
-from tinylarge.sim.stages import StageContext, train_or_load
+from tinylarge.sim.stages import HIGH_SNR_DB, StageContext, evaluation_metrics, train_or_load
 from tinylarge.sim.state import TINY_INT8_ROLE, TINY_LABELS_ROLE, RunState
+from tinylarge.sim.tiny_results import Int8Checks, QuantizationResult
+from tinylarge.tiny import runtime
 from tinylarge.tiny.distill import distillation_loss
 from tinylarge.tiny.footprint import footprint
-from tinylarge.tiny.graph import TinyModel
+from tinylarge.tiny.graph import WEIGHTED, TinyModel
 from tinylarge.tiny.mcu import MCU_PROFILES, McuProfile
 from tinylarge.tiny.onnx_export import run_onnxruntime
 from tinylarge.tiny.qat import quantization_aware_finetune
 from tinylarge.tiny.quantize import quantize_model
-from tinylarge.tiny.runtime import run as run_int8
 from tinylarge.tiny.tflm_check import tflm_check
 
 
@@ -75,7 +77,7 @@ def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _int8_accuracy(model: TinyModel, x: np.ndarray, y: np.ndarray) -> float:
-    out = run_int8(model, model.quantize_input(x), arithmetic="tflm")
+    out = runtime.run(model, model.quantize_input(x), arithmetic="tflm")
     return _accuracy(out.reshape(len(x), -1).astype(np.float32), y)
 
 
@@ -97,14 +99,7 @@ def quantize_tiny_stage(state: RunState, ctx: StageContext) -> str:
     float_acc = _accuracy(predict_logits(tiny.model, x_check), y_check)
     ptq_acc = _int8_accuracy(model, x_check, y_check)
     drop_pp = 100.0 * (float_acc - ptq_acc)
-    info: dict[str, Any] = {
-        "check_frames": len(check),
-        "float_accuracy_check": float_acc,
-        "ptq_accuracy_check": ptq_acc,
-        "ptq_drop_pp": drop_pp,
-        "qat": config.qat,
-        "qat_applied": False,
-    }
+    info = QuantizationResult(len(check), float_acc, ptq_acc, drop_pp, config.qat)
     if config.qat == "on" or (config.qat == "auto" and drop_pp > config.qat_threshold_pp):
         training = scenario.training.tiny
         spec = TrainingSpec(
@@ -130,15 +125,17 @@ def quantize_tiny_stage(state: RunState, ctx: StageContext) -> str:
         )
         qat_model = quantize_model(folded, calibration_x, task.class_names, extra_manifest=manifest)
         qat_acc = _int8_accuracy(qat_model, x_check, y_check)
-        info.update(qat_applied=True, qat_accuracy_check=qat_acc, qat_epochs=report.epochs_run)
-        if qat_acc > ptq_acc:
+        info = replace(
+            info, qat_applied=True, qat_accuracy_check=qat_acc, qat_epochs=report.epochs_run
+        )
+        if info.qat_kept:
             model = qat_model
     state.tiny_int8 = model
     state.quantization = info
-    method = "QAT" if info.get("qat_accuracy_check", -1.0) > ptq_acc else "post-training"
+    method = "QAT" if info.qat_kept else "post-training"
     return (
         f"int8 ({method}): {len(model.ops)} ops; on {len(check):,} training frames float "
-        f"{float_acc:.1%} -> int8 {max(ptq_acc, info.get('qat_accuracy_check', 0.0)):.1%}"
+        f"{float_acc:.1%} -> int8 {max(ptq_acc, info.qat_accuracy_check or 0.0):.1%}"
     )
 
 
@@ -148,43 +145,42 @@ def evaluate_int8_stage(state: RunState, ctx: StageContext) -> str:
     Micro's interpreter on the exported ``.tflite``, and cost it on every MCU profile."""
     task, model = state.require_task(), state.require_tiny_int8()
     x_q = model.quantize_input(task.x_test)
-    out_tflm = run_int8(model, x_q, arithmetic="tflm").reshape(task.n_test, -1)
+    out_tflm = runtime.run(model, x_q, arithmetic="tflm").reshape(task.n_test, -1)
     logits = model.dequantize_output(out_tflm)
     state.logits[TINY_INT8_ROLE] = logits
     state.evaluations[TINY_INT8_ROLE] = evaluate(
         np.argmax(logits, axis=1), task.y_test, task.num_classes, task.meta_test.get("snr_db")
     )
-    out_onnx_mode = run_int8(model, x_q, arithmetic="onnx").reshape(task.n_test, -1)
+    out_onnx_mode = runtime.run(model, x_q, arithmetic="onnx").reshape(task.n_test, -1)
     out_ort = run_onnxruntime(model, x_q).reshape(task.n_test, -1)
     diff_onnx = np.abs(out_onnx_mode.astype(np.int16) - out_ort.astype(np.int16))
     diff_tflm = np.abs(out_tflm.astype(np.int16) - out_ort.astype(np.int16))
     float_tiny = state.logits.get("tiny")
-    state.int8_checks = {
-        "frames": task.n_test,
-        "onnx_arithmetic_equal_frames_fraction": float(np.mean(diff_onnx.max(axis=1) == 0)),
-        "onnx_arithmetic_max_abs_diff_lsb": int(diff_onnx.max()),
-        "tflm_arithmetic_equal_frames_fraction": float(np.mean(diff_tflm.max(axis=1) == 0)),
-        "tflm_arithmetic_max_abs_diff_lsb": int(diff_tflm.max()),
-        "tflm_vs_onnxruntime_same_class_fraction": float(
+    state.int8_checks = Int8Checks(
+        frames=task.n_test,
+        onnx_arithmetic_equal_frames_fraction=float(np.mean(diff_onnx.max(axis=1) == 0)),
+        onnx_arithmetic_max_abs_diff_lsb=int(diff_onnx.max()),
+        tflm_arithmetic_equal_frames_fraction=float(np.mean(diff_tflm.max(axis=1) == 0)),
+        tflm_arithmetic_max_abs_diff_lsb=int(diff_tflm.max()),
+        tflm_vs_onnxruntime_same_class_fraction=float(
             np.mean(out_tflm.argmax(axis=1) == out_ort.argmax(axis=1))
         ),
-    }
-    if float_tiny is not None:
-        state.int8_checks["int8_vs_float_same_class_fraction"] = float(
-            np.mean(out_tflm.argmax(axis=1) == float_tiny.argmax(axis=1))
-        )
+        int8_vs_float_same_class_fraction=None
+        if float_tiny is None
+        else float(np.mean(out_tflm.argmax(axis=1) == float_tiny.argmax(axis=1))),
+    )
     # the .tflite export run by TensorFlow Lite Micro itself, on every test frame
     try:
-        state.tflm_check = tflm_check(model, x_q).to_dict()
+        state.tflm_check = tflm_check(model, x_q)
     except ValueError as error:  # TFLM refused the file (e.g. an op outside its ranges)
         state.skip("models.tiny_int8.tflm_check", str(error))
-        state.tflm_check = {}
+        state.tflm_check = None
     state.footprints = {
         name: footprint(model, profile) for name, profile in mcu_profiles(state.scenario).items()
     }
     target = state.scenario.tiny.target_mcu
     fp = state.footprints[target]
-    exact = state.int8_checks["onnx_arithmetic_equal_frames_fraction"]
+    exact = state.int8_checks.onnx_arithmetic_equal_frames_fraction
     return (
         f"int8 accuracy {state.evaluations[TINY_INT8_ROLE].accuracy:.1%}; ONNX Runtime "
         f"bit-exact on {exact:.2%} of frames; TFLM interpreter: {_tflm_summary(state)}; "
@@ -195,16 +191,76 @@ def evaluate_int8_stage(state: RunState, ctx: StageContext) -> str:
 
 def _tflm_summary(state: RunState) -> str:
     check = state.tflm_check
-    if not check:
+    if check is None:
         return "skipped, " + state.skipped.get("models.tiny_int8.tflm_check", "")
-    return f"{check['mismatches']:,} of {check['elements']:,} outputs differ"
+    return f"{check.mismatches:,} of {check.elements:,} outputs differ"
+
+
+def tiny_int8_metrics(state: RunState) -> dict[str, Any] | None:
+    """``models.tiny_int8``: accuracy of the integer runtime plus footprint and MCU costs, the
+    quantization and the checks against ONNX Runtime, TFLM and the generated C; None before
+    the int8 model was evaluated."""
+    model = state.tiny_int8
+    checks = state.int8_checks
+    if model is None or checks is None or TINY_INT8_ROLE not in state.evaluations:
+        return None
+    target = state.scenario.tiny.target_mcu
+    fp = state.footprints[target]
+    params = sum(
+        model.constants[f"{op.name}.{part}"].size
+        for op in model.ops
+        if op.kind in WEIGHTED
+        for part in ("weight", "bias")
+    )
+    task = state.require_task()
+    return {
+        **evaluation_metrics(state.evaluations[TINY_INT8_ROLE], task.class_names),
+        "params": params,
+        "macs": fp.macs,
+        "flash_bytes": fp.flash_bytes,
+        "peak_sram_bytes": fp.peak_sram_bytes,
+        "target_mcu": target,
+        "latency_s": {name: f.latency_s for name, f in state.footprints.items()},
+        "energy_j": {name: f.energy_j for name, f in state.footprints.items()},
+        "fits": {name: f.fits for name, f in state.footprints.items()},
+        "footprint": fp.to_dict(),
+        "quantization": state.quantization.metrics() if state.quantization is not None else {},
+        "onnxruntime_check": checks.metrics(),
+        "tflm_check": state.tflm_check.to_dict() if state.tflm_check is not None else {},
+        **({"c_check": state.c_check.to_dict()} if state.c_check is not None else {}),
+        "source_model_sha256": model.manifest.get("source_model_sha256"),
+    }
+
+
+def distillation_metrics(state: RunState) -> dict[str, Any] | None:
+    """``distillation``: the tiny model from labels alone vs distilled (same data and seed);
+    None when distillation is off or either model was not evaluated."""
+    config = state.scenario.tiny.distillation
+    evaluations = state.evaluations
+    if not config.enabled or TINY_LABELS_ROLE not in evaluations or "tiny" not in evaluations:
+        return None
+    labels, distilled = evaluations[TINY_LABELS_ROLE], evaluations["tiny"]
+    metrics: dict[str, Any] = {
+        "temperature": config.temperature,
+        "alpha": config.alpha,
+        "accuracy_labels_only": labels.accuracy,
+        "accuracy_distilled": distilled.accuracy,
+        "gain_pp": 100.0 * (distilled.accuracy - labels.accuracy),
+    }
+    if len(labels.snr_db):
+        key = f"accuracy_snr_ge_{HIGH_SNR_DB:g}db"
+        metrics[f"{key}_labels_only"] = labels.accuracy_where(HIGH_SNR_DB)
+        metrics[f"{key}_distilled"] = distilled.accuracy_where(HIGH_SNR_DB)
+    return metrics
 
 
 __all__ = [
     "TINY_LABELS_ROLE",
     "check_tiny_config",
     "distill_tiny_stage",
+    "distillation_metrics",
     "evaluate_int8_stage",
     "mcu_profiles",
     "quantize_tiny_stage",
+    "tiny_int8_metrics",
 ]
