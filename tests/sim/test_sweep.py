@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tinylarge.sim.sweep import POINT_FILE, run_sweep
+from tinylarge.report import write
+from tinylarge.sim.sweep import run_sweep
+from tinylarge.sim.sweep_results import POINT_FILE
 from tinylarge.sim.sweep_spec import SweepSpec
 
 pytestmark = pytest.mark.slow
@@ -46,7 +48,7 @@ def test_a_small_sweep_equals_the_same_runs_in_process(ray_local: None, tmp_path
 
     spec, _ = _spec(tmp_path, '["redcap", "nb_iot"]')
     finished: list[str] = []
-    results = run_sweep(spec, tmp_path / "out",
+    results = run_sweep(spec, tmp_path / "out", write=write,
                         on_done=lambda r, n, total: finished.append(r.point.key))  # fmt: skip
     assert [r.status for r in results] == ["ok"] * 4 and sorted(finished) == sorted(
         p.key for p in spec.points
@@ -71,7 +73,7 @@ def test_a_small_sweep_equals_the_same_runs_in_process(ray_local: None, tmp_path
 
 def test_a_failing_point_is_reported_and_the_others_go_on(ray_local: None, tmp_path: Path) -> None:
     spec, _ = _spec(tmp_path, '["redcap", "no_such_profile"]')  # valid TOML, fails at run time
-    results = run_sweep(spec, tmp_path / "out")
+    results = run_sweep(spec, tmp_path / "out", write=write)
     status = {r.point.values["network.profile"]: r.status for r in results}
     assert status == {"redcap": "ok", "no_such_profile": "error"}
     bad = next(r for r in results if r.status == "error")
@@ -102,7 +104,7 @@ def test_resume_after_a_killed_sweep_runs_only_what_was_not_finished(
         process.wait()
     done_before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"points/*/{POINT_FILE}")}
     assert 1 <= len(done_before) < 4
-    results = run_sweep(spec, out, resume=True)
+    results = run_sweep(spec, out, write=write, resume=True)
     assert [r.status for r in results] == ["ok"] * 4
     for key, mtime in done_before.items():  # not run again
         assert (out / "points" / key / POINT_FILE).stat().st_mtime_ns == mtime

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tinylarge.sim.sweep_results import pareto_front
 from tinylarge.sim.sweep_spec import SweepError, SweepSpec
 
 
@@ -76,15 +74,3 @@ def test_a_bad_sweep_fails_before_any_work_saying_why(
 def test_the_example_sweep_is_valid() -> None:
     spec = SweepSpec.example()
     assert spec.policies == ("cascade", "router", "early_exit") and len(spec.points) == 8
-
-
-def test_the_pareto_front_by_hand() -> None:
-    # (accuracy up, energy down, p99 down)
-    cands = [
-        ("a", np.array([80.0, 1.0, 10.0])),
-        ("b", np.array([70.0, 2.0, 20.0])),  # worse than a everywhere
-        ("c", np.array([90.0, 3.0, 10.0])),  # more accurate, more energy
-        ("d", np.array([80.0, 1.0, 10.0])),  # equal to a: neither dominates
-        ("e", np.array([np.nan, 0.5, 1.0])),  # incomplete: never on the front
-    ]
-    assert pareto_front(cands) == [0, 2, 3]

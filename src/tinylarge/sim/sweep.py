@@ -23,51 +23,46 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tinylarge.sim.sweep_spec import SweepError, SweepPoint, SweepSpec
+from tinylarge.ray_cluster import start_ray
+from tinylarge.sim.sweep_results import POINT_FILE, PointResult, load_point, write_results
+from tinylarge.sim.sweep_spec import SweepError, SweepSpec
 
-POINT_FILE = "point.json"
-RESULTS_FILE = "results.csv"
+if TYPE_CHECKING:  # the state imports torch: not at import time of the sweep's driver
+    from tinylarge.sim.state import RunResult
 
-
-@dataclass
-class PointResult:
-    """What one point produced: its status, error (if any), wall time and scalar metrics."""
-
-    point: SweepPoint
-    status: str
-    wall_s: float
-    error: str | None = None
-    metrics: dict[str, float | int | str | bool | None] = field(default_factory=dict)
-
-
-def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Every scalar of a nested ``metrics.json`` as ``{"a.b.c": value}`` (lists skipped)."""
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, str | int | float | bool) or value is None:
-            out[name] = value
-    return out
+#: Writes a finished run's directory (``metrics.json`` at least) and returns its report's
+#: path: `tinylarge.report.write`, given by the caller so that the simulator never imports the
+#: report layer.
+RunWriter = Callable[["RunResult", Path], Path]
 
 
 def run_point(
-    table: dict[str, Any], until: str | None, point_dir: str, cache_dir: str
+    table: dict[str, Any], until: str | None, point_dir: str, cache_dir: str, write: RunWriter
 ) -> dict[str, Any]:
     """Run the main job for one scenario table into ``point_dir``; the ``point.json`` record.
 
     Runs inside a Ray worker (one CPU: torch is told to use one thread) or in-process.
+
+    Parameters
+    ----------
+    table : dict
+        The point's scenario as a TOML table (`SweepSpec.table`).
+    until : str, optional
+        Run the main job up to this stage (None: all of it).
+    point_dir : str
+        The point's run directory.
+    cache_dir : str
+        The model cache shared by every point.
+    write : RunWriter
+        Writes the finished run into ``point_dir`` (`tinylarge.report.write`).
     """
     import torch
 
     from tinylarge.config import scenario_from_table
     from tinylarge.models.cache import ModelCache
-    from tinylarge.report.writer import write
     from tinylarge.sim.pipeline import PIPELINE, run
 
     torch.set_num_threads(1)
@@ -92,25 +87,11 @@ def run_point(
     return record
 
 
-def load_point(spec: SweepSpec, point: SweepPoint, out_dir: Path) -> PointResult | None:
-    """The result of a point already run into ``out_dir`` (None: not finished)."""
-    point_dir = out_dir / "points" / point.key
-    try:
-        record = json.loads((point_dir / POINT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    result = PointResult(point, record["status"], float(record.get("wall_s", 0.0)),
-                         record.get("error"))  # fmt: skip
-    if result.status == "ok":
-        metrics = json.loads((point_dir / "metrics.json").read_text())
-        result.metrics = flatten(metrics)
-    return result
-
-
 def run_sweep(
     spec: SweepSpec,
     out_dir: str | Path,
     *,
+    write: RunWriter,
     address: str | None = None,
     resume: bool = False,
     cache_dir: str | Path | None = None,
@@ -119,13 +100,14 @@ def run_sweep(
 ) -> list[PointResult]:
     """Run every point of ``spec`` on Ray into ``out_dir``; results in point order.
 
-    ``on_done(result, finished, total)`` is called as each point finishes (a progress bar).
-    ``num_cpus`` caps a local cluster (default: all cores); it is ignored with ``address``.
+    ``write`` writes each finished point's run directory (`tinylarge.report.write`: the
+    simulator does not import the report layer). ``on_done(result, finished, total)`` is called
+    as each point finishes (a progress bar). ``num_cpus`` caps a local cluster (default: all
+    cores); it is ignored with ``address``.
     """
     import ray
 
     from tinylarge.models.cache import default_cache_dir
-    from tinylarge.sim.sweep_results import write_results
 
     out = Path(out_dir)
     (out / "points").mkdir(parents=True, exist_ok=True)
@@ -142,12 +124,12 @@ def run_sweep(
     first_keys = {g[0].key for g in groups.values()}
     waves = [[p for p in todo if p.key in first_keys], [p for p in todo if p.key not in first_keys]]
     if todo:
-        _init_ray(ray, address, num_cpus, cache)
+        _init_ray(address, num_cpus, cache)
         remote = ray.remote(num_cpus=1, max_retries=1)(run_point)
         for wave in waves:
             pending = {
                 remote.remote(
-                    spec.table(p), spec.stages_until, str(out / "points" / p.key), cache
+                    spec.table(p), spec.stages_until, str(out / "points" / p.key), cache, write
                 ): p
                 for p in wave
             }
@@ -169,22 +151,12 @@ def run_sweep(
     return ordered
 
 
-def _init_ray(ray: Any, address: str | None, num_cpus: int | None, cache: str) -> None:
-    if ray.is_initialized():
-        return
-    env = {"env_vars": {"TINYLARGE_CACHE_DIR": cache}}
-    if address is None:  # "local": a new cluster, never one `ray start` left on this machine
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False, runtime_env=env)  # fmt: skip
-    else:
-        try:
-            ray.init(address=address, log_to_driver=False, runtime_env=env)
-        except ConnectionError as error:
-            raise SweepError(
-                f"cannot join the Ray cluster at {address}: {error}. Is it running (`ray "
-                "status`)? With token authentication (Ray's default for new clusters), set "
-                "RAY_AUTH_TOKEN to the cluster's token (`ray get-auth-token` on its head)."
-            ) from None
+def _init_ray(address: str | None, num_cpus: int | None, cache: str) -> None:
+    try:
+        start_ray(address, num_cpus=num_cpus or os.cpu_count(),
+                  env_vars={"TINYLARGE_CACHE_DIR": cache})  # fmt: skip
+    except ConnectionError as error:
+        raise SweepError(str(error)) from None
 
 
 def _record_crash(point_dir: Path, error: BaseException) -> None:
