@@ -289,3 +289,17 @@ def test_best_policy_within_the_offload_budget_on_a_hand_example() -> None:
     assert best["accuracy_share_of_large"] == pytest.approx(0.875)
     assert best["energy_share_of_large"] == pytest.approx(0.5)
     assert best_within_offload({"tiny": s(0.6, 0.0, 1.0)}, 0.4) is None
+
+
+def test_best_policy_breaks_accuracy_ties_by_device_energy_then_order() -> None:
+    from tinylarge.sim.policy_result import best_policy
+
+    def s(acc: float, off: float, energy: float) -> dict[str, float]:
+        return {"accuracy": acc, "offload_fraction": off, "energy_j_per_inference": energy}
+
+    tie = {"cascade": s(0.7, 0.3, 2.0), "router": s(0.7, 0.2, 1.5), "tiny": s(0.6, 0.0, 1.0)}
+    assert best_policy(tie, 0.4) == "router"  # as accurate, less device energy
+    full_tie = {"cascade": s(0.7, 0.3, 2.0), "router": s(0.7, 0.2, 2.0)}
+    assert best_policy(full_tie, 0.4) == "cascade"  # then the order of the summaries
+    assert best_policy(tie, 0.25) == "router"  # exactly at the target counts
+    assert best_policy({"oracle": s(1.0, 0.1, 0.1)}, 0.4) is None

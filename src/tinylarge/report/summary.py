@@ -16,11 +16,10 @@ from typing import Any
 
 from tinylarge.report.html import escape, paragraph, table
 from tinylarge.report.notes import missed_parts, ran
+from tinylarge.sim.policy_result import BOUNDS, best_policy
 
 #: The policy that runs everything on the device, and the one that offloads everything.
 TINY_ONLY, LARGE_ONLY = "tiny", "large"
-#: Policies that are bounds, not something a device can run: never the "best" policy.
-BOUNDS = ("oracle",)
 
 #: Column headers of the summary table, units included.
 SUMMARY_COLUMNS = (
@@ -93,10 +92,10 @@ def _check_target(target_offload: float) -> None:
 def best_within_target(policies: Mapping[str, Any], target_offload: float) -> str | None:
     """The best policy that offloads at most ``target_offload`` of its requests.
 
-    Best means the highest accuracy; among equally accurate policies, the least device energy
-    per request; among those, the first in ``policies``' order. Bounds (`BOUNDS`: the oracle
-    knows which frames the large model fixes), skipped parts and ``_``-prefixed extras never
-    count. Offloading exactly ``target_offload`` is within the target.
+    The rule is `tinylarge.sim.policy_result.best_policy` (the one the terminal line and
+    ``metrics.json``'s ``policies._best_within_target_offload`` use): the highest accuracy,
+    then the least device energy per request, then ``policies``' order; bounds (the oracle),
+    skipped parts and ``_``-prefixed extras never count; exactly ``target_offload`` is within.
 
     Parameters
     ----------
@@ -113,15 +112,7 @@ def best_within_target(policies: Mapping[str, Any], target_offload: float) -> st
         The policy's name, None when no policy is within the target.
     """
     _check_target(target_offload)
-    eligible = [
-        (name, s)
-        for name, s in ran(dict(policies)).items()
-        if name not in BOUNDS and s["offload_fraction"] <= target_offload
-    ]
-    if not eligible:
-        return None
-    # min over (-accuracy, energy): the first of equal keys wins, so order breaks a full tie
-    return min(eligible, key=lambda e: (-e[1]["accuracy"], e[1]["energy_j_per_inference"]))[0]
+    return best_policy(ran(dict(policies)), target_offload)
 
 
 def summary_row(label: str, name: str, policies: Mapping[str, Any]) -> SummaryRow:

@@ -7,6 +7,7 @@ the stage (which imports the state).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,22 +76,52 @@ class PoliciesResult:
         return metrics
 
 
+#: Policies that are bounds, not something a device can run: never the "best" policy.
+BOUNDS: tuple[str, ...] = ("oracle",)
+
+
+def best_policy(summaries: Mapping[str, Any], max_offload: float) -> str | None:
+    """The best realisable policy offloading at most ``max_offload`` of its requests.
+
+    The one rule of the terminal line, ``metrics.json`` and the report: the highest accuracy;
+    among equally accurate policies the least device energy per request; among those the first
+    in ``summaries``' order. Bounds (`BOUNDS`: the oracle knows which frames the large model
+    fixes) and ``_``-prefixed extras never count; offloading exactly ``max_offload`` is within.
+
+    Parameters
+    ----------
+    summaries : mapping
+        Policy name -> ``accuracy``, ``offload_fraction``, ``energy_j_per_inference`` (J), ...
+    max_offload : float
+        Largest fraction of requests the policy may offload, 0-1.
+
+    Returns
+    -------
+    str or None
+        The policy's name; None when no policy is within ``max_offload``.
+    """
+    eligible = [
+        (name, s)
+        for name, s in summaries.items()
+        if not name.startswith("_") and name not in BOUNDS and s["offload_fraction"] <= max_offload
+    ]
+    if not eligible:
+        return None
+    # min over (-accuracy, energy): the first of equal keys wins, so order breaks a full tie
+    return min(eligible, key=lambda e: (-e[1]["accuracy"], e[1]["energy_j_per_inference"]))[0]
+
+
 def best_within_offload(summaries: dict[str, Any], max_offload: float) -> dict[str, Any] | None:
-    """The most accurate realisable policy offloading at most ``max_offload``, against large.
+    """`best_policy` against large: its accuracy and device energy as shares of ``large``'s.
 
     The goal it measures: at least 98 % of the large model's accuracy at <= 40 % offload, with
     less device energy per inference than ``large``. None without a ``large`` policy.
     """
     large = summaries.get("large")
-    eligible = {
-        k: v
-        for k, v in summaries.items()
-        if not k.startswith("_") and k != "oracle" and v["offload_fraction"] <= max_offload
-    }
-    if large is None or not eligible or not large["accuracy"]:
+    name = best_policy(summaries, max_offload)
+    if large is None or name is None or not large["accuracy"]:
         return None
-    name = max(eligible, key=lambda k: eligible[k]["accuracy"])
-    best = eligible[name]
+    best = summaries[name]
     return {
         "policy": name,
         "max_offload_fraction": max_offload,
