@@ -184,3 +184,27 @@ def test_shard_statistics_merge_to_the_whole_runs_summary() -> None:
             assert merged[key] == pytest.approx(value, rel=1e-12), key
     with pytest.raises(ValueError, match="edge server per cell"):
         cells_traffic_stats(21, link_seed, cells, SETTINGS, EDGE, [0], **traffic)  # type: ignore[arg-type]
+
+
+def test_shard_statistics_use_the_cell_runs_they_are_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``by_cell`` computed once for all shards is what a shard uses: it does not sort the
+    devices by cell again (and the statistics are the same as without it)."""
+    import tinylarge.net.uplink as uplink
+    from tinylarge.net.draws import cell_runs
+
+    cells, _, _ = _scenario()
+    edge = replace(EDGE, sites="per_cell")
+    traffic = {"rate_hz": 2.0, "duration_s": 2.0, "bytes_up": 300, "bytes_down": 20}
+    alone = uplink.cells_traffic_stats(21, 7, cells, SETTINGS, edge, [0, 4], **traffic)  # type: ignore[arg-type]
+    by_cell = cell_runs(cells.topology.cell)
+
+    def no_second_sort(device_cell: np.ndarray) -> tuple[np.ndarray, ...]:
+        raise AssertionError("the shard sorted the devices by cell although by_cell was given")
+
+    monkeypatch.setattr(uplink, "cell_runs", no_second_sort)
+    given = uplink.cells_traffic_stats(
+        21, 7, cells, SETTINGS, edge, [0, 4], by_cell=by_cell, **traffic  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert given.summary() == alone.summary()

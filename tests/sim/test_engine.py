@@ -133,8 +133,8 @@ def test_resource_limits_keep_late_or_costly_offloads_on_the_device() -> None:
 
 
 def test_protocol_overhead_is_charged_per_message_and_one_session_per_device() -> None:
+    from tinylarge.net.mean_rate import mean_link_rates_bps
     from tinylarge.net.overhead import ProtocolOverhead
-    from tinylarge.sim.engine import mean_link_rates_bps, transmit_power_w
 
     cells = _cells(10.0, 3)
     # devices 0 and 1 offload (twice each), device 2 never talks
@@ -158,7 +158,8 @@ def test_protocol_overhead_is_charged_per_message_and_one_session_per_device() -
     np.testing.assert_allclose(out.latency_s, direct.latency_s + 295e-7 + 47e-7)
     up, down = mean_link_rates_bps(cells, NO_FADING)
     slot = cells.profile.slot_s
-    hs_radio = transmit_power_w(cells, NO_FADING) * slot * np.ceil(8 * 112 / (up[0] * slot)) + (
+    tx_draw_w = 10 ** (cells.profile.device_tx_power_dbm / 10) / 1000 / 0.3 + 0.1  # PA, circuit
+    hs_radio = tx_draw_w * slot * np.ceil(8 * 112 / (up[0] * slot)) + (
         NO_FADING.energy.rx_power_w * slot * np.ceil(8 * 98 / (down[0] * slot))
     )
     crypto = (295 + 47) * 1e-9
@@ -208,3 +209,29 @@ def test_handshakes_follow_the_session_lifetime_and_are_amortized_over_short_run
     )
     with pytest.raises(ValueError, match="session_lifetime_s must be > 0"):
         run(0.0, 2.0)
+
+
+def test_the_offload_estimate_is_the_mean_rate_link_model() -> None:
+    """Compute + sealing + one slot + uplink airtime + a batch of one + reply airtime + opening;
+    energy: compute, crypto and the radio of `MeanRateLink.send` / ``receive``."""
+    from tinylarge.net.mean_rate import MeanRateLink
+    from tinylarge.net.overhead import ProtocolOverhead
+    from tinylarge.sim.engine import estimate_offload_cost
+
+    cells = _cells(10.0, 2)
+    cells = replace(cells, uplink_mean_snr_db=np.array([10.0, -30.0]))  # device 1: no uplink
+    requests = Requests(np.array([0, 1]), np.array([0.0, 0.0]), np.arange(2))
+    ov = ProtocolOverhead(message_bytes=40, device_s_per_byte=1e-7, device_j_per_byte=1e-9)
+    decision = LargeOnly(256).decide(_trace(), requests.sample, np.random.default_rng(0))
+    latency, energy = estimate_offload_cost(
+        decision, requests, cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE,
+        reply_bytes=8, overhead=ov,
+    )  # fmt: skip
+    link = MeanRateLink.of_cells(cells, NO_FADING)
+    up_s, up_j = link.send(296, [0])
+    down_s, down_j = link.receive(48, [0])
+    crypto_s, crypto_j = (296 + 48) * 1e-7, (296 + 48) * 1e-9
+    slot = cells.profile.slot_s
+    assert latency[0] == pytest.approx(crypto_s + slot + up_s[0] + 0.0015 + down_s[0])
+    assert energy[0] == pytest.approx(crypto_j + up_j[0] + down_j[0])
+    assert np.isinf(latency[1]) and np.isinf(energy[1])  # out of range: never offloaded

@@ -2,8 +2,9 @@
 
 Kernel ``netem`` is not available here, and it could not express per-device radio links anyway.
 So a device agent delays its own messages by what `tinylarge.net` says its radio does: the
-same functions (`tinylarge.net.uplink.uplink_leg` / `downlink_leg`) with the same random draws
-as the simulator's `run_policy`, over the same requests. Per request:
+same functions (`tinylarge.net.request_timeline` for the device's steps,
+`tinylarge.net.uplink.cells_legs` for the radio) with the same random draws as the simulator's
+`run_policy`, over the same requests. Per request:
 
 - ``compute_s``: the device's own time before anything leaves it, as the simulator charges it:
   the MCU's inference time (MACs x seconds per MAC of the footprint model) + sealing;
@@ -27,7 +28,8 @@ import numpy.typing as npt
 from tinylarge.net.cell import CellDevices
 from tinylarge.net.draws import stream_seed
 from tinylarge.net.overhead import ProtocolOverhead
-from tinylarge.net.uplink import LinkSettings, downlink_leg, link_draws, uplink_leg
+from tinylarge.net.request_timeline import request_timeline
+from tinylarge.net.uplink import LinkSettings, Messages, cells_legs
 
 
 @dataclass(frozen=True)
@@ -57,17 +59,22 @@ def plan_links(
 ) -> LinkPlan:
     """The delays of every request, as `tinylarge.sim.engine.run_policy` charges them.
 
-    ``rng`` must be the stream the simulator uses for the same policy after its decision (the
-    fading and HARQ draws of the offloads, in request order), so both see the same radio.
-    Entries of requests that are not offloaded have ``uplink_s = downlink_s = 0``.
+    Both build the device's steps with `tinylarge.net.request_timeline.request_timeline` and
+    the radio legs with `tinylarge.net.uplink.cells_legs`. ``rng`` must be the stream the
+    simulator uses for the same policy after its decision (the fading and HARQ draws of the
+    offloads, in request order), so both see the same radio. Entries of requests that are not
+    offloaded have ``uplink_s = downlink_s = 0``.
     """
     dev = np.asarray(device, dtype=np.int64)
-    arrival = np.asarray(arrival_s, dtype=np.float64)
     off = np.asarray(offload, dtype=np.bool_)
-    ov = overhead or ProtocolOverhead()
-    payload = np.where(off, payload_bytes, 0).astype(np.int64)
-    compute = np.asarray(device_macs, dtype=np.float64) * seconds_per_mac + ov.device_time_s(
-        payload
+    timeline = request_timeline(
+        off,
+        payload_bytes,
+        np.asarray(device_macs, dtype=np.float64),
+        seconds_per_mac=seconds_per_mac,
+        joules_per_mac=0.0,
+        reply_bytes=reply_bytes,
+        overhead=overhead,
     )
     uplink = np.zeros(dev.size)
     downlink = np.zeros(dev.size)
@@ -75,15 +82,19 @@ def plan_links(
     reply_lost = np.zeros(dev.size, dtype=np.bool_)
     sent = np.flatnonzero(off)
     if sent.size:
-        ready = arrival[sent] + compute[sent]
-        wire_up = np.asarray(ov.wire_bytes(payload[sent]), dtype=np.int64)
-        # the draws `send_messages` makes from the same stream for the same messages
-        draws = link_draws(stream_seed(rng), cells, settings, dev[sent])
-        leg = uplink_leg(draws, cells, settings, dev[sent], ready, wire_up)
-        wire_down = np.full(sent.size, int(ov.wire_bytes(reply_bytes)), dtype=np.int64)
-        reply = downlink_leg(draws, cells, settings, dev[sent], wire_down, leg.propagation_s)
+        ready = timeline.ready_s(arrival_s)[sent]
+        messages = Messages(
+            dev[sent],
+            ready,
+            timeline.wire_up[sent],
+            np.full(sent.size, timeline.reply_wire_bytes, dtype=np.int64),
+            np.zeros(sent.size),
+            np.zeros(sent.size),
+        )
+        # the legs `send_messages` runs from the same stream for the same messages
+        leg, reply = cells_legs(stream_seed(rng), cells, settings, messages)
         uplink[sent] = np.where(leg.sent_ok, leg.at_edge_s - ready, 0.0)
         lost[sent] = ~leg.sent_ok
-        downlink[sent] = reply.delay_s + float(ov.device_time_s(reply_bytes))
+        downlink[sent] = timeline.opened_s(reply.delay_s)
         reply_lost[sent] = ~reply.ok
-    return LinkPlan(compute, uplink, lost, downlink, reply_lost)
+    return LinkPlan(timeline.compute_s, uplink, lost, downlink, reply_lost)

@@ -6,6 +6,7 @@ from tinylarge.net.batching import batch_queue
 from tinylarge.net.cell import CellDevices, attach_devices
 from tinylarge.net.coverage import Coverage, coverage
 from tinylarge.net.draws import cell_poisson_arrivals
+from tinylarge.net.edge_service import EdgeServiceModel, fit_batch_service
 from tinylarge.net.energy import RadioEnergyModel, message_energy_j, radio_energy_j
 from tinylarge.net.fading import fading_gain_db, fading_power_gain
 from tinylarge.net.link import (
@@ -19,6 +20,8 @@ from tinylarge.net.link import (
     spectral_efficiency,
     thermal_noise_dbm,
 )
+from tinylarge.net.mean_rate import MeanRateLink, mean_link_rates_bps
+from tinylarge.net.message_stats import MessageResult, percentile_summary
 from tinylarge.net.pathloss import los_probability, path_loss_db, sample_path_loss_db
 from tinylarge.net.profiles import (
     RADIO_PROFILES,
@@ -30,9 +33,7 @@ from tinylarge.net.queues import fifo_queue, fifo_queue_grouped
 from tinylarge.net.shards import ShardRunner, run_in_process
 from tinylarge.net.topology import Topology, drop_devices
 from tinylarge.net.uplink import (
-    EdgeServiceModel,
     LinkSettings,
-    MessageResult,
     poisson_arrivals,
     send_messages,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Coverage",
     "EdgeServiceModel",
     "LinkSettings",
+    "MeanRateLink",
     "MessageResult",
     "RadioEnergyModel",
     "RadioProfile",
@@ -60,11 +62,14 @@ __all__ = [
     "fading_power_gain",
     "fifo_queue",
     "fifo_queue_grouped",
+    "fit_batch_service",
     "harq_transmissions",
     "los_probability",
+    "mean_link_rates_bps",
     "message_energy_j",
     "outage",
     "path_loss_db",
+    "percentile_summary",
     "poisson_arrivals",
     "proportional_fair_rate_bps",
     "radio_energy_j",

@@ -1,18 +1,24 @@
 """Device energy per message: radio (TX, RX, idle, sleep) plus the compute it ran.
 
-Model (``shared/reference/radio.md``, "Device radio energy", "radio.md" below): the power drawn
-while transmitting is the radiated power over the power-amplifier efficiency plus the rest of
-the TX chain, P_draw = 10^(P_tx,dBm / 10) mW / eta_PA + P_circuit; receiving, idling and
-sleeping draw constant powers. Energy is power x time, summed per message; everything is
-vectorized over messages (arrays in, float64 arrays out, broadcast together).
+Model: the power drawn while transmitting is the radiated power over the power-amplifier
+efficiency plus the rest of the TX chain, P_draw = 10^(P_tx,dBm / 10) mW / eta_PA + P_circuit
+(`tx_draw_w`); receiving, idling and sleeping draw constant powers, as in the state-based
+energy model of cellular IoT devices (3GPP TR 45.820, section 5.4 "Energy consumption
+evaluation methodology"; A. Soerensen et al., "Modelling and Experimental Validation for
+Battery Lifetime Estimation in NB-IoT and LTE-M", IEEE Internet of Things Journal 2022,
+arXiv:2106.13286). Energy is power x time, summed per message; everything is vectorized over
+messages (arrays in, float64 arrays out, broadcast together).
 
-Default figures (radio.md gives currents at 3.6-3.8 V; 3.7 V is taken):
+Default figures: typical currents of LTE-M / NB-IoT modules at a 3.6-3.8 V supply (module
+data sheets, e.g. Quectel BG96 Hardware Design, "Current Consumption": TX at 23 dBm ~200-500
+mA, RX ~40-60 mA, PSM sleep ~3-10 uA; handset power amplifiers at full power are ~20-40 %
+efficient); 3.7 V is taken:
 
-- PA efficiency 0.3 (radio.md: ~20-40 %);
-- RX ~50 mA (radio.md: 40-60 mA) -> 0.185 W; PSM sleep ~5 uA (radio.md: 3-10 uA) -> 18.5 uW;
+- PA efficiency 0.3 (~20-40 %);
+- RX ~50 mA (40-60 mA) -> 0.185 W; PSM sleep ~5 uA (3-10 uA) -> 18.5 uW;
 - TX-chain circuit power 0.1 W: ESTIMATE, chosen so that at 23 dBm the module draws
-  0.2 W / 0.3 + 0.1 W = 0.77 W = 207 mA at 3.7 V, the low end of radio.md's 200-500 mA;
-- idle (connected, not sending) ~5 mA -> 18.5 mW: ESTIMATE, not in radio.md.
+  0.2 W / 0.3 + 0.1 W = 0.77 W = 207 mA at 3.7 V, the low end of the 200-500 mA above;
+- idle (connected, not sending) ~5 mA -> 18.5 mW: ESTIMATE, not from a data sheet.
 """
 
 from __future__ import annotations
@@ -23,15 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FloatArray = NDArray[np.float64]
 
-#: Module supply voltage, V: midpoint of radio.md's 3.6-3.8 V.
+#: Module supply voltage, V: midpoint of the modules' 3.6-3.8 V (module doc).
 SUPPLY_VOLTAGE_V = 3.7
-#: PA efficiency (radio.md: ~20-40 %).
+#: PA efficiency (typical ~20-40 %, module doc).
 PA_EFFICIENCY = 0.3
-#: Receive current, A (radio.md: ~40-60 mA).
+#: Receive current, A (typical ~40-60 mA, module doc).
 RX_CURRENT_A = 50e-3
-#: Power-saving-mode sleep current, A (radio.md: ~3-10 uA).
+#: Power-saving-mode sleep current, A (typical ~3-10 uA, module doc).
 PSM_CURRENT_A = 5e-6
-#: Connected-idle current, A. ESTIMATE (not in radio.md).
+#: Connected-idle current, A. ESTIMATE (not from a data sheet).
 IDLE_CURRENT_A = 5e-3
 #: TX-chain power besides the PA, W. ESTIMATE (see the module docstring).
 TX_CIRCUIT_POWER_W = 0.1
@@ -48,6 +54,33 @@ def _nonneg(name: str, value: ArrayLike, *, allow_inf: bool = False) -> FloatArr
 def dbm_to_w(power_dbm: ArrayLike) -> FloatArray:
     """Convert dBm to W: 10^(P / 10) / 1000, element-wise, same shape."""
     return np.asarray(np.power(10.0, np.asarray(power_dbm, dtype=np.float64) / 10.0) / 1e3)
+
+
+def tx_draw_w(
+    tx_power_dbm: ArrayLike, *, pa_efficiency: float, circuit_power_w: float
+) -> FloatArray:
+    """Power the device draws while transmitting, W: 10^(P_tx / 10) / 1000 / eta_PA + P_circuit.
+
+    Parameters
+    ----------
+    tx_power_dbm : array_like of float, shape (...)
+        Radiated (conducted) transmit power, dBm; finite.
+    pa_efficiency : float
+        Power-amplifier efficiency, in (0, 1].
+    circuit_power_w : float
+        TX-chain power besides the PA, W (>= 0).
+
+    Returns
+    -------
+    ndarray of float64, shape of ``tx_power_dbm``
+    """
+    if not 0.0 < pa_efficiency <= 1.0:
+        raise ValueError(f"pa_efficiency must be in (0, 1], got {pa_efficiency}")
+    _nonneg("circuit_power_w", circuit_power_w)
+    tx_dbm = np.asarray(tx_power_dbm, dtype=np.float64)
+    if not np.isfinite(tx_dbm).all():
+        raise ValueError("tx_power_dbm must be finite")
+    return np.asarray(dbm_to_w(tx_dbm) / pa_efficiency + circuit_power_w)
 
 
 def radio_energy_j(
@@ -88,22 +121,16 @@ def radio_energy_j(
     ndarray of float64, broadcast shape
         Energy, J.
     """
-    if not 0.0 < pa_efficiency <= 1.0:
-        raise ValueError(f"pa_efficiency must be in (0, 1], got {pa_efficiency}")
     powers = {
-        "circuit_power_w": circuit_power_w,
         "rx_power_w": rx_power_w,
         "idle_power_w": idle_power_w,
         "sleep_power_w": sleep_power_w,
     }
     for name, power in powers.items():
         _nonneg(name, power)
-    tx_dbm = np.asarray(tx_power_dbm, dtype=np.float64)
-    if not np.isfinite(tx_dbm).all():
-        raise ValueError("tx_power_dbm must be finite")
-    tx_draw_w = dbm_to_w(tx_dbm) / pa_efficiency + circuit_power_w
+    tx_w = tx_draw_w(tx_power_dbm, pa_efficiency=pa_efficiency, circuit_power_w=circuit_power_w)
     return np.asarray(
-        tx_draw_w * _nonneg("tx_airtime_s", tx_airtime_s, allow_inf=True)
+        tx_w * _nonneg("tx_airtime_s", tx_airtime_s, allow_inf=True)
         + rx_power_w * _nonneg("rx_time_s", rx_time_s)
         + idle_power_w * _nonneg("idle_time_s", idle_time_s)
         + sleep_power_w * _nonneg("sleep_time_s", sleep_time_s)
@@ -111,7 +138,7 @@ def radio_energy_j(
 
 
 class RadioEnergyModel(BaseModel):
-    """Power figures of a device's radio module (defaults: radio.md, "Device radio energy").
+    """Power figures of a device's radio module (defaults: the module doc's typical figures).
 
     Attributes
     ----------
@@ -131,10 +158,16 @@ class RadioEnergyModel(BaseModel):
     idle_power_w: float = Field(IDLE_CURRENT_A * SUPPLY_VOLTAGE_V, ge=0, allow_inf_nan=False)
     sleep_power_w: float = Field(PSM_CURRENT_A * SUPPLY_VOLTAGE_V, ge=0, allow_inf_nan=False)
     source: str = Field(
-        "radio.md 'Device radio energy': PA 30 %, RX 50 mA, PSM 5 uA at 3.7 V; circuit 0.1 W "
-        "and idle 5 mA are ESTIMATES",
+        "typical LTE-M / NB-IoT module figures (e.g. Quectel BG96 data sheet): PA 30 %, RX "
+        "50 mA, PSM 5 uA at 3.7 V; circuit 0.1 W and idle 5 mA are ESTIMATES",
         min_length=1,
     )
+
+    def tx_draw_w(self, tx_power_dbm: ArrayLike) -> FloatArray:
+        """`tx_draw_w` with this model's PA efficiency and circuit power; W, shape of the input."""
+        return tx_draw_w(
+            tx_power_dbm, pa_efficiency=self.pa_efficiency, circuit_power_w=self.circuit_power_w
+        )
 
     def energy_j(
         self,

@@ -1,5 +1,7 @@
-"""What a run's messages add up to, in a form that merges across shards of cells.
+"""Per-message outcomes and what a run's messages add up to, in a form that merges across shards
+of cells.
 
+`MessageResult` is what `tinylarge.net.uplink.send_messages` returns for every message.
 `MessageStats` keeps counts and sums (equal up to float64 rounding when merged) and the sorted
 latencies of delivered messages of each part: merging keeps the sorted runs side by side, and a
 percentile is found by exact selection across them (`percentile`), so no process ever holds all
@@ -12,15 +14,60 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:
-    from tinylarge.net.uplink import MessageResult
-
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: The percentiles every latency summary reports (``p50``, ``p95``, ``p99``).
+SUMMARY_PERCENTILES: tuple[int, ...] = (50, 95, 99)
+
+
+def percentile_summary(
+    values: npt.ArrayLike, percentiles: Sequence[int] = SUMMARY_PERCENTILES
+) -> dict[str, float | None]:
+    """``{"p50": ..., "p95": ..., "p99": ...}`` of ``values`` (NumPy's linear percentile), each
+    None when there are no values.
+
+    Parameters
+    ----------
+    values : array_like of float, shape (n,)
+        The sample, e.g. latencies in s; filter out what must not count (NaN, inf) first.
+    percentiles : sequence of int
+        Which percentiles, in [0, 100]; keys ``f"p{q}"`` in this order.
+    """
+    arr = np.asarray(values)
+    return {f"p{q}": float(np.percentile(arr, q)) if arr.size else None for q in percentiles}
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    """Per-message outcome (arrays of shape (n_messages,), in the input order)."""
+
+    device: IntArray
+    arrival_s: FloatArray
+    snr_db: FloatArray
+    outage: BoolArray
+    delivered: BoolArray
+    share: FloatArray
+    rate_bps: FloatArray
+    airtime_s: FloatArray
+    transmissions: IntArray
+    uplink_queue_wait_s: FloatArray
+    edge_wait_s: FloatArray
+    latency_s: FloatArray  # NaN when not delivered
+    energy_j: FloatArray
+    bytes_up: IntArray
+    bytes_down: IntArray
+
+    def summary(self) -> dict[str, Any]:
+        """Delivery, latency percentiles (delivered messages), energy and bytes per message
+        (`MessageStats`)."""
+        return MessageStats.of(self).summary()
 
 
 @dataclass(frozen=True)
@@ -91,7 +138,8 @@ class MessageStats:
         """Delivery, latency percentiles (delivered messages), energy and bytes per message."""
         n, sent, runs = self.messages, self.messages - self.outage, self.latency_runs
         delivered = self.latency_count
-        pct = {f"p{q}": percentile(runs, q) if delivered else None for q in (50, 95, 99)}
+        # exact selection across the sorted runs (no process holds all latencies in one array)
+        pct = {f"p{q}": percentile(runs, q) if delivered else None for q in SUMMARY_PERCENTILES}
         total = sum(float(run.sum()) for run in runs)
         return {
             "messages": n,

@@ -37,12 +37,11 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from tinylarge.net.batching import batch_queue, linear_batch_service
 from tinylarge.net.cell import CellDevices
 from tinylarge.net.draws import (
     MessageDraws,
@@ -51,6 +50,7 @@ from tinylarge.net.draws import (
     draw_messages,
     stream_seed,
 )
+from tinylarge.net.edge_service import EdgeServiceModel, edge_queue
 from tinylarge.net.energy import RadioEnergyModel, message_energy_j
 from tinylarge.net.fading import FadingKind, fading_gain_db
 from tinylarge.net.latency import harq_rtt_s, propagation_delay_s, slot_alignment_s
@@ -61,7 +61,7 @@ from tinylarge.net.link import (
     proportional_fair_rate_bps,
     spectral_efficiency,
 )
-from tinylarge.net.message_stats import MessageStats
+from tinylarge.net.message_stats import MessageResult, MessageStats
 from tinylarge.net.profiles import RadioProfile
 from tinylarge.net.queues import fifo_queue_grouped
 from tinylarge.net.shards import (
@@ -75,7 +75,6 @@ from tinylarge.net.shards import (
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
-EdgeSites = Literal["shared", "per_cell"]
 
 
 @dataclass(frozen=True)
@@ -90,48 +89,6 @@ class LinkSettings:
     max_transmissions: int = 4
     backhaul_s: float = 0.0
     energy: RadioEnergyModel = field(default_factory=RadioEnergyModel)
-
-
-@dataclass(frozen=True)
-class EdgeServiceModel:
-    """The edge's large model as a batching server: a batch of b takes setup_s + b x per_item_s.
-
-    ``source`` says where the figures come from (measured on this machine, or a profile).
-    """
-
-    setup_s: float
-    per_item_s: float
-    max_batch: int = 64
-    max_wait_s: float | None = 0.002
-    source: str = "profile"
-    #: "shared": one server for every cell; "per_cell": one at each base station (MEC).
-    sites: EdgeSites = "shared"
-
-
-@dataclass(frozen=True)
-class MessageResult:
-    """Per-message outcome (arrays of shape (n_messages,), in the input order)."""
-
-    device: IntArray
-    arrival_s: FloatArray
-    snr_db: FloatArray
-    outage: BoolArray
-    delivered: BoolArray
-    share: FloatArray
-    rate_bps: FloatArray
-    airtime_s: FloatArray
-    transmissions: IntArray
-    uplink_queue_wait_s: FloatArray
-    edge_wait_s: FloatArray
-    latency_s: FloatArray  # NaN when not delivered
-    energy_j: FloatArray
-    bytes_up: IntArray
-    bytes_down: IntArray
-
-    def summary(self) -> dict[str, Any]:
-        """Delivery, latency percentiles (delivered messages), energy and bytes per message
-        (`tinylarge.net.message_stats.MessageStats`)."""
-        return MessageStats.of(self).summary()
 
 
 def efficiency_fn(
@@ -310,37 +267,6 @@ def downlink_leg(
     ok = dl_rate > 0
     air = np.where(ok, airtime_s(8 * bytes_down, np.where(ok, dl_rate, 1.0), profile.slot_s), 0.0)
     return DownlinkLeg(ok=ok, airtime_s=air, delay_s=settings.backhaul_s + propagation_s + air)
-
-
-def edge_queue(
-    edge: EdgeServiceModel, at_edge_s: FloatArray, served: BoolArray, cell: npt.NDArray[np.integer]
-) -> tuple[FloatArray, FloatArray]:
-    """Wait in the edge's batching queue and departure from it of every served message, s
-    (0 and NaN for the others): one queue for all cells, or one per cell (``edge.sites``)."""
-    n = at_edge_s.size
-    wait = np.zeros(n)
-    done = np.full(n, np.nan)
-    index = np.flatnonzero(served)
-    if edge.sites == "per_cell":
-        order, _, bounds = cell_runs(cell[index])
-        queues = [index[order[lo:hi]] for lo, hi in itertools.pairwise(bounds.tolist())]
-    else:
-        queues = [index]
-    service = linear_batch_service(edge.setup_s, edge.per_item_s)
-    for members in queues:
-        if not members.size:
-            continue
-        # Stable sort: at_edge is nearly sorted already, which timsort exploits.
-        ordered = members[np.argsort(at_edge_s[members], kind="stable")]
-        batches = batch_queue(
-            at_edge_s[ordered],
-            max_batch=edge.max_batch,
-            batch_service_s=service,
-            max_wait_s=edge.max_wait_s,
-        )
-        wait[ordered] = batches.wait_s
-        done[ordered] = batches.departure_s
-    return wait, done
 
 
 @dataclass(frozen=True)
@@ -557,7 +483,8 @@ def cells_traffic_stats(
         raise ValueError(f"block_messages must be >= 1, got {block_messages}")
     ids = np.asarray(cell_ids, dtype=np.int64)
     device_cell = cells.topology.cell
-    by_cell = cell_runs(device_cell)
+    if by_cell is None:
+        by_cell = cell_runs(device_cell)
     expected = (
         np.bincount(device_cell, minlength=cells.topology.n_cells)[ids] * rate_hz * duration_s
     )

@@ -31,11 +31,13 @@ import numpy.typing as npt
 from tinylarge.data import Partition
 from tinylarge.integrate.inference.contract import Decision, Policy, Trace
 from tinylarge.integrate.inference.resource_limits import apply_resource_limits
-from tinylarge.net import CellDevices, EdgeServiceModel, LinkSettings, airtime_s, send_messages
+from tinylarge.net import CellDevices, EdgeServiceModel, LinkSettings, send_messages
+from tinylarge.net.mean_rate import MeanRateLink
+from tinylarge.net.message_stats import percentile_summary
 from tinylarge.net.overhead import ProtocolOverhead
+from tinylarge.net.request_timeline import RequestTimeline, request_timeline
 from tinylarge.net.shards import ShardRunner
-from tinylarge.net.uplink import efficiency_fn
-from tinylarge.sim.session_costs import SecurityCost, SessionLinks, charge_sessions
+from tinylarge.sim.session_costs import SecurityCost, charge_sessions
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -115,26 +117,21 @@ class ResourceLimits:
     energy_budget_j: float | None = None
 
 
-def mean_link_rates_bps(
-    cells: CellDevices, settings: LinkSettings
-) -> tuple[FloatArray, FloatArray]:
-    """Each device's uplink and downlink rate at its mean SNR over the whole band, bit/s.
-
-    What a device can know before sending (no fast fading, no other devices); 0 out of range.
-    """
-    profile = cells.profile
-    se_fn = efficiency_fn(profile, settings.spectral_efficiency)
-    up = profile.uplink_bandwidth_hz * se_fn(cells.uplink_mean_snr_db)
-    down = profile.downlink_bandwidth_hz * se_fn(cells.downlink_mean_snr_db)
-    return np.asarray(up, dtype=np.float64), np.asarray(down, dtype=np.float64)
-
-
-def transmit_power_w(cells: CellDevices, settings: LinkSettings) -> float:
-    """Power the device draws while transmitting: TX power / PA efficiency + TX circuit, W."""
-    energy_model = settings.energy
-    return float(
-        10.0 ** (cells.profile.device_tx_power_dbm / 10.0) / 1000.0 / energy_model.pa_efficiency
-        + energy_model.circuit_power_w
+def _device_steps(
+    decision: Decision,
+    compute: DeviceCompute,
+    reply_bytes: int,
+    overhead: ProtocolOverhead | None,
+) -> RequestTimeline:
+    """The device's steps of every request of ``decision`` (`request_timeline`)."""
+    return request_timeline(
+        decision.offload,
+        decision.bytes_up,
+        decision.device_macs,
+        seconds_per_mac=compute.seconds_per_mac,
+        joules_per_mac=compute.joules_per_mac,
+        reply_bytes=reply_bytes,
+        overhead=overhead,
     )
 
 
@@ -151,31 +148,27 @@ def estimate_offload_cost(
 ) -> tuple[FloatArray, FloatArray]:
     """What a device can predict before sending: latency (s) and energy (J) of each offload.
 
-    From the device's mean uplink/downlink SNR (no fast fading, no other devices): one slot of
-    alignment, the airtime at the whole-band rate, one edge batch of one, the reply's airtime;
-    energy = compute + TX power / PA efficiency + circuit over the airtime + RX of the reply.
-    With ``overhead``, messages carry its bytes and the device seals / opens them (its session
-    set-up, paid once, is not in a per-request estimate). Requests the device cannot reach the
-    edge with (rate 0) get infinite cost.
+    The device's steps of the request timeline (`tinylarge.net.request_timeline`: compute,
+    sealing, opening the reply) and its mean-rate link (`tinylarge.net.mean_rate`: whole-band
+    airtime at its mean SNR, no fast fading, no other devices): one slot of alignment, the
+    uplink airtime, one edge batch of one, the reply's airtime; energy = compute + crypto +
+    TX draw over the uplink airtime + RX power over the reply's. With ``overhead``, messages
+    carry its bytes and the device seals / opens them (its session set-up, paid once, is not
+    in a per-request estimate). Requests the device cannot reach the edge with (rate 0) get
+    infinite cost.
     """
-    ov = overhead or ProtocolOverhead()
-    profile = cells.profile
-    up_all, down_all = mean_link_rates_bps(cells, settings)
-    up_rate, dl_rate = up_all[requests.device], down_all[requests.device]
-    ok = (up_rate > 0) & (dl_rate > 0)
-    payload = np.where(decision.offload, decision.bytes_up, 0)
-    up_air = airtime_s(8 * ov.wire_bytes(payload), np.where(ok, up_rate, 1.0), profile.slot_s)
-    dl_air = airtime_s(8 * ov.wire_bytes(reply_bytes), np.where(ok, dl_rate, 1.0), profile.slot_s)
-    crypto_s = ov.device_time_s(payload) + ov.device_time_s(reply_bytes)
-    crypto_j = ov.device_energy_j(payload) + ov.device_energy_j(reply_bytes)
-    compute_s = decision.device_macs * compute.seconds_per_mac + crypto_s
-    latency = compute_s + profile.slot_s + up_air + edge.setup_s + edge.per_item_s + dl_air
-    energy = (
-        decision.device_macs * compute.joules_per_mac
-        + crypto_j
-        + transmit_power_w(cells, settings) * up_air
-        + settings.energy.rx_power_w * dl_air
-    )
+    timeline = _device_steps(decision, compute, reply_bytes, overhead)
+    link = MeanRateLink.of_cells(cells, settings)
+    ok = link.reachable[requests.device]
+    up_air, up_j = link.send(timeline.wire_up, requests.device)
+    dl_air, dl_j = link.receive(timeline.reply_wire_bytes, requests.device)
+    crypto_s = timeline.seal_s + timeline.open_s  # sealing the request, opening the reply
+    crypto_j = timeline.seal_j + timeline.open_j
+    latency = (
+        timeline.inference_s + crypto_s + cells.profile.slot_s + up_air + edge.setup_s
+        + edge.per_item_s + dl_air
+    )  # fmt: skip
+    energy = timeline.inference_j + crypto_j + up_j + dl_j
     return np.where(ok, latency, np.inf), np.where(ok, energy, np.inf)
 
 
@@ -204,8 +197,7 @@ class PolicyOutcome:
     def summary(self) -> dict[str, Any]:
         """Accuracy, offload fraction, latency percentiles, energy and bytes per inference."""
         answered = np.isfinite(self.latency_s)
-        lat = self.latency_s[answered]
-        pct = {f"p{q}": float(np.percentile(lat, q)) if lat.size else None for q in (50, 95, 99)}
+        pct = percentile_summary(self.latency_s[answered])
         n = max(self.correct.size, 1)
         return {
             "requests": int(self.correct.size),
@@ -260,37 +252,91 @@ def run_policy(
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
     decision = policy.decide(trace, requests.sample, rng, device=requests.device)
     if limits is not None and decision.offload.any():
-        latency_est, energy_est = estimate_offload_cost(
-            decision,
-            requests,
-            cells=cells,
-            settings=settings,
-            edge=edge,
-            compute=compute,
-            reply_bytes=reply_bytes,
-            overhead=overhead,
-        )
-        decision = apply_resource_limits(
-            decision,
-            latency_s=latency_est if limits.deadline_s is not None else None,
-            deadline_s=limits.deadline_s,
-            energy_j=energy_est if limits.energy_budget_j is not None else None,
-            energy_budget_j=limits.energy_budget_j,
-            device=requests.device if limits.energy_budget_j is not None else None,
-        )
-    ov = overhead or ProtocolOverhead()
-    y = trace.y[requests.sample]
-    payload_up = np.where(decision.offload, decision.bytes_up, 0).astype(np.int64)
-    wire_up = ov.wire_bytes(payload_up)
-    wire_reply = int(ov.wire_bytes(reply_bytes))
-    seal_s, seal_j = ov.device_time_s(payload_up), ov.device_energy_j(payload_up)
-    open_s, open_j = float(ov.device_time_s(reply_bytes)), float(ov.device_energy_j(reply_bytes))
-    compute_s = decision.device_macs * compute.seconds_per_mac + seal_s
-    compute_j = decision.device_macs * compute.joules_per_mac + seal_j
-    latency = compute_s.astype(np.float64)
-    radio_j = np.zeros(y.size)
-    delivered = np.zeros(y.size, dtype=np.bool_)
-    sent = np.flatnonzero(decision.offload)
+        decision = _within_limits(
+            decision, requests, limits, cells=cells, settings=settings, edge=edge,
+            compute=compute, reply_bytes=reply_bytes, overhead=overhead,
+        )  # fmt: skip
+    timeline = _device_steps(decision, compute, reply_bytes, overhead)
+    sent = _send_offloads(
+        rng, timeline, requests, decision.offload, cells=cells, settings=settings, edge=edge,
+        shards=shards, runner=runner,
+    )  # fmt: skip
+    security = None
+    if overhead is not None:
+        security = _charge_security(
+            overhead, timeline, requests, decision.offload, sent, reply_bytes=reply_bytes,
+            link=MeanRateLink.of_cells(cells, settings), lifetime_s=session_lifetime_s,
+            duration_s=duration_s,
+        )  # fmt: skip
+    return _outcome(policy.name, decision, trace.y[requests.sample], timeline, sent,
+                    deadline_s=deadline_s, security=security)  # fmt: skip
+
+
+def _within_limits(
+    decision: Decision,
+    requests: Requests,
+    limits: ResourceLimits,
+    *,
+    cells: CellDevices,
+    settings: LinkSettings,
+    edge: EdgeServiceModel,
+    compute: DeviceCompute,
+    reply_bytes: int,
+    overhead: ProtocolOverhead | None,
+) -> Decision:
+    """``decision`` with the offloads predicted to break ``limits`` kept on the device."""
+    latency_est, energy_est = estimate_offload_cost(
+        decision,
+        requests,
+        cells=cells,
+        settings=settings,
+        edge=edge,
+        compute=compute,
+        reply_bytes=reply_bytes,
+        overhead=overhead,
+    )
+    return apply_resource_limits(
+        decision,
+        latency_s=latency_est if limits.deadline_s is not None else None,
+        deadline_s=limits.deadline_s,
+        energy_j=energy_est if limits.energy_budget_j is not None else None,
+        energy_budget_j=limits.energy_budget_j,
+        device=requests.device if limits.energy_budget_j is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the network did with every request (arrays of shape (m,)): latency so far (s; the
+    device's compute for requests kept local, NaN for lost replies), delivered, and the
+    device's compute and radio energy (J; updated in place by the session charges)."""
+
+    latency_s: FloatArray
+    delivered: npt.NDArray[np.bool_]
+    compute_j: FloatArray
+    radio_j: FloatArray
+
+
+def _send_offloads(
+    rng: np.random.Generator,
+    timeline: RequestTimeline,
+    requests: Requests,
+    offload: npt.NDArray[np.bool_],
+    *,
+    cells: CellDevices,
+    settings: LinkSettings,
+    edge: EdgeServiceModel,
+    shards: int,
+    runner: ShardRunner | None,
+) -> _Sent:
+    """Send the offloads when their devices are done (`send_messages`); a delivered reply
+    costs the device its opening time and energy."""
+    n = offload.size
+    latency = timeline.compute_s.astype(np.float64)
+    compute_j = timeline.compute_j.copy()
+    radio_j = np.zeros(n)
+    delivered = np.zeros(n, dtype=np.bool_)
+    sent = np.flatnonzero(offload)
     if sent.size:
         messages = send_messages(
             rng,
@@ -298,64 +344,88 @@ def run_policy(
             settings,
             edge,
             device=requests.device[sent],
-            arrival_s=requests.arrival_s[sent] + compute_s[sent],
-            bytes_up=wire_up[sent],
-            bytes_down=wire_reply,
+            arrival_s=timeline.ready_s(requests.arrival_s)[sent],
+            bytes_up=timeline.wire_up[sent],
+            bytes_down=timeline.reply_wire_bytes,
             shards=shards,
             runner=runner,
         )
         delivered[sent] = messages.delivered
         radio_j[sent] = messages.energy_j
         # The device opens (checks and decrypts) a reply that arrives.
-        compute_j[sent] += np.where(messages.delivered, open_j, 0.0)
-        latency[sent] = np.where(
-            messages.delivered, compute_s[sent] + messages.latency_s + open_s, np.nan
-        )
-    security = None
-    if overhead is not None:
-        up_bps, down_bps = mean_link_rates_bps(cells, settings)
-        handshakes, handshake_j, handshake_radio_j = charge_sessions(
-            ov,
-            requests.device,
-            requests.arrival_s,
-            decision.offload,
-            SessionLinks(
-                up_bps, down_bps, cells.profile.slot_s, transmit_power_w(cells, settings),
-                settings.energy.rx_power_w,
-            ),
-            compute_j,
-            radio_j,
-            lifetime_s=session_lifetime_s,
-            duration_s=duration_s,
-        )  # fmt: skip
-        replies = int(delivered.sum())
-        security = SecurityCost(
-            message_overhead_bytes=int(wire_up.sum() - payload_up.sum())
-            + replies * (wire_reply - reply_bytes),
-            handshake_bytes=handshakes * (ov.session_up_bytes + ov.session_down_bytes),
-            crypto_energy_j=float(seal_j.sum()) + replies * open_j + handshake_j,
-            handshake_radio_energy_j=handshake_radio_j,
-            handshakes=handshakes,
-            bytes_per_message=ov.message_bytes,
-        )
-    answer = np.where(
-        decision.offload & delivered, decision.prediction, decision.fallback_prediction
+        compute_j[sent] += np.where(messages.delivered, timeline.open_j, 0.0)
+        answered = timeline.opened_s(timeline.compute_s[sent] + messages.latency_s)
+        latency[sent] = np.where(messages.delivered, answered, np.nan)
+    return _Sent(latency, delivered, compute_j, radio_j)
+
+
+def _charge_security(
+    overhead: ProtocolOverhead,
+    timeline: RequestTimeline,
+    requests: Requests,
+    offload: npt.NDArray[np.bool_],
+    sent: _Sent,
+    *,
+    reply_bytes: int,
+    link: MeanRateLink,
+    lifetime_s: float | None,
+    duration_s: float | None,
+) -> SecurityCost:
+    """Charge the session set-ups (in place on ``sent``'s energies) and total what the
+    protocol added."""
+    handshakes, handshake_j, handshake_radio_j = charge_sessions(
+        overhead,
+        requests.device,
+        requests.arrival_s,
+        offload,
+        link,
+        sent.compute_j,
+        sent.radio_j,
+        lifetime_s=lifetime_s,
+        duration_s=duration_s,
     )
-    failed = decision.offload & ~delivered
+    replies = int(sent.delivered.sum())
+    wire_reply = timeline.reply_wire_bytes
+    return SecurityCost(
+        message_overhead_bytes=int(timeline.wire_up.sum() - timeline.payload_up.sum())
+        + replies * (wire_reply - reply_bytes),
+        handshake_bytes=handshakes * (overhead.session_up_bytes + overhead.session_down_bytes),
+        crypto_energy_j=float(timeline.seal_j.sum()) + replies * timeline.open_j + handshake_j,
+        handshake_radio_energy_j=handshake_radio_j,
+        handshakes=handshakes,
+        bytes_per_message=overhead.message_bytes,
+    )
+
+
+def _outcome(
+    name: str,
+    decision: Decision,
+    y: IntArray,
+    timeline: RequestTimeline,
+    sent: _Sent,
+    *,
+    deadline_s: float,
+    security: SecurityCost | None,
+) -> PolicyOutcome:
+    """Each request's answer: the edge's when its reply came, else the device's own at once
+    (if it has one); no answer at all is wrong and never in time."""
+    answer = np.where(
+        decision.offload & sent.delivered, decision.prediction, decision.fallback_prediction
+    )
+    failed = decision.offload & ~sent.delivered
     # A failed offload falls back to the on-device answer at once (if there is one).
     has_fallback = decision.fallback_prediction >= 0
-    latency = np.where(failed & has_fallback, compute_s, latency)
+    latency = np.where(failed & has_fallback, timeline.compute_s, sent.latency_s)
     latency = np.where(answer < 0, np.inf, latency)
-    correct = answer == y
     return PolicyOutcome(
-        name=policy.name,
-        correct=correct,
+        name=name,
+        correct=answer == y,
         offloaded=decision.offload,
-        delivered=delivered,
-        bytes_up=wire_up,
+        delivered=sent.delivered,
+        bytes_up=timeline.wire_up,
         latency_s=latency,
-        compute_energy_j=compute_j.astype(np.float64),
-        radio_energy_j=radio_j,
+        compute_energy_j=sent.compute_j.astype(np.float64),
+        radio_energy_j=sent.radio_j,
         deadline_met=np.isfinite(latency) & (latency <= deadline_s),
         security=security,
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tinylarge.net.link import airtime_s
+from tinylarge.net.mean_rate import MeanRateLink
 from tinylarge.net.overhead import ProtocolOverhead
 
 FloatArray = npt.NDArray[np.float64]
@@ -45,24 +45,12 @@ class SecurityCost:
         }
 
 
-@dataclass(frozen=True)
-class SessionLinks:
-    """What a session set-up needs of the network: each device's mean uplink and downlink
-    rate (bit/s, 0 out of range), the slot (s), the device's TX draw and RX power (W)."""
-
-    uplink_bps: FloatArray
-    downlink_bps: FloatArray
-    slot_s: float
-    tx_draw_w: float
-    rx_power_w: float
-
-
 def charge_sessions(
     overhead: ProtocolOverhead,
     device: IntArray,
     arrival_s: FloatArray,
     offload: npt.NDArray[np.bool_],
-    links: SessionLinks,
+    link: MeanRateLink,
     compute_j: FloatArray,
     radio_j: FloatArray,
     *,
@@ -74,7 +62,7 @@ def charge_sessions(
     by ``duration_s / lifetime_s`` when the run is shorter than one lifetime.
 
     Returns the handshakes charged, their compute energy (J) and their radio energy (J): both
-    flights at the device's mean link rates.
+    flights at the device's mean link rates (``link``).
     """
     if not overhead.enabled:
         return 0.0, 0.0, 0.0
@@ -89,15 +77,14 @@ def charge_sessions(
     windows = int(window.max(initial=0)) + 1
     keys, first = np.unique(device[sent] * windows + window, return_index=True)
     devices = keys // windows
-    up_all, down_all = links.uplink_bps, links.downlink_bps
-    reach = (up_all[devices] > 0) & (down_all[devices] > 0)
+    reach = link.reachable[devices]
     devices, at = devices[reach], sent[first[reach]]
     share = 1.0
     if lifetime_s is not None and duration_s is not None:
         share = min(1.0, duration_s / lifetime_s)
-    up_air = airtime_s(8 * overhead.session_up_bytes, up_all[devices], links.slot_s)
-    down_air = airtime_s(8 * overhead.session_down_bytes, down_all[devices], links.slot_s)
-    radio = share * (links.tx_draw_w * up_air + links.rx_power_w * down_air)
+    _, up_j = link.send(overhead.session_up_bytes, devices)
+    _, down_j = link.receive(overhead.session_down_bytes, devices)
+    radio = share * (up_j + down_j)
     compute_j[at] += share * overhead.session_device_j
     radio_j[at] += radio
     return (

@@ -26,6 +26,7 @@ from tinylarge.integrate.inference.split_computing import (
 )
 from tinylarge.models.blocks import BlockModel
 from tinylarge.models.registry import build_model
+from tinylarge.net.mean_rate import MeanRateLink
 
 INPUT_SHAPE = (2, 128)
 
@@ -133,44 +134,51 @@ HAND_SPLIT = {
     "mcu_cycles_per_mac": 1.0,
     "mcu_clock_hz": 1e6,
     "mcu_power_w": 0.1,  # compute energy 0, 0.1, 0.2 J
-    "tx_energy_j_per_byte": 1e-4,  # radio energy 0.1, 0.4, 0.01 J
 }
 
 
+def _link(
+    rates_bps: list[float], *, tx_draw_w: float = 0.0125, slot_s: float = 1e-6
+) -> MeanRateLink:
+    """Devices with these uplink (and downlink) rates; 1 us slots unless given."""
+    rates = np.asarray(rates_bps, dtype=np.float64)
+    return MeanRateLink(rates, rates, slot_s=slot_s, tx_draw_w=tx_draw_w, rx_power_w=0.0)
+
+
 def test_choose_split_hand_example() -> None:
-    # fast link: upload ~us, so no device compute (k = 0); slow 1 kbit/s: latency 8, 33, 2.8 s
-    fast_slow_off = np.array([1e9, 1e3, 0.0])
-    np.testing.assert_array_equal(choose_split(fast_slow_off, **HAND_SPLIT), [0, 2, 2])
-    # energy 0.1, 0.5, 0.21 J whatever the rate
+    # fast link: upload ~us, so no device compute (k = 0); slow 1 kbit/s: upload 8, 32, 0.8 s,
+    # latency 8, 33, 2.8 s
+    np.testing.assert_array_equal(choose_split(_link([1e9, 1e3, 0.0]), **HAND_SPLIT), [0, 2, 2])
+    # at 1 kbit/s the radio (12.5 mW) spends 0.1, 0.4, 0.01 J: energy 0.1, 0.5, 0.21 J; at
+    # 1 Gbit/s the radio costs ~nothing: energy ~0, 0.1, 0.2 J
     np.testing.assert_array_equal(
-        choose_split([1e9, 1e3], objective="energy", **HAND_SPLIT), [0, 0]
+        choose_split(_link([1e9, 1e3]), objective="energy", **HAND_SPLIT), [0, 0]
     )
     # a 0.15 J budget rules k = 2 (0.21 J) out; with 0.05 J nothing fits: least energy
     for budget in (0.15, 0.05):
-        k = choose_split([1e3], energy_budget_j=budget, **HAND_SPLIT)
+        k = choose_split(_link([1e3]), energy_budget_j=budget, **HAND_SPLIT)
         np.testing.assert_array_equal(k, [0])
-    per_device = choose_split([1e3, 1e3], energy_budget_j=[0.15, 0.3], **HAND_SPLIT)
+    per_device = choose_split(_link([1e3, 1e3]), energy_budget_j=[0.15, 0.3], **HAND_SPLIT)
     np.testing.assert_array_equal(per_device, [0, 2])
     with pytest.raises(ValueError, match="objective"):
-        choose_split([1e3], objective="accuracy", **HAND_SPLIT)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="rate_bps"):
-        choose_split([-1.0], **HAND_SPLIT)
+        choose_split(_link([1e3]), objective="accuracy", **HAND_SPLIT)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="same non-zero length"):
+        choose_split(_link([1e3]), **{**HAND_SPLIT, "activation_bytes": [1, 2]})
 
 
 def test_choose_split_counts_whole_slots() -> None:
     # 1 Mbit/s, 1 ms slots: 264 B = 2.1 ms -> 3 slots, 40 B = 0.32 ms -> 1 slot, 520 B -> 5 slots
     args = {**HAND_SPLIT, "activation_bytes": [264, 520, 40], "device_macs_cum": [0, 0, 0]}
-    k = choose_split([1e6], objective="energy", slot_s=1e-3, **args)
+    k = choose_split(_link([1e6], tx_draw_w=12.5, slot_s=1e-3), objective="energy", **args)
     np.testing.assert_array_equal(k, [2])
     # at 100 Mbit/s all three fit one slot: equal airtime, the tie goes to k = 0
-    np.testing.assert_array_equal(choose_split([1e8], slot_s=1e-3, **args), [0])
-    # slotted energy is transmit power (1e-4 J/B x 1 Mbit/s / 8 = 12.5 W) x whole slots:
-    # k = 0 costs 3 slots = 37.5 mJ; a 40 mJ budget with k = 2 made expensive keeps k = 0
+    np.testing.assert_array_equal(choose_split(_link([1e8], slot_s=1e-3), **args), [0])
+    # slotted energy is the TX draw (12.5 W) x whole slots: k = 0 costs 3 slots = 37.5 mJ,
+    # k = 1 62.5 mJ; a 40 mJ budget with k = 2 made expensive keeps k = 0
     pricey = {**args, "device_macs_cum": [0, 0, 10**9]}
-    k = choose_split([1e6], objective="latency", energy_budget_j=0.04, slot_s=1e-3, **pricey)
+    link = _link([1e6], tx_draw_w=12.5, slot_s=1e-3)
+    k = choose_split(link, objective="latency", energy_budget_j=0.04, **pricey)
     np.testing.assert_array_equal(k, [0])
-    with pytest.raises(ValueError, match="slot_s"):
-        choose_split([1e6], slot_s=0.0, **args)
 
 
 def test_split_k_distribution() -> None:

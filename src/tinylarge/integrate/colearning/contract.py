@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinylarge.data.partition import Partition
-from tinylarge.net.link import airtime_s
+from tinylarge.net.mean_rate import MeanRateLink
 from tinylarge.net.overhead import ProtocolOverhead
 
 FloatArray = npt.NDArray[np.float64]
@@ -112,18 +112,15 @@ class SecurityLedger:
 
 
 @dataclass(frozen=True, eq=False)
-class LinkBudget:
-    """Each device's link to the server, at its mean SNR, and its radio and compute power.
+class LinkBudget(MeanRateLink):
+    """Each device's mean-rate link to the server (`tinylarge.net.mean_rate.MeanRateLink`),
+    its compute power and the protocol layer its messages go through.
 
     Attributes
     ----------
-    uplink_bps, downlink_bps : ndarray of float64, shape (n_devices,)
-        Whole-band rate at the device's mean SNR (0: out of range), bit/s.
-    slot_s : float
-        Scheduling slot; airtime is charged in whole slots (`tinylarge.net.link.airtime_s`).
-    tx_draw_w, rx_power_w : float
-        Power the device draws while transmitting (TX power / PA efficiency + circuit) and
-        receiving, W (`tinylarge.net.energy.RadioEnergyModel`).
+    uplink_bps, downlink_bps, slot_s, tx_draw_w, rx_power_w
+        The link, as in `MeanRateLink`: whole-band rates at the mean SNR (bit/s, 0 out of
+        range), the slot (s) and the radio's TX draw and RX power (W).
     joules_per_mac : float
         The device MCU's energy per MAC of the int8 tiny model (its measured footprint), J.
     overhead : ProtocolOverhead
@@ -134,37 +131,36 @@ class LinkBudget:
     ``ledger`` keeps the running totals of what ``overhead`` added.
     """
 
-    uplink_bps: FloatArray
-    downlink_bps: FloatArray
-    slot_s: float
-    tx_draw_w: float
-    rx_power_w: float
     joules_per_mac: float
     overhead: ProtocolOverhead = field(default_factory=ProtocolOverhead)
     ledger: SecurityLedger = field(init=False, repr=False)
     _session_open: npt.NDArray[np.bool_] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        up, down = np.asarray(self.uplink_bps), np.asarray(self.downlink_bps)
-        if up.ndim != 1 or up.shape != down.shape:
-            raise ValueError("uplink_bps and downlink_bps must be 1-D arrays of equal length")
-        if (up < 0).any() or (down < 0).any() or not (np.isfinite(up).all()):
-            raise ValueError("link rates must be finite and >= 0")
-        for name in ("slot_s", "tx_draw_w", "rx_power_w", "joules_per_mac"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0) or (name == "slot_s" and value == 0):
-                raise ValueError(f"{name} must be finite and >= 0 (slot_s > 0), got {value}")
+        super().__post_init__()
+        if not (np.isfinite(self.joules_per_mac) and self.joules_per_mac >= 0):
+            raise ValueError(f"joules_per_mac must be finite and >= 0, got {self.joules_per_mac}")
         object.__setattr__(self, "ledger", SecurityLedger())
-        object.__setattr__(self, "_session_open", np.zeros(up.size, dtype=np.bool_))
+        object.__setattr__(self, "_session_open", np.zeros(self.n_devices, dtype=np.bool_))
 
-    @property
-    def n_devices(self) -> int:
-        return int(np.asarray(self.uplink_bps).size)
-
-    @property
-    def reachable(self) -> npt.NDArray[np.bool_]:
-        """Devices that can both send and receive (rates > 0), shape (n_devices,)."""
-        return (np.asarray(self.uplink_bps) > 0) & (np.asarray(self.downlink_bps) > 0)
+    @classmethod
+    def over(
+        cls,
+        link: MeanRateLink,
+        *,
+        joules_per_mac: float,
+        overhead: ProtocolOverhead | None = None,
+    ) -> LinkBudget:
+        """A budget over ``link`` (e.g. `MeanRateLink.of_cells`), with fresh sessions."""
+        return cls(
+            link.uplink_bps,
+            link.downlink_bps,
+            link.slot_s,
+            link.tx_draw_w,
+            link.rx_power_w,
+            joules_per_mac=joules_per_mac,
+            overhead=overhead or ProtocolOverhead(),
+        )
 
     def traffic(
         self,
@@ -214,9 +210,9 @@ class LinkBudget:
             self.ledger.handshake_bytes += sessions * (ov.session_up_bytes + ov.session_down_bytes)
             self.ledger.overhead_bytes += int(header_b.sum())
             self.ledger.crypto_energy_j += float(crypto.sum())
-        up_air = airtime_s(8.0 * up_b, np.asarray(self.uplink_bps)[dev], self.slot_s)
-        down_air = airtime_s(8.0 * down_b, np.asarray(self.downlink_bps)[dev], self.slot_s)
-        energy = self.tx_draw_w * up_air + self.rx_power_w * down_air + crypto
+        up_air, up_j = self.send(up_b, dev)
+        down_air, down_j = self.receive(down_b, dev)
+        energy = up_j + down_j + crypto
         return Traffic(
             bytes_up=round(float(up_b.sum())),
             bytes_down=round(float(down_b.sum())),

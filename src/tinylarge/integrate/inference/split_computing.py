@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from tinylarge.integrate.inference.contract import Decision, Policy, Trace, check_request
 from tinylarge.models.blocks import BlockModel
-from tinylarge.net.link import airtime_s
+from tinylarge.net.mean_rate import MeanRateLink
 
 #: Per-sample header on air, bytes: float32 scale (4 B) + float32 offset ``lo`` (4 B).
 QUANT_HEADER_BYTES = 4 + 4
@@ -254,48 +254,41 @@ def cumulative_macs(macs_per_block: npt.ArrayLike) -> IntArray:
 
 
 def choose_split(
-    rate_bps: npt.ArrayLike,
+    link: MeanRateLink,
     *,
     device_macs_cum: npt.ArrayLike,
     activation_bytes: npt.ArrayLike,
     mcu_cycles_per_mac: float,
     mcu_clock_hz: float,
     mcu_power_w: float,
-    tx_energy_j_per_byte: npt.ArrayLike,
     objective: Literal["latency", "energy"] = "latency",
     energy_budget_j: npt.ArrayLike | None = None,
-    slot_s: float | None = None,
 ) -> IntArray:
     """Pick each device's split point, minimising device compute + upload latency or energy.
 
-    For device ``d`` and split ``k``: compute time ``t_c = macs[k] x cycles_per_mac / clock``,
-    upload time ``t_u = bytes[k] x 8 / rate[d]``; latency = ``t_c + t_u``; energy = ``power x
-    t_c + tx_energy_j_per_byte[d] x bytes[k]``. With ``slot_s`` the upload takes whole slots
-    (`tinylarge.net.airtime_s`, as the network charges it) and its energy is the transmit power
-    (``tx_energy_j_per_byte x rate / 8``) over that slotted time: a smaller activation then only
-    pays when it saves a slot. Edge compute and queueing are not part of the choice.
-    With a budget, only splits whose energy fits it are eligible; a device for which none fits
-    gets its least-energy split. A device with rate 0 gets the split that sends fewest bytes.
-    Ties go to the smaller ``k``.
+    For device ``d`` and split ``k``: compute time ``t_c = macs[k] x cycles_per_mac / clock``;
+    the upload of ``bytes[k]`` at the device's mean uplink rate takes whole slots and costs the
+    radio's TX draw over them (``link.send``, `tinylarge.net.mean_rate`, as the network charges
+    it: a smaller activation only pays when it saves a slot); latency = ``t_c`` + upload time,
+    energy = ``power x t_c`` + upload energy. Edge compute and queueing are not part of the
+    choice. With a budget, only splits whose energy fits it are eligible; a device for which
+    none fits gets its least-energy split. A device with uplink rate 0 gets the split that
+    sends fewest bytes. Ties go to the smaller ``k``.
 
     Parameters
     ----------
-    rate_bps : array_like, shape (n_devices,)
-        Uplink rates, bit/s (>= 0).
+    link : MeanRateLink
+        Every device's mean-rate link (its uplink rate, the slot and the TX draw are used).
     device_macs_cum : array_like, shape (K,)
         Device MACs at each split point (see `cumulative_macs`).
     activation_bytes : array_like, shape (K,)
         Bytes sent at each split point (see `activation_bytes_per_split`).
     mcu_cycles_per_mac, mcu_clock_hz, mcu_power_w : float
         The device MCU: cycles per MAC, clock (Hz), active power (W).
-    tx_energy_j_per_byte : float or array_like, shape (n_devices,)
-        Radio energy per uplink byte, J/B.
     objective : {"latency", "energy"}
         What to minimise.
     energy_budget_j : float or array_like, shape (n_devices,), optional
         Per-inference device energy budget, J.
-    slot_s : float, optional
-        Scheduling slot, s (> 0); uploads are rounded up to whole slots.
 
     Returns
     -------
@@ -303,33 +296,19 @@ def choose_split(
     """
     if objective not in ("latency", "energy"):
         raise ValueError(f"objective must be 'latency' or 'energy', got {objective!r}")
-    rate = np.atleast_1d(np.asarray(rate_bps, dtype=np.float64))
     macs = np.asarray(device_macs_cum, dtype=np.float64)
     size = np.asarray(activation_bytes, dtype=np.float64)
-    if rate.ndim != 1 or macs.ndim != 1 or macs.shape != size.shape or macs.size == 0:
+    if macs.ndim != 1 or macs.shape != size.shape or macs.size == 0:
         raise ValueError(
-            "rate_bps must be 1-D and device_macs_cum, activation_bytes 1-D of the same "
-            f"non-zero length; got shapes {rate.shape}, {macs.shape}, {size.shape}"
+            "device_macs_cum and activation_bytes must be 1-D of the same non-zero length; got "
+            f"shapes {macs.shape}, {size.shape}"
         )
-    if np.any(~np.isfinite(rate) | (rate < 0)):
-        raise ValueError("rate_bps must be finite and >= 0")
     if min(mcu_cycles_per_mac, mcu_clock_hz, mcu_power_w) <= 0:
         raise ValueError("mcu_cycles_per_mac, mcu_clock_hz and mcu_power_w must be > 0")
-    tx_j = np.broadcast_to(np.asarray(tx_energy_j_per_byte, dtype=np.float64), rate.shape)
+    rate = np.asarray(link.uplink_bps)
     compute_s = macs * mcu_cycles_per_mac / mcu_clock_hz  # (K,)
-    with np.errstate(divide="ignore"):
-        upload_s = size[None, :] * 8.0 / rate[:, None]  # (n, K), inf where rate == 0
-    radio_j = tx_j[:, None] * size[None, :]
-    if slot_s is not None:
-        if not slot_s > 0:
-            raise ValueError(f"slot_s must be > 0, got {slot_s}")
-        slotted = airtime_s(8.0 * size[None, :], rate[:, None], slot_s)
-        upload_s = np.where(rate[:, None] > 0, slotted, np.inf)
-        power_w = tx_j * rate / 8.0  # (n,)
-        radio_j = np.where(
-            rate[:, None] > 0, power_w[:, None] * np.where(rate[:, None] > 0, slotted, 0.0), 0.0
-        )
-    energy_j = mcu_power_w * compute_s[None, :] + radio_j
+    upload_s, upload_j = link.send(size[None, :], np.arange(rate.size)[:, None])  # (n, K)
+    energy_j = mcu_power_w * compute_s[None, :] + np.where(rate[:, None] > 0, upload_j, 0.0)
     cost = compute_s[None, :] + upload_s if objective == "latency" else energy_j
     if energy_budget_j is not None:
         budget = np.broadcast_to(np.asarray(energy_budget_j, dtype=np.float64), rate.shape)
