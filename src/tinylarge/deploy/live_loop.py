@@ -3,17 +3,17 @@ model, pushed to the devices as a signed bundle.
 
 Every frame the server answers is kept with the large model's logits (soft targets) and class
 (hard label). Each ``update_every`` new frames, a worker thread distils a copy of the current
-tiny model on everything gathered (`tinylarge.tiny.distill`, the simulator's closed-loop step),
-quantizes it (`tinylarge.tiny.quantize`), and signs it as the next version
-(`tinylarge.secure.bundle`); the server publishes it retained, so a device that connects later
-still gets it. Serving never waits for training. What must survive a restart is on disk in
-``state_dir``: the gathered frames and logits (``labels.npz``) and the last version pushed
-(``bundle_version``), so versions only ever grow (devices refuse a rollback).
+tiny model on everything gathered and quantizes it
+(`tinylarge.integrate.colearning.model_update.next_tiny_model`, the simulator's closed-loop
+step), and signs it as the next version (`tinylarge.secure.bundle`); the server publishes it
+retained, so a device that connects later still gets it. Serving never waits for training.
+What must survive a restart is on disk in ``state_dir``: the gathered frames and logits
+(``labels.npz``) and the last version pushed (``bundle_version``), so versions only ever grow
+(devices refuse a rollback).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -22,11 +22,10 @@ import numpy.typing as npt
 from torch import nn
 
 from tinylarge.config.training_config import TrainingSpec
+from tinylarge.integrate.colearning.model_update import next_tiny_model
 from tinylarge.secure.bundle import sign_bundle
 from tinylarge.secure.identity import Identity
-from tinylarge.tiny.distill import distill
 from tinylarge.tiny.model_file import to_bytes
-from tinylarge.tiny.quantize import quantize_model
 
 LABELS_FILE, VERSION_FILE = "labels.npz", "bundle_version"
 
@@ -115,22 +114,20 @@ class LiveLoop:
         x, logits = np.concatenate(self.x), np.concatenate(self.logits)
         self.x, self.logits = [x], [logits]
         self.save()
-        student = copy.deepcopy(self.tiny)
         version = self.version + 1
-        distill(
-            student,
-            student,  # unused: the teacher's logits are given
+        # calibrated on the frames devices offload: what the next model will be unsure about
+        student, model = next_tiny_model(
+            self.tiny,
             x,
             logits.argmax(1).astype(np.int64),
+            logits,
             self.spec,
             temperature=self.temperature,
             alpha=self.alpha,
             seed=self.seed + version,
-            teacher_logits=logits,
+            calibration_x=x[: self.calibration_samples],
+            class_names=self.class_names,
         )
-        # calibrated on the frames devices offload: what the next model will be unsure about
-        calibration = x[: self.calibration_samples]
-        model = quantize_model(student.eval(), calibration, self.class_names)
         bundle = sign_bundle(to_bytes(model), version, self.target, self.identity)
         (self.state_dir / VERSION_FILE).write_text(str(version))
         self.version, self.tiny = version, student

@@ -16,12 +16,10 @@ from tinylarge.integrate.colearning.closed_loop import (
     ClosedLoop,
     UpdateChannel,
     exclude_samples,
-    max_softmax,
     reaches_accuracy,
-    threshold_for_accuracy,
-    threshold_for_offload,
 )
 from tinylarge.integrate.colearning.contract import FederatedData, LinkBudget
+from tinylarge.integrate.inference.confidence import threshold_for_accuracy
 from tinylarge.models.registry import build_model
 from tinylarge.models.training import train
 from tinylarge.secure import BadSignature, Identity, Rollback
@@ -32,35 +30,16 @@ from tinylarge.tiny.mcu import MCU_PROFILES
 from tinylarge.tiny.model_file import to_bytes
 
 
-def test_threshold_for_offload_sends_the_least_confident() -> None:
-    conf = np.array([0.9, 0.2, 0.5, 0.7])
-    t = threshold_for_offload(conf, 0.5)
-    assert (conf < t).tolist() == [False, True, True, False]
-    assert threshold_for_offload(conf, 0.0) == 0.0 and threshold_for_offload(conf, 1.0) > 1
-
-
-def test_threshold_for_accuracy_offloads_as_little_as_reaches_the_target() -> None:
+def test_the_loop_flags_a_threshold_that_misses_its_target() -> None:
     conf = np.array([0.1, 0.2, 0.3, 0.4])
     tiny_ok = np.array([False, False, True, True])
     large_ok = np.array([True, True, True, False])
-    # offloading j least confident: j=0 -> 2/4, j=1 -> 3/4, j=2 -> 4/4, j=4 -> 3/4
-    t = threshold_for_accuracy(conf, tiny_ok, large_ok, 0.75)
-    assert (conf < t).sum() == 1
-    t = threshold_for_accuracy(conf, tiny_ok, large_ok, 1.0)
-    assert (conf < t).sum() == 2
-    t = threshold_for_accuracy(conf, tiny_ok, large_ok, 1.01)  # unreachable: most accurate
-    assert (conf < t).sum() == 2
-    # ... and the loop can tell, to flag the round (issue 13)
+    # offloading the j least confident: j=0 -> 2/4, j=1 -> 3/4, j=2 -> 4/4, j=4 -> 3/4
     assert reaches_accuracy(conf, tiny_ok, large_ok, threshold_for_accuracy(
         conf, tiny_ok, large_ok, 0.75), 0.75)  # fmt: skip
-    assert not reaches_accuracy(conf, tiny_ok, large_ok, t, 1.01)
+    assert reaches_accuracy(conf, tiny_ok, large_ok, 0.3, 1.0)  # offloads 2: 4/4
     assert not reaches_accuracy(conf, tiny_ok, large_ok, 0.0, 0.75)  # offloads none: 2/4
-
-
-def test_max_softmax_matches_torch() -> None:
-    z = np.random.default_rng(0).normal(size=(5, 3)) * 10
-    expected = torch.softmax(torch.from_numpy(z), dim=1).max(dim=1).values.numpy()
-    np.testing.assert_allclose(max_softmax(z), expected, rtol=1e-12)
+    assert not reaches_accuracy(conf, tiny_ok, large_ok, np.inf, 1.0)  # offloads all: 3/4
 
 
 def test_exclude_samples_keeps_devices_and_order() -> None:

@@ -102,7 +102,9 @@ def test_accuracy_threshold_hand_example() -> None:
     large = np.array([True, False, True, True])
     assert threshold_for_accuracy(conf, tiny, large, 0.5) == 0.1  # tiny alone: 2/4
     assert threshold_for_accuracy(conf, tiny, large, 0.75) == 0.2  # offload sample 0: 3/4
-    assert threshold_for_accuracy(conf, tiny, large, 1.0) == math.inf  # unreachable: all
+    # 1.0 is unreachable: the most accurate threshold (3/4), the one offloading fewest, not
+    # offloading everything (also 3/4, with every sample on air)
+    assert threshold_for_accuracy(conf, tiny, large, 1.0) == 0.2
 
 
 def test_accuracy_threshold_matches_brute_force() -> None:
@@ -114,8 +116,45 @@ def test_accuracy_threshold_matches_brute_force() -> None:
     accuracy = np.array([np.where(conf < t, large, tiny).mean() for t in candidates])
     for target in (0.5, 0.65, 0.7, 0.75, 0.8):
         reached = candidates[accuracy >= target - 1e-12]
-        expected = reached[0] if reached.size else math.inf
+        expected = reached[0] if reached.size else candidates[np.argmax(accuracy)]
         assert threshold_for_accuracy(conf, tiny, large, target) == expected
+    assert accuracy.max() < 0.95  # ... and a target none reaches: the most accurate
+    assert threshold_for_accuracy(conf, tiny, large, 0.95) == candidates[np.argmax(accuracy)]
+
+
+def test_unreachable_accuracy_keeps_what_the_tiny_model_gets_right() -> None:
+    # The large model is wrong where the tiny model is right (samples 2 and 3): no threshold
+    # reaches 1.0; offloading sample 0 gives 3/4, offloading everything only 1/4.
+    conf = np.array([0.1, 0.2, 0.3, 0.4])
+    tiny = np.array([False, False, True, True])
+    large = np.array([True, False, False, False])
+    assert threshold_for_accuracy(conf, tiny, large, 1.0) == 0.2  # the first of the 3/4s
+    assert np.where(conf < 0.2, large, tiny).mean() == 0.75
+    assert np.where(conf < math.inf, large, tiny).mean() == 0.25
+
+
+def test_tied_confidences_fall_on_the_same_side() -> None:
+    # Samples 0 and 3 tie at 0.5: a threshold offloads both or neither. The achievable offload
+    # counts are 0, 1 (threshold 0.5), 3 (0.9) and 4; a target of 2 is as near to 1 as to 3:
+    # the lower count.
+    conf = np.array([0.5, 0.1, 0.9, 0.5])
+    threshold = threshold_for_offload_fraction(conf, 0.5)
+    assert threshold == 0.5 and (conf < threshold).sum() == 1
+    # Offloading samples 1 and 0 would be right everywhere, but no threshold splits the tie:
+    # the best achievable is 3/4 (offload sample 1), so 1.0 is unreachable.
+    tiny = np.array([False, False, True, True])
+    large = np.array([True, True, False, False])
+    assert threshold_for_accuracy(conf, tiny, large, 0.75) == 0.5
+    assert threshold_for_accuracy(conf, tiny, large, 1.0) == 0.5
+    assert np.where(conf < 0.5, large, tiny).mean() == 0.75
+
+
+def test_max_softmax_matches_torch() -> None:
+    import torch
+
+    z = np.random.default_rng(0).normal(size=(5, 3)) * 10
+    expected = torch.softmax(torch.from_numpy(z), dim=1).max(dim=1).values.numpy()
+    np.testing.assert_allclose(max_softmax(z), expected, rtol=1e-12)
 
 
 def test_accuracy_threshold_bad_arguments() -> None:

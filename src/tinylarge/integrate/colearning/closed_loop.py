@@ -45,12 +45,18 @@ from tinylarge.integrate.colearning.contract import (
     LinkBudget,
     RoundRecord,
 )
+from tinylarge.integrate.colearning.model_update import next_tiny_model
+from tinylarge.integrate.inference.confidence import (
+    max_softmax,
+    threshold_for_accuracy,
+    threshold_for_offload_fraction,
+)
 from tinylarge.models.evaluation import predict_logits
-from tinylarge.tiny.distill import distill
+from tinylarge.tiny import runtime
 from tinylarge.tiny.graph import TinyModel
 from tinylarge.tiny.model_file import to_bytes
 from tinylarge.tiny.quantize import quantize_model
-from tinylarge.tiny.runtime import run as run_int8
+from tinylarge.validation import check_int
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -75,71 +81,6 @@ class UpdateChannel(Protocol):
     def install_energy_j(self, update_bytes: int) -> float:
         """A device's energy to check a package of an ``update_bytes`` update, J."""
         ...
-
-
-def max_softmax(logits: npt.ArrayLike) -> FloatArray:
-    """Max-softmax confidence of each row, float64 (n,)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return np.asarray((p / p.sum(axis=1, keepdims=True)).max(axis=1))
-
-
-def _cascade_accuracy_curve(
-    confidence: FloatArray, tiny_correct: BoolArray, large_correct: BoolArray
-) -> tuple[FloatArray, FloatArray]:
-    """Confidences sorted ascending and the system accuracy when the ``j`` least confident
-    frames are offloaded, for ``j = 0 .. n`` (shape (n + 1,))."""
-    order = np.argsort(confidence, kind="stable")
-    conf = confidence[order]
-    tiny, large = tiny_correct[order].astype(np.int64), large_correct[order].astype(np.int64)
-    n = conf.size
-    offloaded_right = np.concatenate([[0], np.cumsum(large)])
-    kept_right = tiny.sum() - np.concatenate([[0], np.cumsum(tiny)])
-    return conf, (offloaded_right + kept_right) / max(n, 1)
-
-
-def _threshold_at(conf_sorted: FloatArray, j: int) -> float:
-    """A threshold that offloads (``confidence < threshold``) the ``j`` least confident."""
-    if j <= 0:
-        return 0.0
-    if j >= conf_sorted.size:
-        return float("inf")
-    return float(0.5 * (conf_sorted[j - 1] + conf_sorted[j]))
-
-
-def threshold_for_offload(confidence: npt.ArrayLike, fraction: float) -> float:
-    """Threshold that offloads ``fraction`` of the frames (the least confident)."""
-    conf = np.sort(np.asarray(confidence, dtype=np.float64))
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"offload fraction must lie in [0, 1], got {fraction}")
-    return _threshold_at(conf, round(fraction * conf.size))
-
-
-def threshold_for_accuracy(
-    confidence: npt.ArrayLike,
-    tiny_correct: npt.ArrayLike,
-    large_correct: npt.ArrayLike,
-    target_accuracy: float,
-) -> float:
-    """The threshold with the fewest offloads whose system accuracy reaches ``target_accuracy``
-    (on the given frames); the most accurate threshold if none does.
-
-    Parameters
-    ----------
-    confidence : array_like of float, shape (n,)
-        The tiny model's confidence per frame; frames below the threshold are offloaded.
-    tiny_correct, large_correct : array_like of bool, shape (n,)
-        Whether each model answers the frame right.
-    """
-    conf = np.asarray(confidence, dtype=np.float64)
-    tiny, large = np.asarray(tiny_correct, bool), np.asarray(large_correct, bool)
-    if not conf.shape == tiny.shape == large.shape or conf.ndim != 1:
-        raise ValueError("confidence, tiny_correct and large_correct must be 1-D of equal length")
-    conf_sorted, acc = _cascade_accuracy_curve(conf, tiny, large)
-    reaching = np.flatnonzero(acc >= target_accuracy - 1e-12)
-    j = int(reaching[0]) if reaching.size else int(np.argmax(acc))
-    return _threshold_at(conf_sorted, j)
 
 
 def reaches_accuracy(
@@ -242,8 +183,7 @@ class ClosedLoop(CoLearning):
             ("calibration_samples", calibration_samples),
             ("forward_macs", forward_macs),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, value, 1)
         if not 0.0 <= target_offload <= 1.0 or not 0.0 < validation_fraction < 1.0:
             raise ValueError(
                 f"target_offload must lie in [0, 1] and validation_fraction in (0, 1), got "
@@ -289,19 +229,19 @@ class ClosedLoop(CoLearning):
         )
         self.gathered_idx = np.zeros(0, dtype=np.int64)
         self.gathered_logits = np.zeros((0, self.data.num_classes), dtype=np.float32)
-        self.int8 = self._quantize(self.tiny_float)
+        self.int8 = quantize_model(self.tiny_float, self._calibration(), self.class_names)
         conf, tiny_ok = self._confidence(self.int8, self.server_val)
-        self.threshold = threshold_for_offload(conf, self.target_offload)
+        self.threshold = threshold_for_offload_fraction(conf, self.target_offload)
         offload = conf < self.threshold
         self.target_accuracy = float(np.where(offload, self.large_val_correct, tiny_ok).mean())
         self._started = True
 
-    def _quantize(self, model: nn.Module) -> TinyModel:
-        calibration = self.data.x_train[self.server_train[: self.calibration_samples]]
-        return quantize_model(model, calibration, self.class_names)
+    def _calibration(self) -> np.ndarray:
+        """Server frames that calibrate each int8 quantization."""
+        return self.data.x_train[self.server_train[: self.calibration_samples]]
 
     def _int8_logits(self, model: TinyModel, x: np.ndarray) -> np.ndarray:
-        out = run_int8(model, model.quantize_input(x), arithmetic="tflm")
+        out = runtime.run(model, model.quantize_input(x), arithmetic="tflm")
         return model.dequantize_output(out).reshape(len(x), -1)
 
     def _confidence(self, model: TinyModel, idx: IntArray) -> tuple[FloatArray, BoolArray]:
@@ -311,25 +251,23 @@ class ClosedLoop(CoLearning):
     def _update(self, number: int) -> tuple[int, float]:
         """Distil, quantize and choose the threshold of the next model; the bytes each device
         receives and the energy each spends checking them (J)."""
-        student = copy.deepcopy(self.tiny_float)
         idx = np.concatenate([self.server_train, self.gathered_idx])
         teacher = np.concatenate([self.large_train_logits, self.gathered_logits])
         labels = np.concatenate(
             [self.data.y_train[self.server_train], self.gathered_logits.argmax(1)]
         ).astype(np.int64)  # gathered frames carry the large model's label, not the truth
-        distill(
-            student,
-            self.large,
+        self.tiny_float, self.int8 = next_tiny_model(
+            self.tiny_float,
             self.data.x_train[idx],
             labels,
+            teacher,
             self.spec,
             temperature=self.temperature,
             alpha=self.alpha,
             seed=self.seed + number,
-            teacher_logits=teacher,
+            calibration_x=self._calibration(),
+            class_names=self.class_names,
         )
-        self.tiny_float = student
-        self.int8 = self._quantize(student)
         conf, tiny_ok = self._confidence(self.int8, self.server_val)
         self.threshold = threshold_for_accuracy(
             conf, tiny_ok, self.large_val_correct, self.target_accuracy

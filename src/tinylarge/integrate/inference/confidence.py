@@ -141,9 +141,9 @@ def threshold_for_accuracy(
     ``large_correct[i]`` if offloaded else ``tiny_correct[i]``. Among the candidate thresholds
     of `threshold_for_offload_fraction` (ties on the same side), the one offloading the
     fewest validation samples with accuracy ``>= target_accuracy`` (up to 1e-12) is returned.
-    If no threshold reaches the target, ``inf`` (offload everything) is returned: the
-    target is unreachable and the large model is taken as the best available answer. Check
-    the achieved accuracy on validation when the target may be unreachable.
+    If no threshold reaches the target, the most accurate one is returned (the fewest
+    offloads among equals): it is at least as accurate as offloading everything and offloads
+    no more. Check the achieved accuracy on validation when the target may be unreachable.
 
     Parameters
     ----------
@@ -157,7 +157,7 @@ def threshold_for_accuracy(
     Returns
     -------
     float
-        The threshold: a validation confidence value, or ``inf``.
+        The threshold: a validation confidence value, or ``inf`` to offload everything.
     """
     conf = _check_confidence(confidence)
     tiny = np.asarray(tiny_correct)
@@ -174,4 +174,5 @@ def threshold_for_accuracy(
     thresholds, counts = _cut_points(conf)
     accuracy = (int(tiny.sum()) + gain[counts]) / conf.size
     reached = np.flatnonzero(accuracy >= target_accuracy - 1e-12)
-    return float(thresholds[reached[0]]) if reached.size else float("inf")
+    best = int(reached[0]) if reached.size else int(np.argmax(accuracy))  # argmax: first
+    return float(thresholds[best])

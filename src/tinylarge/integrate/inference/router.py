@@ -43,6 +43,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 from tinylarge.errors import CannotFitError
+from tinylarge.integrate.inference.confidence import softmax
 from tinylarge.integrate.inference.contract import (
     Decision,
     NotFittedError,
@@ -56,14 +57,6 @@ FEATURE_MACS_PER_CLASS = 4
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-
-
-def softmax(logits: npt.ArrayLike) -> FloatArray:
-    """Row-wise softmax of ``logits`` of shape (n, C), in float64 (numerically stable)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    out: FloatArray = z / z.sum(axis=1, keepdims=True)
-    return out
 
 
 def logit_features(logits: npt.ArrayLike, snr_db: npt.ArrayLike | None = None) -> FloatArray:
