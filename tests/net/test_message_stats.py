@@ -90,3 +90,15 @@ def test_merged_parts_summarise_like_the_whole() -> None:
         replace(result, **{f: getattr(result, f)[:0] for f in result.__dataclass_fields__})
     )
     assert empty.summary()["latency_s"]["p99"] is None and empty.summary()["messages"] == 0
+
+
+def test_percentile_summary_is_numpys_linear_percentile() -> None:
+    from tinylarge.net.message_stats import percentile_summary
+
+    values = np.random.default_rng(1).exponential(size=101)
+    summary = percentile_summary(values)
+    assert list(summary) == ["p50", "p95", "p99"]
+    for key, q in (("p50", 50), ("p95", 95), ("p99", 99)):
+        assert summary[key] == float(np.percentile(values, q))
+    assert percentile_summary(np.zeros(0)) == {"p50": None, "p95": None, "p99": None}
+    assert percentile_summary([1.0, 3.0], (50, 99)) == {"p50": 2.0, "p99": pytest.approx(2.98)}

@@ -27,6 +27,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from tinylarge.validation import check_int
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int32]
@@ -96,7 +98,7 @@ def site_positions_m(
     -------
     x_m, y_m : numpy.ndarray of float64, shape (n_cells,)
     """
-    _check_int("n_cells", n_cells, 1)
+    check_int("n_cells", n_cells, 1)
     _check_positive("inter_site_distance_m", inter_site_distance_m)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -163,8 +165,8 @@ def drop_devices(
     Topology
         Arrays of length ``n_devices`` (devices) and ``n_cells`` (sites).
     """
-    _check_int("n_devices", n_devices, 1)
-    _check_int("n_cells", n_cells, 1)
+    check_int("n_devices", n_devices, 1)
+    check_int("n_cells", n_cells, 1)
     _check_positive("cell_radius_m", cell_radius_m)
     if not (math.isfinite(min_distance_m) and 0.0 <= min_distance_m < cell_radius_m):
         raise ValueError(
@@ -196,11 +198,6 @@ def drop_devices(
     y = cell_y[cell] + d_2d * np.sin(angle)
     indoor = rng.random(n_devices) < indoor_fraction
     return Topology(x, y, cell, d_2d, heights, indoor, cell_x, cell_y)
-
-
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -9,29 +9,14 @@ Nothing of Ray is re-implemented: scheduling, the object store and worker proces
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from tinylarge.net.shards import ShardRunner
+from tinylarge.ray_cluster import start_ray
 
 T = TypeVar("T")
-
-
-def ensure_ray() -> None:
-    """Join the cluster in ``RAY_ADDRESS`` if set, else start a new local one (all cores);
-    nothing to do inside a Ray task or after an earlier ``ray.init``."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:  # "local": a new cluster, never one `ray start` left behind on this machine
-        ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)  # fmt: skip
 
 
 def ray_runner(
@@ -44,7 +29,7 @@ def ray_runner(
     """
     import ray
 
-    ensure_ray()
+    start_ray(os.environ.get("RAY_ADDRESS"))  # the cluster in RAY_ADDRESS, else a local one
     refs = [ray.put(value) for value in shared]
     remote = ray.remote(num_cpus=1, max_retries=3)(fn)
     return list(ray.get([remote.remote(*refs, *args) for args in per_shard]))

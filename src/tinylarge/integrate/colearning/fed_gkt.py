@@ -58,6 +58,7 @@ from tinylarge.integrate.inference.split_computing import (
 from tinylarge.models.blocks import BlockModel, batch_norm, conv, conv_dims, global_avg_pool
 from tinylarge.models.blocks import max_pool as _max_pool
 from tinylarge.models.tiny_cnn import tiny_cnn
+from tinylarge.validation import check_int
 
 #: Bytes per logit on air (float16), per label (uint8).
 LOGIT_BYTES, LABEL_BYTES = 2, 1
@@ -180,15 +181,6 @@ def _torch_seed(*key: int) -> int:
     return int(np.random.default_rng(list(key)).integers(2**62))
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    number = int(value) if ok else low - 1  # type: ignore[call-overload]
-    if number < low or (high is not None and number > high):
-        allowed = f"in {low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    return number
-
-
 def _tiny(input_shape: tuple[int, ...], num_classes: int, width: int) -> BlockModel:
     model = tiny_cnn(input_shape, num_classes, width=width)
     if not isinstance(model, BlockModel):  # registered builders are typed as nn.Module
@@ -268,24 +260,24 @@ class FedGKT(CoLearning):
             )
         if len(client_widths) == 0:
             raise ValueError("client_widths must hold at least one width, got an empty sequence")
-        self.client_widths = tuple(_check_int("client_widths", w, 1) for w in client_widths)
-        self.feature_blocks = _check_int("feature_blocks", feature_blocks, 1, _TINY_BLOCKS)
-        self.server_width = _check_int("server_width", server_width, 1)
-        self.server_blocks = _check_int("server_blocks", server_blocks, 1)
-        self.clients_per_round = _check_int("clients_per_round", clients_per_round, 1)
-        self.local_epochs = _check_int("local_epochs", local_epochs, 1)
-        self.samples_per_client = _check_int("samples_per_client", samples_per_client, 2)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.server_epochs = _check_int("server_epochs", server_epochs, 1)
+        self.client_widths = tuple(check_int("client_widths", w, 1) for w in client_widths)
+        self.feature_blocks = check_int("feature_blocks", feature_blocks, 1, _TINY_BLOCKS)
+        self.server_width = check_int("server_width", server_width, 1)
+        self.server_blocks = check_int("server_blocks", server_blocks, 1)
+        self.clients_per_round = check_int("clients_per_round", clients_per_round, 1)
+        self.local_epochs = check_int("local_epochs", local_epochs, 1)
+        self.samples_per_client = check_int("samples_per_client", samples_per_client, 2)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.server_epochs = check_int("server_epochs", server_epochs, 1)
         self.lr = _check_float("lr", lr, positive=True)
         self.temperature = _check_float("temperature", temperature, positive=True)
         self.beta = _check_float("beta", beta, positive=False)
         self.feature_bits = (
             None
             if feature_bits is None
-            else _check_int("feature_bits", feature_bits, MIN_BITS, MAX_BITS)
+            else check_int("feature_bits", feature_bits, MIN_BITS, MAX_BITS)
         )
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0)
         if links.n_devices != data.n_devices:
             raise ValueError(f"links has {links.n_devices} devices but data has {data.n_devices}")
         if not 2 <= data.num_classes <= 256:
@@ -399,7 +391,7 @@ class FedGKT(CoLearning):
         ``compute_energy_j`` (training + upload forward pass, all clients, J; included in
         ``device_energy_j`` with the radio energy of `LinkBudget.traffic`).
         """
-        number = _check_int("number", number, 1)
+        number = check_int("number", number, 1)
         rng = np.random.default_rng([self.seed, number])
         k = min(self.clients_per_round, self.eligible.size)
         clients = np.sort(rng.choice(self.eligible, size=k, replace=False)).astype(np.int64)

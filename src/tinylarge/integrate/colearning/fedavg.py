@@ -36,6 +36,7 @@ from tinylarge.integrate.colearning.local_training import load_state, local_trai
 from tinylarge.integrate.colearning.update_compression import make_compressor, state_bytes
 from tinylarge.integrate.inference.split_computing import module_macs
 from tinylarge.models.evaluation import predict_logits
+from tinylarge.validation import check_int
 
 IntArray = npt.NDArray[np.int64]
 State = dict[str, torch.Tensor]
@@ -88,11 +89,6 @@ def client_sample_indices(
             repeats = -(-samples // own.size)
             rows[row] = np.concatenate([rng.permutation(own) for _ in range(repeats)])[:samples]
     return rows
-
-
-def _positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 class FedAvg(CoLearning):
@@ -179,7 +175,7 @@ class FedAvg(CoLearning):
             ("samples_per_client", samples_per_client),
             ("batch_size", batch_size),
         ):
-            _positive_int(name, value)
+            check_int(name, value, 1)
         if not lr > 0 or not mu >= 0:
             raise ValueError(f"lr must be > 0 and mu >= 0, got lr={lr}, mu={mu}")
         if not 0 < lr_decay <= 1 or not 0 <= server_momentum < 1:

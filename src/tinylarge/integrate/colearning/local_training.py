@@ -231,37 +231,58 @@ def local_train_batched(
     chunks: list[tuple[State, State]] = []
     for first in range(0, n_clients, chunk_clients):
         clients = slice(first, min(first + chunk_clients, n_clients))
-        n = clients.stop - clients.start
-        params = {k: v.expand(n, *v.shape).clone() for k, v in global_params.items()}
-        buffers = {k: v.expand(n, *v.shape).clone() for k, v in global_buffers.items()}
-        rows = torch.arange(n)[:, None]
-        xc, yc = x[clients], y[clients]
-        for epoch in range(epochs):
-            for start in range(0, n_samples, batch_size):
-                idx = batches[epoch, clients, start : start + batch_size]
-                for p in params.values():
-                    p.requires_grad_(True)
-                logits = grouped_forward(layers, {**params, **buffers}, xc[rows, idx])
-                # sum over clients of each client's mean loss: client c's gradient is its own
-                loss = (
-                    F.cross_entropy(
-                        logits.reshape(-1, logits.shape[-1]),
-                        yc[rows, idx].reshape(-1),
-                        reduction="sum",
-                    )
-                    / idx.shape[1]
-                )
-                grads = torch.autograd.grad(loss, list(params.values()))
-                with torch.no_grad():
-                    for (key, p), g in zip(params.items(), grads, strict=True):
-                        if mu > 0:
-                            g = g + mu * (p - global_params[key])
-                        params[key] = (p - lr * g).detach()
-        chunks.append((params, buffers))
+        chunk = _train_chunk(
+            layers, global_params, global_buffers, x[clients], y[clients], batches[:, clients],
+            batch_size=batch_size, lr=lr, mu=mu,
+        )  # fmt: skip
+        chunks.append(chunk)
     return (
         {k: torch.cat([c[0][k] for c in chunks]) for k in global_params},
         {k: torch.cat([c[1][k] for c in chunks]) for k in global_buffers},
     )
+
+
+def _train_chunk(
+    layers: list[tuple[str, nn.Module]],
+    global_params: State,
+    global_buffers: State,
+    x: Tensor,
+    y: Tensor,
+    batches: Tensor,
+    *,
+    batch_size: int,
+    lr: float,
+    mu: float,
+) -> tuple[State, State]:
+    """Local SGD of one chunk of clients as one grouped network (`local_train_batched`):
+    ``x`` (clients, samples, ...), ``y`` (clients, samples), ``batches`` (epochs, clients,
+    samples) their batch order; returns their (params, buffers) with a leading client axis."""
+    n, n_samples = y.shape
+    params = {k: v.expand(n, *v.shape).clone() for k, v in global_params.items()}
+    buffers = {k: v.expand(n, *v.shape).clone() for k, v in global_buffers.items()}
+    rows = torch.arange(n)[:, None]
+    for epoch in range(batches.shape[0]):
+        for start in range(0, n_samples, batch_size):
+            idx = batches[epoch, :, start : start + batch_size]
+            for p in params.values():
+                p.requires_grad_(True)
+            logits = grouped_forward(layers, {**params, **buffers}, x[rows, idx])
+            # sum over clients of each client's mean loss: client c's gradient is its own
+            loss = (
+                F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]),
+                    y[rows, idx].reshape(-1),
+                    reduction="sum",
+                )
+                / idx.shape[1]
+            )
+            grads = torch.autograd.grad(loss, list(params.values()))
+            with torch.no_grad():
+                for (key, p), g in zip(params.items(), grads, strict=True):
+                    if mu > 0:
+                        g = g + mu * (p - global_params[key])
+                    params[key] = (p - lr * g).detach()
+    return params, buffers
 
 
 def local_train_loop(

@@ -12,6 +12,7 @@ carries the model, the shards' data and the results; nothing of Ray is re-implem
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from tinylarge.integrate.colearning.local_training import (
     client_batch_order,
     local_train_batched,
 )
+from tinylarge.ray_cluster import start_ray
 
 
 def _train_shard(
@@ -48,11 +50,13 @@ def local_train_on_ray(
     chunk_clients: int = 64,
 ) -> tuple[State, State]:
     """`local_train_batched` of every client, the clients split into ``shards`` Ray tasks
-    (a running Ray, e.g. ``ray.init()``, is used; a local one is started otherwise)."""
+    (a running Ray, e.g. ``ray.init()``, is used; else the cluster in ``RAY_ADDRESS`` or a new
+    local one, `tinylarge.ray_cluster.start_ray`)."""
     import ray
 
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
+    start_ray(os.environ.get("RAY_ADDRESS"))
     n_clients, n_samples = y.shape
     order = client_batch_order(n_clients, n_samples, epochs, seed)
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu, "seed": seed,

@@ -62,6 +62,7 @@ from tinylarge.integrate.inference.split_computing import (
     module_macs,
 )
 from tinylarge.models.blocks import BlockModel
+from tinylarge.validation import check_int
 
 #: Test samples per forward pass when scoring a round.
 _EVAL_BATCH = 512
@@ -79,11 +80,6 @@ class _ClientWork:
     smashed_bytes: int  # activations + labels + gradients
     messages: int  # per direction: one per training step, plus the device part
     loss_sum: float  # sum over batches of batch loss x batch size
-
-
-def _check_int(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 class _SplitScheme(CoLearning):
@@ -114,7 +110,7 @@ class _SplitScheme(CoLearning):
             ("batch_size", batch_size, 1),
             ("seed", seed, 0),
         ):
-            _check_int(name, value, low)
+            check_int(name, value, low)
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
             raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         check_bits("activation_bits", activation_bits)
@@ -217,7 +213,7 @@ class _SplitScheme(CoLearning):
         the reachable devices that hold samples; the draw, the sample subsets and the batch
         order come from ``numpy.random.default_rng([seed, number])``.
         """
-        _check_int("round number", number, 1)
+        check_int("round number", number, 1)
         rng = np.random.default_rng([self.seed, number])
         n = min(self.clients_per_round, self._eligible.size)
         clients = [int(d) for d in rng.choice(self._eligible, size=n, replace=False)]

@@ -38,18 +38,10 @@ from tinylarge.integrate.inference.frame_codec import (
     compressed_sizes,
     requantize_frames,
 )
+from tinylarge.validation import check_int
 
 #: Frame codecs `LargeCompressed` accepts.
 CODECS: tuple[str, ...] = ("zstd",)
-
-
-def _int_arg(name: str, value: object, low: int, high: int | None = None) -> int:
-    number = int(value) if isinstance(value, int | np.integer) else None
-    too_high = high is not None and number is not None and number > high
-    if isinstance(value, bool) or number is None or number < low or too_high:
-        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        raise ValueError(f"{name} must be {allowed}; got {value!r}")
-    return number
 
 
 def _fraction_arg(name: str, value: object) -> float:
@@ -85,7 +77,7 @@ class TinyOnly(Policy):
     name = "tiny"
 
     def __init__(self, tiny_macs: int) -> None:
-        self.tiny_macs = _int_arg("tiny_macs", tiny_macs, 0)
+        self.tiny_macs = check_int("tiny_macs", tiny_macs, 0)
 
     def decide(
         self,
@@ -117,7 +109,7 @@ class LargeOnly(Policy):
     name = "large"
 
     def __init__(self, frame_bytes: int) -> None:
-        self.frame_bytes = _int_arg("frame_bytes", frame_bytes, 1)
+        self.frame_bytes = check_int("frame_bytes", frame_bytes, 1)
 
     def decide(
         self,
@@ -202,8 +194,8 @@ class Cascade(Policy):
         self.target_accuracy = (
             None if target_accuracy is None else _fraction_arg("target_accuracy", target_accuracy)
         )
-        self.frame_bytes = _int_arg("frame_bytes", frame_bytes, 1)
-        self.tiny_macs = _int_arg("tiny_macs", tiny_macs, 0)
+        self.frame_bytes = check_int("frame_bytes", frame_bytes, 1)
+        self.tiny_macs = check_int("tiny_macs", tiny_macs, 0)
 
     def fit(self, validation: Trace) -> Self:
         """Tune the threshold (unless fixed) on ``validation``; record validation metrics."""
@@ -263,8 +255,8 @@ class Oracle(Policy):
     name = "oracle"
 
     def __init__(self, frame_bytes: int, tiny_macs: int) -> None:
-        self.frame_bytes = _int_arg("frame_bytes", frame_bytes, 1)
-        self.tiny_macs = _int_arg("tiny_macs", tiny_macs, 0)
+        self.frame_bytes = check_int("frame_bytes", frame_bytes, 1)
+        self.tiny_macs = check_int("tiny_macs", tiny_macs, 0)
 
     def decide(
         self,
@@ -315,14 +307,14 @@ class LargeCompressed(Policy):
         codec: str = "zstd",
         level: int = 3,
     ) -> None:
-        self.bits_per_sample = _int_arg("bits_per_sample", bits_per_sample, MIN_BITS, MAX_BITS)
+        self.bits_per_sample = check_int("bits_per_sample", bits_per_sample, MIN_BITS, MAX_BITS)
         if not isinstance(frame_shape, tuple | list) or not frame_shape:
             raise ValueError(f"frame_shape must be a non-empty tuple of ints; got {frame_shape!r}")
-        self.frame_shape = tuple(_int_arg("frame_shape entries", d, 1) for d in frame_shape)
+        self.frame_shape = tuple(check_int("frame_shape entries", d, 1) for d in frame_shape)
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {', '.join(CODECS)}; got {codec!r}")
         self.codec = codec
-        self.level = _int_arg("level", level, 1, MAX_LEVEL)
+        self.level = check_int("level", level, 1, MAX_LEVEL)
         # Per-trace cache of compressed sizes (-1 = not yet computed), freed with the trace.
         self._sizes: weakref.WeakKeyDictionary[Trace, IntArray] = weakref.WeakKeyDictionary()
 

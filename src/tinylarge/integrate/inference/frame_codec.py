@@ -1,4 +1,5 @@
-"""Requantize int8 input frames to fewer bits per value and measure their zstd-compressed size.
+"""Int8 input frames on their way to the edge: requantized to fewer bits per value, their
+zstd-compressed size, and the float input the edge's model gets from them.
 
 Pure, vectorized helpers of the ``large_compressed`` baseline (`LargeCompressed`): the device
 sends its int8 frame requantized to b bits per I/Q value and compressed losslessly with zstd
@@ -78,7 +79,7 @@ def dequantize_frames(codes: ArrayLike, bits: int) -> NDArray[np.float32]:
     -------
     ndarray of float32, shape of ``codes``
         ``-128 + code * 2^(8-b) + (2^(8-b) - 1) / 2``; for b = 8 the original int8 values.
-        Map to the model's input scale as any int8 value: ``scale * (value - zero_point)``.
+        Map to the model's input with `dequantize_input`.
     """
     b = _bits(bits)
     arr = np.asarray(codes)
@@ -88,6 +89,28 @@ def dequantize_frames(codes: ArrayLike, bits: int) -> NDArray[np.float32]:
         raise ValueError(f"codes must be in [0, {1 << b}) for bits={b}")
     step = 1 << (8 - b)
     return (-128.0 + arr.astype(np.float32) * step + (step - 1) / 2).astype(np.float32)
+
+
+def dequantize_input(values: ArrayLike, *, scale: float, zero_point: int) -> NDArray[np.float32]:
+    """The float input the edge's model gets from frames on the int8 scale:
+    ``scale x (value - zero_point)`` in float32 (as ONNX ``DequantizeLinear``), the inverse of
+    the device's input quantizer (`tinylarge.tiny.graph.TinyModel.quantize_input`).
+
+    Parameters
+    ----------
+    values : array_like, any shape
+        int8 frames as sent, or their reconstruction on the int8 scale (`dequantize_frames`).
+    scale : float
+        The tiny model's input scale (> 0).
+    zero_point : int
+        The tiny model's input zero point.
+
+    Returns
+    -------
+    ndarray of float32, shape of ``values``
+    """
+    x = np.asarray(values).astype(np.float32)
+    return np.asarray((x - np.float32(zero_point)) * np.float32(scale), dtype=np.float32)
 
 
 def compressed_sizes(frames: ArrayLike, level: int = 3) -> NDArray[np.int64]:
