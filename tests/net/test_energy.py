@@ -40,14 +40,14 @@ def test_vectorized_and_infinite_airtime() -> None:
     assert per_device_power.shape == (2, 2)
 
 
-def test_defaults_follow_radio_md() -> None:
+def test_defaults_follow_module_data_sheets() -> None:
     model = RadioEnergyModel()
     assert model.pa_efficiency == 0.3
     assert model.rx_power_w == pytest.approx(50e-3 * 3.7)
     assert model.sleep_power_w == pytest.approx(5e-6 * 3.7)
     tx_current_a = (dbm_to_w(23.0) / model.pa_efficiency + model.circuit_power_w) / 3.7
-    assert 0.2 <= tx_current_a <= 0.5  # radio.md: ~200-500 mA at 23 dBm
-    assert "radio.md" in model.source
+    assert 0.2 <= tx_current_a <= 0.5  # module data sheets: ~200-500 mA at 23 dBm
+    assert "BG96" in model.source
 
 
 def test_defaults_agree_with_the_scenario_schema() -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from tinylarge.net import pathloss as pl
 
-# (scenario, distance m, fc GHz, h_bs m, h_ut m, los, expected dB): shared/reference/tr38901.md
+# (scenario, distance m, fc GHz, h_bs m, h_ut m, los, expected dB): computed by hand from the
+# formulas of 3GPP TR 38.901 V17.0.0 Table 7.4.1-1 (shadow fading excluded)
 PATH_LOSS_VECTORS = [
     ("uma", 100.0, 3.5, 25.0, 1.5, True, 83.1382),
     ("uma", 1000.0, 3.5, 25.0, 1.5, True, 109.4119),

@@ -1,9 +1,9 @@
 """Spectral efficiency from SNR: the 3GPP TS 38.214 CQI tables and the truncated Shannon bound.
 
-Sources ("radio.md" is ``shared/reference/radio.md``):
+Sources:
 
 - truncated, attenuated Shannon bound, alpha = 0.6, SNR_min = -10 dB: 3GPP TR 36.942 Annex A
-  (radio.md, "Link-level abstraction");
+  (the link-level performance model of LTE system simulations);
 - CQI tables: 3GPP TS 38.214 Table 5.2.2.1-2 ("64qam", CQI table 1) and Table 5.2.2.1-3
   ("256qam", CQI table 2): modulation, target code rate x 1024, efficiency (b/s/Hz). A CQI of
   these tables is the highest one received with transport-block error probability <= 0.1
@@ -27,9 +27,9 @@ IntArray = NDArray[np.int64]
 CqiTableName = Literal["64qam", "256qam"]
 SeMethod = Literal["cqi", "shannon"]
 
-#: Attenuation of the Shannon bound, TR 36.942 Annex A (radio.md "Link-level abstraction").
+#: Attenuation of the Shannon bound, 3GPP TR 36.942 Annex A.
 SHANNON_ALPHA = 0.6
-#: SNR below which the TR 36.942 Annex A abstraction gives no throughput, dB (radio.md).
+#: SNR below which the TR 36.942 Annex A abstraction gives no throughput, dB.
 SHANNON_SNR_MIN_DB = -10.0
 #: First-transmission BLER that CQI tables 1 and 2 target (TS 38.214 clause 5.2.2.1).
 CQI_TARGET_BLER = 0.1

@@ -4,9 +4,10 @@ Every function is vectorized over devices or messages: NumPy arrays (or scalars)
 int64 / bool arrays out, broadcast together. Units are in the names: dB, dBm, dBi, Hz, b/s,
 b/s/Hz, s, bits.
 
-Sources ("radio.md" is ``shared/reference/radio.md``):
+Sources:
 
-- thermal noise -174 dBm/Hz at 290 K (radio.md; tr38901.md "Thermal noise");
+- thermal noise -174 dBm/Hz: Boltzmann's constant x 290 K (ITU-R P.372, "Radio noise"; the
+  reference temperature of 3GPP link budgets, e.g. TR 38.901 and TR 36.942);
 - spectral efficiency (CQI tables, truncated Shannon): `tinylarge.net.cqi`, re-exported here.
 """
 
@@ -34,14 +35,14 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
-#: Thermal noise density kT at 290 K, dBm/Hz (radio.md; tr38901.md "Thermal noise").
+#: Thermal noise density kT at 290 K, dBm/Hz (10 log10(1.380649e-23 x 290 x 1000)).
 THERMAL_NOISE_DBM_PER_HZ = -174.0
 #: Relative tolerance under which a bits / (rate x slot) ratio counts as a whole number of slots.
 _SLOT_ROUNDING_RTOL = 1e-9
 
 
 def thermal_noise_dbm(bandwidth_hz: ArrayLike, noise_figure_db: ArrayLike) -> FloatArray:
-    """Receiver noise power, -174 dBm/Hz + 10 log10(B) + NF (tr38901.md "Thermal noise").
+    """Receiver noise power, -174 dBm/Hz + 10 log10(B) + NF (kT B F at 290 K).
 
     Parameters
     ----------

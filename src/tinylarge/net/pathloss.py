@@ -3,8 +3,8 @@
 Scenarios (``SCENARIOS``): ``"uma"`` (Urban Macro), ``"umi"`` (Urban Micro - Street Canyon)
 and ``"inh"`` (Indoor Hotspot - Office, mixed office for the LOS probability). Formulas
 follow TR 38.901 Table 7.4.1-1 (path loss, shadow fading), Table 7.4.2-1 (LOS probability)
-and Section 7.4.3 / Table 7.4.3-2 (low-loss outdoor-to-indoor penetration); see
-``shared/reference/tr38901.md`` for the formulas and test vectors.
+and Section 7.4.3 / Table 7.4.3-2 (low-loss outdoor-to-indoor penetration) of 3GPP TR 38.901
+V17.0.0 (2022-03), "Study on channel model for frequencies from 0.5 to 100 GHz".
 
 Every function takes arrays (or scalars) and broadcasts them with NumPy rules; the result
 has the broadcast shape. Deterministic functions (`path_loss_db`, `los_probability`) are
