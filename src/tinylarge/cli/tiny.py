@@ -82,7 +82,8 @@ def _print_measured(model: TinyModel, estimate: Footprint) -> None:
     import tempfile
 
     from tinylarge.tiny.codegen import ToolchainError, c_check
-    from tinylarge.tiny.measured import applies_to, comparison_rows
+    from tinylarge.tiny.footprint import comparison_rows
+    from tinylarge.tiny.measured import applies_to
 
     frames = np.random.default_rng(0).integers(-128, 128, (256, *model.input_spec.shape))
     try:
@@ -208,10 +209,10 @@ def run_command(
 
             y = tflm_run(model, x)
         else:
-            from tinylarge.tiny.runtime import run as run_int8
+            import tinylarge.tiny.runtime
 
             mode: Literal["onnx", "tflm"] = "onnx" if arithmetic == "onnx" else "tflm"
-            y = run_int8(model, x, arithmetic=mode)
+            y = tinylarge.tiny.runtime.run(model, x, arithmetic=mode)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(output_path, y)
     console.print(f"wrote {output_path}: int8 {y.shape}", highlight=False)

@@ -8,8 +8,8 @@ from typing import Any
 from tinylarge.report import plots
 from tinylarge.report.html import Section, image, paragraph, table
 from tinylarge.sim.state import TINY_INT8_ROLE, RunResult
-from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, layer_table_rows
-from tinylarge.tiny.measured import applies_to, comparison_rows
+from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, comparison_rows, layer_table_rows
+from tinylarge.tiny.measured import applies_to
 
 
 def _pct(value: float | None) -> str:
