@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tinylarge.config.base import Section
+from tinylarge.config.deploy_config import refuse_moved_keys
 
 #: Built-in radio profiles of `tinylarge.net.profiles`, in the order reports list them.
 RADIO_PROFILE_NAMES: tuple[str, ...] = (
@@ -83,7 +84,6 @@ class NetworkConfig(Section):
     edge_per_item_s: float = Field(
         0.00014, ge=0.0, le=10.0, description="per-request time of the edge's large model"
     )
-    edge_max_batch: int = Field(64, ge=1, le=100_000)
     edge_sites: Literal["shared", "per_cell"] = Field(
         "shared",
         description="'shared': one edge server for all cells; 'per_cell': one at each base "
@@ -99,6 +99,12 @@ class NetworkConfig(Section):
     coverage_devices: int = Field(20_000, ge=100, le=10_000_000, description="per profile")
     traffic: TrafficConfig = Field(default_factory=TrafficConfig)
     energy: RadioEnergyConfig = Field(default_factory=RadioEnergyConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, values: object) -> object:
+        """The edge's largest batch is ``deploy.edge_max_batch`` now (`DeployConfig`)."""
+        return refuse_moved_keys("network", values)
 
     @model_validator(mode="after")
     def _profiles_unique(self) -> NetworkConfig:

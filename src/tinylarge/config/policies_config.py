@@ -51,7 +51,13 @@ class PoliciesConfig(Section):
     validation_frames: int = Field(
         10_000, ge=100, le=10_000_000, description="fresh frames on which policies are tuned"
     )
-    deadline_s: float = Field(0.05, gt=0.0, le=100.0, description="latency deadline")
+    deadline_s: float = Field(
+        0.05,
+        gt=0.0,
+        le=100.0,
+        description="planning deadline: what resource_aware keeps on the device and what the "
+        "report counts as met (a device's reply timer is deploy.reply_deadline_s)",
+    )
     resource_aware: bool = Field(
         False,
         description="keep on the device the offloads predicted to miss deadline_s or to "

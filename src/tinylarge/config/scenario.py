@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from tinylarge.config.base import Section
 from tinylarge.config.colearning_config import ColearningConfig
+from tinylarge.config.deploy_config import DeployConfig
 from tinylarge.config.network_config import NetworkConfig
 from tinylarge.config.policies_config import PoliciesConfig
 from tinylarge.config.security_config import SecurityConfig
@@ -146,3 +147,4 @@ class Scenario(Section):
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
     colearning: ColearningConfig = Field(default_factory=ColearningConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
