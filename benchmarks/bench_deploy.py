@@ -7,10 +7,10 @@ Run by hand::
         [--duration 10] [--policy large] [--processes 1]
 
 ``--model`` times the run's large model per batch in ONNX Runtime and in PyTorch (one thread
-each): why the edge serves with ONNX Runtime. The load sweep runs ``tinylarge deploy`` (broker,
+each): why the edge serves with ONNX Runtime. The load sweep runs `tinylarge.deploy.run` (broker,
 edge server and fleet as separate processes on this machine) for each fleet size at 1 request
-per second per device, with dynamic batching (``--max-batch 32 --max-wait-ms 2``) and without
-(``--max-batch 1``), at MQTT QoS 1 and 0 for offloads and replies, and prints p50/p95/p99
+per second per device, with dynamic batching (largest batch 32, 2 ms wait) and without
+(largest batch 1), at MQTT QoS 1 and 0 for offloads and replies, and prints p50/p95/p99
 end-to-end latency, lost and timed-out requests,
 the edge's throughput and mean batch; then the highest load with p99 < 50 ms and 0 lost for
 each. ``--policy large`` (the default) offloads every request: the edge sees the full rate.
@@ -19,11 +19,8 @@ each. ``--policy large`` (the default) offloads every request: the edge sees the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,20 +63,24 @@ def bench_model(preset: str) -> None:
 
 def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.Namespace,
                 max_batch: int, qos: int, out: Path) -> dict[str, Any]:  # fmt: skip
-    command = [sys.executable, "-m", "tinylarge.cli.main", "deploy", "--preset", preset,
-               "--devices", str(devices), "--rate", "1", "--duration", str(args.duration),
-               "--policy", args.policy, "--max-batch", str(max_batch), "--out", str(out),
-               "--overwrite", "--processes", str(args.processes), "--qos", str(qos),
-               "--update-every", "1000000",
-               *(["--emulate-link"] if args.emulate_link else [])]  # fmt: skip
-    if run_dir is not None:
-        command += ["--run", str(run_dir)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        print(done.stdout[-3000:], done.stderr[-3000:])
-        raise SystemExit(f"deploy failed for {devices} devices")
-    deploy: dict[str, Any] = json.loads((out / "metrics.json").read_text())["deploy"]
-    return deploy
+    """One `tinylarge.deploy.run` (broker, edge and fleet as processes); its ``deploy`` metrics."""
+    from tinylarge.config import load_preset
+    from tinylarge.config.deploy_config import with_overrides
+    from tinylarge.deploy import DeployError
+    from tinylarge.deploy import run as deploy_run
+
+    scenario = load_preset(preset)
+    settings = with_overrides(scenario.deploy, "bench_deploy.py", edge_max_batch=max_batch,
+                              qos=qos, processes=args.processes)  # fmt: skip
+    try:
+        result = deploy_run(
+            scenario.model_copy(update={"deploy": settings}), run_dir=out, devices=devices,
+            rate_per_device_hz=1.0, duration_s=args.duration, policy=args.policy,
+            models=run_dir, emulate_link=args.emulate_link, update_every=1_000_000,
+        )  # fmt: skip
+    except DeployError as error:
+        raise SystemExit(f"deploy failed for {devices} devices: {error}") from None
+    return result.deploy
 
 
 def add_point(

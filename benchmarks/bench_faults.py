@@ -5,8 +5,9 @@ Run by hand::
     python benchmarks/bench_faults.py [--preset smoke] [--devices 100] [--rate 1]
         [--duration 30] [--policy large] [--repeats 3] [--out DIR]
 
-Each repeat runs ``tinylarge deploy --faults`` (a real Mosquitto, the edge server and the
-fleet as separate processes on this machine), which injects one after the other: the edge
+Each repeat runs `tinylarge.deploy.run` with every fault (what ``tinylarge deploy --faults``
+does: a real Mosquitto, the edge server and the fleet as separate processes on this machine),
+which injects one after the other: the edge
 server SIGKILLed and restarted, the broker stopped and restarted, 10 % of the devices
 disconnecting for 2 s, a 1 s flood of 500 forged, mutated and replayed messages a second, and
 corrupted model bundles (`tinylarge.deploy.faults`). It prints, per fault, the requests of its
@@ -21,8 +22,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,20 +32,24 @@ FIELDS = ("requests", "answered", "fell_back", "lost", "recovery_s", "accepted_b
 
 
 def fault_run(args: argparse.Namespace, run_dir: Path | None, out: Path) -> dict[str, Any]:
-    """One ``tinylarge deploy --faults``; its ``deploy`` metrics."""
-    command = [
-        sys.executable, "-m", "tinylarge.cli.main", "deploy", "--faults", "--overwrite",
-        "--preset", args.preset, "--devices", str(args.devices), "--rate", str(args.rate),
-        "--duration", str(args.duration), "--policy", args.policy,
-        "--processes", str(args.processes), "--out", str(out),
-    ]  # fmt: skip
-    if run_dir is not None:
-        command += ["--run", str(run_dir)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"tinylarge deploy --faults failed:\n{done.stdout[-3000:]}{done.stderr}")
-    deploy: dict[str, Any] = json.loads((out / "metrics.json").read_text())["deploy"]
-    return deploy
+    """One `tinylarge.deploy.run` with every fault (``tinylarge deploy --faults``); its
+    ``deploy`` metrics."""
+    from tinylarge.config import load_preset
+    from tinylarge.config.deploy_config import with_overrides
+    from tinylarge.deploy import DeployError, FaultPlan
+    from tinylarge.deploy import run as deploy_run
+
+    scenario = load_preset(args.preset)
+    settings = with_overrides(scenario.deploy, "bench_faults.py", processes=args.processes)
+    try:
+        result = deploy_run(
+            scenario.model_copy(update={"deploy": settings}), run_dir=out, devices=args.devices,
+            rate_per_device_hz=args.rate, duration_s=args.duration, policy=args.policy,
+            models=run_dir, faults=FaultPlan.spread(args.duration),
+        )  # fmt: skip
+    except DeployError as error:
+        raise SystemExit(f"the fault run failed:\n{error}") from None
+    return result.deploy
 
 
 def _median(values: list[float | None]) -> str:

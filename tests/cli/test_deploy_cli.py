@@ -40,11 +40,12 @@ def test_deploy_writes_every_contract_key_and_loses_nothing(deployed: Path) -> N
 
 
 def test_the_deployed_system_decides_and_answers_as_the_simulator(deployed: Path) -> None:
+    from tinylarge.deploy.artefacts import load_run
     from tinylarge.deploy.summary import load_records
+    from tinylarge.deploy.twin import deployment_requests
     from tinylarge.integrate.inference.contract import Trace
     from tinylarge.models.evaluation import predict_logits
     from tinylarge.secure.costs import protocol_overhead, run_device_id
-    from tinylarge.sim.deployment import deployment_requests, load_run
     from tinylarge.tiny.mcu import MCU_PROFILES
     from tinylarge.tiny.runtime import run as run_int8
 
@@ -134,6 +135,7 @@ def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
 
     import aiomqtt
 
+    from tinylarge.deploy.artefacts import load_run
     from tinylarge.deploy.broker import Broker
     from tinylarge.deploy.device import FleetConfig
     from tinylarge.deploy.fleet import Fleet
@@ -141,7 +143,7 @@ def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
     from tinylarge.deploy.layout import DeployLayout
     from tinylarge.deploy.protocol import Topics
     from tinylarge.deploy.records import BY_EDGE, TIMED_OUT
-    from tinylarge.sim.deployment import deployment_state, load_run
+    from tinylarge.deploy.twin import deployment_state
 
     run_dir = deployed / "run"
     run, layout = load_run(run_dir), DeployLayout(run_dir)

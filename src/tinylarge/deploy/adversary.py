@@ -1,11 +1,12 @@
 """A hostile MQTT client for fault runs: it eavesdrops on a deployment, then floods it with
 forged, mutated and replayed messages, and publishes model bundles that must not install.
 
-The broker has no access control in these runs (as in mqtt.md's local setup), so anyone can
-read and write every topic; what keeps the system safe is the security layer alone. The
-mutations are the wire fuzzer's own (`tinylarge.secure.fuzz.mutate`). The client subscribes to
-the topics of the identities it invents, so a reply the edge sends to any of them is counted:
-the edge must never answer a forged message.
+The broker has no access control in these runs (a local listener with
+`allow_anonymous true`), so anyone can read and write every topic; what keeps the system safe
+is the security layer alone. The mutations are the wire fuzzer's own
+(`tinylarge.secure.fuzz.mutate`). The client subscribes to the topics of the identities it
+invents, so a reply the edge sends to any of them is counted: the edge must never answer a
+forged message.
 """
 
 from __future__ import annotations

@@ -1,9 +1,18 @@
 """One device agent: its MQTT connection, its secure session, its outstanding offloads and the
-signed model bundles it installs."""
+signed model bundles it installs.
+
+A device handshakes when it learns of an edge (a new boot id retained on ``P/edge``). A hello
+that goes unanswered (the edge is down, restarting, or died for good) is followed by a new one
+after ``handshake_timeout_s``, then after twice as long each time up to
+``hello_retry_max_s`` (exponential back-off: a dead edge is not flooded, one that comes back
+is found). Until a session exists the device answers every request itself, so a device never
+waits on an edge that is not there and nothing crashes for want of one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -11,6 +20,7 @@ from dataclasses import dataclass
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tinylarge.config.deploy_config import DeployConfig
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.mqtt import persistent_client
 from tinylarge.deploy.protocol import Topics, request_id
@@ -23,18 +33,54 @@ from tinylarge.secure.session import Aead, Session
 from tinylarge.tiny.graph import TinyModel, TinyModelError
 from tinylarge.tiny.model_file import from_bytes
 
+#: The scenario's ``[deploy]`` defaults (`tinylarge.config.deploy_config`): their one home.
+_DEPLOY_DEFAULTS = DeployConfig()
+#: Hellos a device keeps answers for: a welcome to any of its last few attempts finishes it.
+_HELLOS_KEPT = 4
+
 
 @dataclass(frozen=True)
 class FleetConfig:
-    """What every device shares."""
+    """What every device shares.
 
-    deadline_s: float = 1.0
+    Attributes
+    ----------
+    deadline_s : float
+        The reply timer, s: an offload not answered within it is answered by the device
+        (default: ``deploy.reply_deadline_s`` of the scenario schema).
+    handshake_timeout_s : float
+        How long a fleet waits for every device's first handshake before its schedule starts
+        anyway, and a device's wait before it sends a new hello, s.
+    hello_retry_max_s : float
+        Longest wait between two hellos of a device (the back-off doubles up to it), s.
+    aead : str
+        The sessions' AEAD.
+    target : str
+        Device class that model bundles must name (the MCU), as in `tinylarge.secure.bundle`.
+    qos : {0, 1}
+        MQTT QoS of the offloads (see `tinylarge.deploy.server.ServerConfig.qos`).
+    """
+
+    deadline_s: float = _DEPLOY_DEFAULTS.reply_deadline_s
     handshake_timeout_s: float = 5.0
+    hello_retry_max_s: float = 30.0
     aead: Aead = "chacha20-poly1305"
-    #: Device class that model bundles must name (the MCU), as in `tinylarge.secure.bundle`.
     target: str = "device"
-    #: MQTT QoS of the offloads (see `tinylarge.deploy.server.ServerConfig.qos`).
-    qos: int = 1
+    qos: int = _DEPLOY_DEFAULTS.qos
+
+    def __post_init__(self) -> None:
+        if not (self.deadline_s > 0 and self.handshake_timeout_s > 0):
+            raise ValueError(
+                f"deadline_s and handshake_timeout_s must be > 0, got {self.deadline_s}, "
+                f"{self.handshake_timeout_s}"
+            )
+        if not self.hello_retry_max_s >= self.handshake_timeout_s:
+            raise ValueError(
+                f"hello_retry_max_s ({self.hello_retry_max_s}) must be >= handshake_timeout_s "
+                f"({self.handshake_timeout_s})"
+            )
+        if self.qos not in (0, 1):
+            raise ValueError(f"qos must be 0 or 1, got {self.qos}")
 
 
 class ModelStore:
@@ -72,7 +118,11 @@ class Device:
         self.pending: dict[int, asyncio.Future[tuple[int, int]]] = {}
         self.edge_boot: bytes | None = None
         self.client: aiomqtt.Client | None = None
-        self._handshake: DeviceHandshake | None = None
+        #: this device's unanswered hellos since the edge it knows started, newest last
+        self._handshakes: list[DeviceHandshake] = []
+        self._handshaking: asyncio.Task[None] | None = None
+        #: hellos that went unanswered for their whole wait (a new one followed each)
+        self.hello_retries = 0
         self.rejected = 0
         #: request ids of the current session sent, and those a reply came for (in time or late)
         self._sent: set[int] = set()
@@ -80,28 +130,58 @@ class Device:
         #: `time.monotonic` of each authenticated reply to no request or to one answered before
         self.unexpected: list[float] = []
 
-    async def _hello(self) -> None:
+    def _new_edge(self) -> asyncio.Task[None]:
+        """A (re)started edge: its sessions are gone; handshake with it until attached."""
         self.attached.clear()
         self.session = None
-        self._handshake = DeviceHandshake(self.identity, self.config.aead)
-        if self.client is not None:
-            await self.client.publish(self.topics.hello(self.id), self._handshake.hello(), qos=1)
+        self._handshakes = []
+        if self._handshaking is not None:
+            self._handshaking.cancel()
+        self._handshaking = asyncio.ensure_future(self._handshake_until_attached())
+        return self._handshaking
+
+    async def _handshake_until_attached(self) -> None:
+        """Send a hello (a new handshake each time) until a session exists, waiting
+        ``handshake_timeout_s`` for the first answer and twice as long after each unanswered
+        one, up to ``hello_retry_max_s`` (the module doc)."""
+        wait = self.config.handshake_timeout_s
+        while self.session is None:
+            handshake = DeviceHandshake(self.identity, self.config.aead)
+            self._handshakes = [*self._handshakes[1 - _HELLOS_KEPT :], handshake]
+            client = self.client
+            if client is not None:  # not connected: the next attempt, after the wait
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.publish(self.topics.hello(self.id), handshake.hello(), qos=1)
+            try:
+                await asyncio.wait_for(self.attached.wait(), wait)
+            except TimeoutError:
+                self.hello_retries += 1
+                wait = min(2 * wait, self.config.hello_retry_max_s)
+
+    def _finish(self, welcome: bytes) -> Session | None:
+        """The session a welcome answers (to any of the kept hellos, newest first), or None
+        if it answers none of them."""
+        for handshake in reversed(self._handshakes):
+            try:
+                return handshake.finish(welcome, self.edge_key)
+            except SecurityError:
+                continue
+        return None
 
     def _on_message(self, topic: str, payload: bytes) -> asyncio.Task[None] | None:
         """Handle one message; a task when it needs to send (a new handshake)."""
         if topic == self.topics.edge:
             if payload != self.edge_boot:  # a (re)started edge: its sessions are gone
                 self.edge_boot = payload
-                return asyncio.ensure_future(self._hello())
+                return self._new_edge()
         elif topic == self.topics.model:
             self._install(payload)
-        elif topic == self.topics.welcome(self.id) and self._handshake is not None:
-            try:
-                self.session = self._handshake.finish(payload, self.edge_key)
-            except SecurityError:
+        elif topic == self.topics.welcome(self.id) and self._handshakes:
+            session = self._finish(payload)
+            if session is None:
                 self.rejected += 1
                 return None
-            self._handshake = None
+            self.session, self._handshakes = session, []
             self._sent.clear()  # request ids restart with the session's sequence numbers
             self._replied.clear()
             self.attached.set()
@@ -146,28 +226,37 @@ class Device:
         self.installs.append((time.monotonic(), version))
 
     async def run(self, address: BrokerAddress, stop: asyncio.Event) -> None:
-        """Stay connected (reconnecting after a broker restart) until ``stop``."""
-        while not stop.is_set():
-            try:
-                identifier = f"{self.topics.prefix}-{self.id}"
-                async with persistent_client(address, identifier) as client:
-                    self.client = client
-                    for topic in (self.topics.welcome(self.id), self.topics.down(self.id)):
-                        await client.subscribe(topic, qos=1)
-                    await client.subscribe(self.topics.edge, qos=1)
-                    await client.subscribe(self.topics.model, qos=1)
-                    tasks: set[asyncio.Task[None]] = set()
-                    async for message in client.messages:
-                        task = self._on_message(str(message.topic), bytes(message.payload))
-                        if task is not None:
-                            tasks.add(task)
-                            task.add_done_callback(tasks.discard)
-            except aiomqtt.MqttError:
-                self.client = None
-                self.attached.clear()
-                await asyncio.sleep(0.2)
-            finally:
-                self.client = None  # cancelled (disconnected) or reconnecting: nothing to send on
+        """Stay connected (reconnecting after a broker restart) until ``stop``; cancelled
+        without ``stop`` (a disconnection), a handshake in progress goes on retrying."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self._connection(address)
+                except aiomqtt.MqttError:
+                    self.client = None
+                    self.attached.clear()
+                    await asyncio.sleep(0.2)
+                finally:
+                    self.client = None  # cancelled or reconnecting: nothing to send on
+        finally:
+            if stop.is_set() and self._handshaking is not None:
+                self._handshaking.cancel()
+
+    async def _connection(self, address: BrokerAddress) -> None:
+        """One connection to the broker: subscribe, then handle messages until it drops."""
+        identifier = f"{self.topics.prefix}-{self.id}"
+        async with persistent_client(address, identifier) as client:
+            self.client = client
+            for topic in (self.topics.welcome(self.id), self.topics.down(self.id)):
+                await client.subscribe(topic, qos=1)
+            await client.subscribe(self.topics.edge, qos=1)
+            await client.subscribe(self.topics.model, qos=1)
+            tasks: set[asyncio.Task[None]] = set()
+            async for message in client.messages:
+                task = self._on_message(str(message.topic), bytes(message.payload))
+                if task is not None:
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
 
     async def offload(self, frame: bytes, deadline_s: float) -> tuple[int, int, int] | None:
         """Send ``frame``; ``(class, bytes up, bytes down)`` if answered in time, else None."""

@@ -17,6 +17,7 @@ device, answered by the edge, timed out; `FleetRecords.lost` counts any that did
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from dataclasses import dataclass, fields
@@ -35,8 +36,8 @@ from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents,
 from tinylarge.integrate.inference.contract import Decision, Policy, Trace
 from tinylarge.secure.identity import Identity
 from tinylarge.secure.wire import overhead_bytes
+from tinylarge.tiny import runtime
 from tinylarge.tiny.graph import TinyModel
-from tinylarge.tiny.runtime import run as run_int8
 
 #: How far ahead of its arrival a request is handed to its task, s.
 LOOKAHEAD_S = 0.01
@@ -61,7 +62,7 @@ def device_decisions(
     """The policy's decision per frame: the int8 runtime in ``tflm`` arithmetic, then the
     policy on the tiny logits alone (the large model's are unknown on the device, so only
     ``offload``, ``fallback_prediction``, ``bytes_up`` and ``device_macs`` mean anything)."""
-    out = run_int8(model, frames, arithmetic="tflm").reshape(len(frames), -1)
+    out = runtime.run(model, frames, arithmetic="tflm").reshape(len(frames), -1)
     logits = model.dequantize_output(out)
     trace = Trace(
         tiny_logits=logits, large_logits=np.zeros_like(logits), y=np.zeros(len(frames), np.int64)
@@ -113,6 +114,7 @@ class Fleet:
         self._started_unix = float("nan")
         self._timer: PreciseTimer | None = None
         self._disconnected: set[int] = set()
+        self._unattached_at_start = 0
 
     def events(self) -> FleetEvents:
         """What the devices saw besides their requests in the last schedule (`FleetEvents`)."""
@@ -127,6 +129,8 @@ class Fleet:
             install_version=np.array([v for _, v in installs], np.int64),
             disconnected=np.array(sorted(self._disconnected), np.int64),
             started_unix=self._started_unix,
+            unattached_at_start=self._unattached_at_start,
+            hello_retries=sum(d.hello_retries for d in self.devices),
         )
         for d in self.devices:
             events.refused_bundles.update(d.refused)
@@ -265,15 +269,18 @@ class Fleet:
         """Connect every device, attach (handshake), then play the schedule (sorted by
         arrival) in real time; return when every request has finished.
 
-        ``start_at`` (a `time.time` instant) starts the schedule then rather than as soon as
-        every device is attached: several fleet processes start together. ``link`` (arrays in
-        the order of the arguments) emulates each request's device time and radio
-        (`tinylarge.deploy.link_emulator`); it is planned for the shipped model's decisions, so run
-        it
-        without pushing new models. ``disconnections`` take devices off the broker for a while
-        during the schedule (a fault to survive: their requests fall back meanwhile).
-        ``started_file`` gets the schedule's start (`time.time`) when it starts, for whoever
-        injects faults from outside; `events` has it too.
+        The schedule starts when every device is attached or ``handshake_timeout_s`` has
+        passed, whichever is first: a device still without a session (the edge is down or
+        died) answers its requests itself and keeps handshaking (`Device`); `events` counts
+        them (``unattached_at_start``). ``start_at`` (a `time.time` instant) starts the
+        schedule then rather than as soon as the devices are attached: several fleet processes
+        start together. ``link`` (arrays in the order of the arguments) emulates each
+        request's device time and radio (`tinylarge.deploy.link_emulator`); it is planned for
+        the shipped model's decisions, so run it without pushing new models.
+        ``disconnections`` take devices off the broker for a while during the schedule (a
+        fault to survive: their requests fall back meanwhile). ``started_file`` gets the
+        schedule's start (`time.time`) when it starts, for whoever injects faults from
+        outside; `events` has it too.
         """
         order = np.argsort(arrival_s, kind="stable")
         records = FleetRecords(device[order], sample[order], arrival_s[order].astype(np.float64))
@@ -283,53 +290,21 @@ class Fleet:
         self._timer = PreciseTimer.acquire(asyncio.get_running_loop())
         connections = [asyncio.create_task(d.run(address, stop)) for d in self.devices]
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(d.attached.wait() for d in self.devices)),
-                self.config.handshake_timeout_s,
-            )
-            # decisions of the installed models before the clock starts (a version pushed
-            # later is run when a device first uses it: a one-off pause of the fleet process)
-            loop = asyncio.get_running_loop()
-            for v in sorted({d.version for d in self.devices}):
-                self._decided[v] = await loop.run_in_executor(
-                    None,
-                    _offload_and_answer,
-                    self.models.by_version[v],
-                    self.policy,
-                    self.frames[records.sample],
-                    records.device,
-                )
-            # Python's full garbage collections walk every object (torch, numpy, 1000 clients):
-            # 100-200 ms stalls measured. Freeze what exists now out of their reach.
-            gc.collect()
-            gc.freeze()
+            await self._attach()
+            await self._decide_installed(records)
             if start_at is not None:
                 await asyncio.sleep(max(0.0, start_at - time.time()))
             t0 = self.started_s = time.monotonic()
             self._started_unix = time.time()
             self._disconnected = set()
+            self._unattached_at_start = sum(d.session is None for d in self.devices)
             if started_file is not None:
                 started_file.write_text(f"{self._started_unix!r}\n")
             faults = [
                 asyncio.create_task(self._disconnect(fault, connections, address, stop, t0))
                 for fault in disconnections
             ]
-            tasks: list[asyncio.Task[None]] = []
-            start = 0
-            while start < records.device.size:
-                now = time.monotonic() - t0
-                # hand requests out a little ahead: each then sleeps to its own instant once
-                # (every sleep is rounded up to epoll's 1 ms, so fewer sleeps, less skew)
-                ahead = now + LOOKAHEAD_S
-                end = int(np.searchsorted(records.scheduled_s, ahead, side="right"))
-                if end > start:
-                    tasks += [
-                        asyncio.create_task(self._one(records, i, t0)) for i in range(start, end)
-                    ]
-                    start = end
-                else:
-                    await asyncio.sleep(min(tick_s, max(0.0, records.scheduled_s[start] - now)))
-            await asyncio.gather(*tasks)
+            await self._play(records, t0, tick_s)
             for task in faults:  # a trigger that never came, or devices still off
                 task.cancel()
             await asyncio.gather(*faults, return_exceptions=True)
@@ -341,3 +316,46 @@ class Fleet:
             self._timer.release()
             self._timer = None
         return records
+
+    async def _attach(self) -> None:
+        """Wait until every device is attached, at most ``handshake_timeout_s``; those still
+        handshaking then carry on meanwhile (the module doc)."""
+        attached = asyncio.gather(*(d.attached.wait() for d in self.devices))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(attached, self.config.handshake_timeout_s)
+
+    async def _decide_installed(self, records: FleetRecords) -> None:
+        """Decisions of the installed models before the clock starts (a version pushed later
+        is run when a device first uses it: a one-off pause of the fleet process); then
+        Python's garbage collector is kept off what exists."""
+        loop = asyncio.get_running_loop()
+        for v in sorted({d.version for d in self.devices}):
+            self._decided[v] = await loop.run_in_executor(
+                None,
+                _offload_and_answer,
+                self.models.by_version[v],
+                self.policy,
+                self.frames[records.sample],
+                records.device,
+            )
+        # Python's full garbage collections walk every object (torch, numpy, 1000 clients):
+        # 100-200 ms stalls measured. Freeze what exists now out of their reach.
+        gc.collect()
+        gc.freeze()
+
+    async def _play(self, records: FleetRecords, t0: float, tick_s: float) -> None:
+        """Hand every request to its own task at its arrival; return when all have ended."""
+        tasks: list[asyncio.Task[None]] = []
+        start = 0
+        while start < records.device.size:
+            now = time.monotonic() - t0
+            # hand requests out a little ahead: each then sleeps to its own instant once
+            # (every sleep is rounded up to epoll's 1 ms, so fewer sleeps, less skew)
+            ahead = now + LOOKAHEAD_S
+            end = int(np.searchsorted(records.scheduled_s, ahead, side="right"))
+            if end > start:
+                tasks += [asyncio.create_task(self._one(records, i, t0)) for i in range(start, end)]
+                start = end
+            else:
+                await asyncio.sleep(min(tick_s, max(0.0, records.scheduled_s[start] - now)))
+        await asyncio.gather(*tasks)

@@ -82,6 +82,9 @@ class FleetEvents:
     ``install_s`` / ``install_version``: when a device installed which model version.
     ``disconnected``: devices taken off the broker by a `Disconnection` fault.
     ``started_unix``: the schedule's start on the wall clock (`time.time`).
+    ``unattached_at_start``: devices without a session when the schedule started (no edge
+    answered their hellos in time; they answered their requests themselves until attached).
+    ``hello_retries``: hellos that went unanswered for their whole wait (another followed).
     """
 
     unexpected_reply_s: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
@@ -91,6 +94,8 @@ class FleetEvents:
     install_version: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     disconnected: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     started_unix: float = float("nan")
+    unattached_at_start: int = 0
+    hello_retries: int = 0
 
     @staticmethod
     def merge(parts: list[FleetEvents]) -> FleetEvents:
@@ -102,6 +107,8 @@ class FleetEvents:
             install_version=np.concatenate([p.install_version for p in parts]),
             disconnected=np.sort(np.concatenate([p.disconnected for p in parts])),
             started_unix=min((p.started_unix for p in parts), default=float("nan")),
+            unattached_at_start=sum(p.unattached_at_start for p in parts),
+            hello_retries=sum(p.hello_retries for p in parts),
         )
         for part in parts:
             merged.refused_bundles.update(part.refused_bundles)

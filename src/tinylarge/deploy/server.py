@@ -34,6 +34,7 @@ import aiomqtt
 import numpy as np
 import numpy.typing as npt
 
+from tinylarge.config.deploy_config import DeployConfig
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.clock import PreciseTimer
 from tinylarge.deploy.keys import load_registry
@@ -41,6 +42,9 @@ from tinylarge.deploy.live_loop import LiveLoop
 from tinylarge.deploy.metrics_endpoint import EdgeMetrics
 from tinylarge.deploy.mqtt import persistent_client
 from tinylarge.deploy.protocol import Topics, encode_reply, request_id
+from tinylarge.integrate.inference.frame_codec import dequantize_input
+from tinylarge.net.edge_service import fit_batch_service
+from tinylarge.net.message_stats import percentile_summary
 from tinylarge.secure.errors import SecurityError, UnknownDevice
 from tinylarge.secure.handshake import server_accept
 from tinylarge.secure.identity import Identity, Registry
@@ -52,6 +56,8 @@ from tinylarge.secure.session_table import SessionTable
 Predict = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 #: Replies being published at once (QoS 1 messages awaiting their PUBACK).
 MAX_IN_FLIGHT = 1000
+#: The scenario's ``[deploy]`` defaults (`tinylarge.config.deploy_config`): their one home.
+_DEPLOY_DEFAULTS = DeployConfig()
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,11 @@ class ServerConfig:
         Dequantization of the int8 frame to the large model's float input.
     num_classes : int
     max_batch : int
-        Largest batch the model runs.
+        Largest batch the model runs (default: ``deploy.edge_max_batch`` of the scenario
+        schema, which the simulator's edge model uses too).
     max_wait_s : float
-        How long the first request of a batch waits for others, s.
+        How long the first request of a batch waits for others, s (default:
+        ``deploy.edge_max_wait_s``).
     qos : {0, 1}
         MQTT QoS of the replies: 1 (at least once: the broker keeps them for a device that is
         briefly away) or 0 (at most once: half the packets; a lost reply is a timed-out
@@ -79,9 +87,9 @@ class ServerConfig:
     input_scale: float
     input_zero_point: int
     num_classes: int
-    max_batch: int = 32
-    max_wait_s: float = 0.002
-    qos: int = 1
+    max_batch: int = _DEPLOY_DEFAULTS.edge_max_batch
+    max_wait_s: float = _DEPLOY_DEFAULTS.edge_max_wait_s
+    qos: int = _DEPLOY_DEFAULTS.qos
 
     def __post_init__(self) -> None:
         if self.qos not in (0, 1):
@@ -131,14 +139,8 @@ def service_fit(
     (`tinylarge.net.batching.linear_batch_service`) measured on the running server."""
     if sizes.size == 0:
         return None
-    if np.unique(sizes).size < 2:
-        return {"setup_s": 0.0, "per_item_s": float(np.mean(service_s / sizes))}
-    per_item, setup = np.polyfit(sizes.astype(np.float64), service_s, 1)
-    if per_item < 0:  # noise hides the size effect: a constant time per batch
-        return {"setup_s": float(np.mean(service_s)), "per_item_s": 0.0}
-    if setup < 0:  # through the origin instead
-        return {"setup_s": 0.0, "per_item_s": float(np.sum(sizes * service_s) / np.sum(sizes**2))}
-    return {"setup_s": float(setup), "per_item_s": float(per_item)}
+    setup_s, per_item_s = fit_batch_service(sizes, service_s)
+    return {"setup_s": setup_s, "per_item_s": per_item_s}
 
 
 class EdgeServer:
@@ -276,8 +278,10 @@ class EdgeServer:
 
     def _dequantize(self, batch: list[_Pending]) -> npt.NDArray[np.float32]:
         raw = np.frombuffer(b"".join(p.frame for p in batch), dtype=np.int8)
-        q = raw.reshape(len(batch), *self.config.frame_shape).astype(np.float32)
-        return (q - np.float32(self.config.input_zero_point)) * np.float32(self.config.input_scale)
+        q = raw.reshape(len(batch), *self.config.frame_shape)
+        return dequantize_input(
+            q, scale=self.config.input_scale, zero_point=self.config.input_zero_point
+        )
 
     def _learn(self, x: npt.NDArray[np.float32], logits: npt.NDArray[np.float32]) -> None:
         """Keep the answered frames; start an update in the worker when one is due."""
@@ -351,10 +355,7 @@ class EdgeServer:
             },
             "mean_batch": float(sizes.mean()) if sizes.size else 0.0,
             "max_batch": int(sizes.max()) if sizes.size else 0,
-            "service_s": {
-                q: float(np.percentile(service, p)) if service.size else None
-                for q, p in (("p50", 50), ("p99", 99))
-            },
+            "service_s": percentile_summary(service, (50, 99)),
             "service_fit": service_fit(sizes, service),
             "max_batch_setting": self.config.max_batch,
             "max_wait_s_setting": self.config.max_wait_s,

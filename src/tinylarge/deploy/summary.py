@@ -1,5 +1,5 @@
 """``metrics.json`` ``deploy``: what a deployed run measured, from the devices' records and the
-edge's counters. Keys named in issue 14 are a contract."""
+edge's counters. Its keys are a contract: add beside them, never rename."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents, FleetRecords
+from tinylarge.net.message_stats import percentile_summary
 
 RECORD_FIELDS = (
     "device", "sample", "scheduled_s", "offload", "sent_s", "answered_s", "route", "answer",
@@ -47,6 +48,8 @@ def save_records(
                     "refused_bundles": dict(ev.refused_bundles),
                     "rejected_messages": ev.rejected_messages,
                     "started_unix": ev.started_unix,
+                    "unattached_at_start": ev.unattached_at_start,
+                    "hello_retries": ev.hello_retries,
                 }
             )
         ),
@@ -65,6 +68,8 @@ def load_events(path: str | Path) -> FleetEvents:
             install_version=data["event_install_version"],
             disconnected=data["event_disconnected"],
             started_unix=float(scalars["started_unix"]),
+            unattached_at_start=int(scalars.get("unattached_at_start", 0)),
+            hello_retries=int(scalars.get("hello_retries", 0)),
         )
 
 
@@ -94,12 +99,6 @@ def _counts(values: npt.NDArray[np.int64]) -> dict[str, int]:
     return {str(k): int(c) for k, c in zip(keys, counts, strict=True)}
 
 
-def _percentiles(values: npt.NDArray[np.float64]) -> dict[str, float | None]:
-    if values.size == 0:
-        return {"p50": None, "p95": None, "p99": None}
-    return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
-
-
 def deploy_metrics(
     records: FleetRecords,
     labels: npt.NDArray[np.int64],
@@ -127,8 +126,8 @@ def deploy_metrics(
         "lost": records.lost,
         "accuracy": float(correct.mean()) if m else None,
         "offload_fraction": float(records.offload.mean()) if m else None,
-        "latency_s": _percentiles(records.latency_s[answered]),
-        "edge_latency_s": _percentiles(records.latency_s[records.route == BY_EDGE]),
+        "latency_s": percentile_summary(records.latency_s[answered]),
+        "edge_latency_s": percentile_summary(records.latency_s[records.route == BY_EDGE]),
         "bytes_up_per_inference": float(records.bytes_up.sum() / per),
         "bytes_down_per_inference": float(records.bytes_down.sum() / per),
         "mqtt_bytes_up_per_inference": float(records.mqtt_bytes_up.sum() / per),
@@ -177,9 +176,9 @@ def round_trip_split(
     device_rtt, at_edge = np.array(rtt, np.float64), np.array(in_edge, np.float64)
     return {
         # the emulator's own timing error: the device acts this late after its planned instant
-        "agent_lateness_s": _percentiles(records.sent_s - records.ready_s),
+        "agent_lateness_s": percentile_summary(records.sent_s - records.ready_s),
         "matched": int(device_rtt.size),
-        "round_trip_s": _percentiles(device_rtt),
-        "in_edge_s": _percentiles(at_edge),
-        "transport_s": _percentiles(device_rtt - at_edge),
+        "round_trip_s": percentile_summary(device_rtt),
+        "in_edge_s": percentile_summary(at_edge),
+        "transport_s": percentile_summary(device_rtt - at_edge),
     }

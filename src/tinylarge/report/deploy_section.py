@@ -103,6 +103,31 @@ def _sim_vs_real_part(
     return html
 
 
+def _edge_part(d: dict[str, Any]) -> str:
+    """How the edge served, or, when it ended on its own, how and when (it wrote no
+    counters then: the figures above come from the devices' records alone)."""
+    edge, died = d["edge"], d.get("edge_exit")
+    if died is None:
+        return paragraph(
+            f"The edge answered {edge['requests_per_s'] or 0:.1f} requests/s in batches of "
+            f"{edge['mean_batch'] or 0:.2f} on average (largest {edge['max_batch']}); "
+            f"{edge['handshakes']} handshakes."
+        )
+    how = died["signal"] or f"exit code {died['exit_code']}"
+    when = (
+        "before the schedule started (while the devices were handshaking)"
+        if died["at_s"] is None or died["at_s"] < 0
+        else f"{died['at_s']:.1f} s into the schedule"
+    )
+    return paragraph(
+        f"**The edge server ended on its own ({how}) {when}, after {died['uptime_s']:.1f} s, "
+        "and was not restarted.** It left no counters, so everything here comes from what the "
+        f"devices recorded: every request after it was answered on the device or fell back at "
+        f"its deadline; {d.get('devices_unattached_at_start', 0)} device(s) had no session when "
+        "the schedule started."
+    )
+
+
 def deploy_section(
     metrics: dict[str, Any],
     records: FleetRecords,
@@ -139,11 +164,7 @@ def deploy_section(
         policy_latency_cdf(latencies, plots_dir / "deploy_latency.png", "Measured latency"),
         "Measured end-to-end latency: arrival of the request to the answer the device uses.",
     )
-    body += paragraph(
-        f"The edge answered {edge['requests_per_s'] or 0:.1f} requests/s in batches of "
-        f"{edge['mean_batch'] or 0:.2f} on average (largest {edge['max_batch']}); "
-        f"{edge['handshakes']} handshakes."
-    )
+    body += _edge_part(d)
     if edge["batch_size_counts"]:
         body += image(
             batch_histogram(edge["batch_size_counts"], plots_dir / "deploy_batches.png"),

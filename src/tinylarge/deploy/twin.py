@@ -1,89 +1,48 @@
-"""What a deployment takes from the simulator: a run's artefacts and the same requests.
+"""The digital twin: what the simulator predicts for a deployment, and how the measurement
+compares.
 
-`tinylarge fleet` replays the simulator's requests (`policy_requests`: same seed stream, same
-Poisson arrivals, same frames per device) so that a deployed run and a simulated one can be
-compared request by request. `DEPLOY_STAGES` are what `tinylarge deploy` runs when a user has
-no run directory yet (up to the policies; trained models come from the cache).
+`tinylarge fleet` replays the simulator's requests (`deployment_requests`: the policies stage's
+seed stream, Poisson arrivals and frames per device) so that a deployed run and a simulated one
+can be compared request by request; with the link emulated, each request's device time and
+radio come from the same draws (`link_plan`). `simulate_deployment` runs the simulator's
+`run_policy` on those requests with the deployed edge's measured batch service time, and
+`sim_vs_real` sets the prediction beside the measurement (``deploy.sim_vs_real`` in
+``metrics.json``). The twin's deadline is the device agents' reply timer
+(``deploy.reply_deadline_s``), not the policies' planning deadline (``policies.deadline_s``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from torch import nn
 
-from tinylarge.config import Scenario, load_scenario
+from tinylarge.config import Scenario
+from tinylarge.config.deploy_config import DeployConfig
 from tinylarge.data import Task
+from tinylarge.deploy.artefacts import RunArtefacts
 from tinylarge.deploy.link_emulator import LinkPlan, plan_links
 from tinylarge.deploy.records import BY_EDGE, TIMED_OUT, FleetRecords
-from tinylarge.integrate.inference.contract import Policy, Trace
-from tinylarge.integrate.inference.persistence import load_policy
+from tinylarge.integrate.inference.contract import Trace
+from tinylarge.integrate.inference.frame_codec import dequantize_input
 from tinylarge.models.cache import ModelCache
 from tinylarge.models.evaluation import predict_logits
-from tinylarge.models.persistence import load_model
+from tinylarge.net import EdgeServiceModel
+from tinylarge.net.message_stats import percentile_summary
 from tinylarge.net.overhead import ProtocolOverhead
-from tinylarge.net.uplink import EdgeServiceModel
 from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import rng_for
 from tinylarge.sim.engine import DeviceCompute, PolicyOutcome, Requests, run_policy
 from tinylarge.sim.net_stages import network_stage
-from tinylarge.sim.pipeline import PIPELINE
 from tinylarge.sim.policy_stages import policy_requests
 from tinylarge.sim.progress import SilentReporter
 from tinylarge.sim.stages import StageContext, devices_stage, task_stage
 from tinylarge.sim.state import RunState
 from tinylarge.sim.tiny_stages import mcu_profiles
+from tinylarge.tiny import runtime
 from tinylarge.tiny.footprint import footprint
-from tinylarge.tiny.graph import TinyModel
-from tinylarge.tiny.model_file import load_tiny_model
-from tinylarge.tiny.runtime import run as run_int8
-
-#: The stages a deployment needs: models, the int8 model and the fitted policies.
-DEPLOY_STAGES = tuple(s for s in PIPELINE if s.name not in ("colearning", "security"))
-
-
-@dataclass(frozen=True)
-class RunArtefacts:
-    """What `tinylarge run` wrote that the edge and the devices use."""
-
-    run_dir: Path
-    scenario: Scenario
-    tiny: TinyModel
-
-    def policy(self, name: str) -> Policy:
-        path = self.run_dir / "policies" / f"{name}.json"
-        if not path.is_file():
-            known = sorted(p.stem for p in (self.run_dir / "policies").glob("*.json"))
-            raise ValueError(
-                f"{self.run_dir} has no fitted policy {name!r}; it has: "
-                f"{', '.join(known) or 'none'} (a run skips the router when its models leave it "
-                "nothing to learn)"
-            )
-        return load_policy(path)
-
-    def model(self, role: str) -> nn.Module:
-        model, _ = load_model(self.run_dir / "models" / role)
-        return model
-
-
-def load_run(run_dir: str | Path) -> RunArtefacts:
-    """The artefacts of a run directory; ``ValueError`` naming what is missing."""
-    run_dir = Path(run_dir)
-    for name in ("scenario.toml", "tiny_int8.tlm", "models", "policies"):
-        if not (run_dir / name).exists():
-            raise ValueError(
-                f"{run_dir} is not a complete run directory: no {name} (make one with "
-                "`tinylarge run --out DIR`, or let `tinylarge deploy` do it)"
-            )
-    return RunArtefacts(
-        run_dir,
-        load_scenario(run_dir / "scenario.toml"),
-        load_tiny_model(run_dir / "tiny_int8.tlm"),
-    )
 
 
 def deployment_state(scenario: Scenario, n_devices: int, *, network: bool = False) -> RunState:
@@ -143,8 +102,8 @@ def link_plan(
     compute, overhead = device_costs(run, n_devices)
     return plan_links(
         rng_for(scenario.seed, "policies", "network", policy_name),
-        state.network["cells"],
-        state.network["settings"],
+        state.require_network().cells,
+        state.require_network().settings,
         device=requests.device,
         arrival_s=requests.arrival_s,
         offload=offload,
@@ -153,6 +112,20 @@ def link_plan(
         payload_bytes=run.tiny.input_spec.size,
         reply_bytes=state.reply_bytes(),
         overhead=overhead,
+    )
+
+
+def deployed_edge(service_fit: dict[str, float] | None, config: DeployConfig) -> EdgeServiceModel:
+    """The simulator's model of the deployed edge: its batch service time as measured on the
+    running server (`tinylarge.deploy.server.service_fit`; none measured: instantaneous), and
+    the batching it ran with (``config``, the scenario's ``[deploy]`` after the options)."""
+    fit = service_fit or {"setup_s": 0.0, "per_item_s": 0.0}
+    return EdgeServiceModel(
+        setup_s=fit["setup_s"],
+        per_item_s=fit["per_item_s"],
+        max_batch=config.edge_max_batch,
+        max_wait_s=config.edge_max_wait_s,
+        source="measured on the deployed edge server",
     )
 
 
@@ -172,32 +145,32 @@ def simulate_deployment(
     server's measured service time and batching. The trace is the int8 runtime's logits and
     the large model on the int8 frame, as the deployed devices and edge compute them.
 
-    ``transport_s`` is what the deployment's message transport adds to a round trip beyond
-    the radio (the MQTT broker's two relays and the clients' stacks, measured on the running
-    system): half of it is added to the backhaul each way. 0 models the radio alone."""
+    ``deadline_s`` is the device agents' reply timer (``deploy.reply_deadline_s``): a request
+    answered later does not count as met. ``transport_s`` is what the deployment's message
+    transport adds to a round trip beyond the radio (the MQTT broker's two relays and the
+    clients' stacks, measured on the running system): half of it is added to the backhaul
+    each way. 0 models the radio alone."""
     scenario = run.scenario
     state = deployment_state(scenario, n_devices, network=True)
     requests = policy_requests(state, rate_per_device_hz=rate_per_device_hz, duration_s=duration_s)
     task = state.require_task()
     x_q = run.tiny.quantize_input(task.x_test)
     spec = run.tiny.input_spec
-    x_edge = (x_q.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+    x_edge = dequantize_input(x_q, scale=spec.scale, zero_point=spec.zero_point)
     trace = Trace(
-        tiny_logits=run.tiny.dequantize_output(run_int8(run.tiny, x_q).reshape(len(x_q), -1)),
+        tiny_logits=run.tiny.dequantize_output(runtime.run(run.tiny, x_q).reshape(len(x_q), -1)),
         large_logits=predict_logits(run.model("large"), x_edge),
         y=task.y_test,
     )
     compute, overhead = device_costs(run, n_devices)
+    settings = state.require_network().settings
     outcome = run_policy(
         rng_for(scenario.seed, "policies", "network", policy_name),
         run.policy(policy_name),
         trace,
         requests,
-        cells=state.network["cells"],
-        settings=replace(
-            state.network["settings"],
-            backhaul_s=state.network["settings"].backhaul_s + transport_s / 2,
-        ),
+        cells=state.require_network().cells,
+        settings=replace(settings, backhaul_s=settings.backhaul_s + transport_s / 2),
         edge=edge,
         compute=compute,
         reply_bytes=state.reply_bytes(),
@@ -215,8 +188,7 @@ def _both(sim: float | None, real: float | None) -> dict[str, float | None]:
 
 
 def _pcts(values: npt.NDArray[np.float64]) -> dict[str, float | None]:
-    finite = values[np.isfinite(values)]
-    return {f"p{q}": float(np.percentile(finite, q)) if finite.size else None for q in (50, 95, 99)}
+    return percentile_summary(values[np.isfinite(values)])
 
 
 def sim_vs_real(

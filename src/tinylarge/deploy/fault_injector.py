@@ -1,12 +1,11 @@
-"""`tinylarge deploy --faults`: the edge process, and the injector that breaks things on the
-fleet's schedule (`tinylarge.deploy.faults` says what and when)."""
+"""The fault injector of a fault run (`tinylarge deploy --faults`): it breaks things on the
+fleet's schedule, one after the other (`tinylarge.deploy.faults` says what and when), from a
+thread of its own beside the supervisor."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,50 +16,7 @@ from tinylarge.deploy.faults import FaultPlan, FaultRecord
 from tinylarge.deploy.layout import DeployLayout
 from tinylarge.deploy.live_loop import read_version
 from tinylarge.deploy.protocol import Topics
-
-
-class EdgeProcess:
-    """The ``tinylarge serve`` child process: start (waiting until it is ready), kill, stop."""
-
-    def __init__(self, command: list[str], ready: Path, log: Path) -> None:
-        self.command, self.ready, self.log = command, ready, log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, timeout_s: float = 120.0) -> None:
-        """Start it and wait for its ready file; ``RuntimeError`` with its log if it fails."""
-        self.ready.unlink(missing_ok=True)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-        self.starts += 1
-        deadline = time.monotonic() + timeout_s
-        while not self.ready.is_file():
-            if self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(
-                    f"the edge server exited with code {self.process.returncode}; its log:\n{tail}"
-                )
-            if time.monotonic() > deadline:
-                self.process.kill()
-                raise RuntimeError(f"the edge server was not ready within {timeout_s:g} s "
-                                   f"(log: {self.log})")  # fmt: skip
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, no stats written."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self, timeout_s: float = 60.0) -> None:
-        """SIGTERM (it writes its stats), SIGKILL if it does not exit in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+from tinylarge.deploy.supervisor import EdgeProcess
 
 
 class FaultInjector:

@@ -1,0 +1,87 @@
+"""The running system: broker control (Mosquitto), the edge server, the device agents, fault
+injection, and the digital twin (the simulator's prediction of a deployment).
+
+``run(scenario, run_dir=...) -> DeployResult`` is the front door, beside `tinylarge.sim.run`:
+broker, edge and fleet as separate processes on this machine, measured into ``metrics.json``.
+The pieces work alone too: `Broker`; `EdgeServer` (in an event loop) or `EdgeProcess` (the
+``tinylarge serve`` child); `Fleet` (device agents in an event loop) or `run_fleet` (spread
+over processes); `FaultPlan` and `FaultInjector`; `simulate_deployment` and `sim_vs_real`.
+
+The names are imported lazily (PEP 562): importing one light submodule (e.g.
+`tinylarge.deploy.broker` to start a broker) does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tinylarge.deploy.artefacts import RunArtefacts, load_run
+    from tinylarge.deploy.broker import Broker, BrokerAddress
+    from tinylarge.deploy.device import FleetConfig
+    from tinylarge.deploy.fault_injector import FaultInjector
+    from tinylarge.deploy.faults import FaultPlan
+    from tinylarge.deploy.fleet import Fleet
+    from tinylarge.deploy.fleet_processes import FleetRun, run_fleet
+    from tinylarge.deploy.progress import DeployProgress
+    from tinylarge.deploy.result import DeployResult
+    from tinylarge.deploy.runner import DeployError, run
+    from tinylarge.deploy.server import EdgeServer, ServerConfig
+    from tinylarge.deploy.supervisor import EdgeExit, EdgeProcess
+    from tinylarge.deploy.twin import deployment_requests, sim_vs_real, simulate_deployment
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "RunArtefacts": "artefacts",
+    "load_run": "artefacts",
+    "Broker": "broker",
+    "BrokerAddress": "broker",
+    "FleetConfig": "device",
+    "FaultInjector": "fault_injector",
+    "FaultPlan": "faults",
+    "Fleet": "fleet",
+    "FleetRun": "fleet_processes",
+    "run_fleet": "fleet_processes",
+    "DeployProgress": "progress",
+    "DeployResult": "result",
+    "DeployError": "runner",
+    "run": "runner",
+    "EdgeServer": "server",
+    "ServerConfig": "server",
+    "EdgeExit": "supervisor",
+    "EdgeProcess": "supervisor",
+    "deployment_requests": "twin",
+    "sim_vs_real": "twin",
+    "simulate_deployment": "twin",
+}
+
+__all__ = [
+    "Broker",
+    "BrokerAddress",
+    "DeployError",
+    "DeployProgress",
+    "DeployResult",
+    "EdgeExit",
+    "EdgeProcess",
+    "EdgeServer",
+    "FaultInjector",
+    "FaultPlan",
+    "Fleet",
+    "FleetConfig",
+    "FleetRun",
+    "RunArtefacts",
+    "ServerConfig",
+    "deployment_requests",
+    "load_run",
+    "run",
+    "run_fleet",
+    "sim_vs_real",
+    "simulate_deployment",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tinylarge.deploy' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tinylarge.deploy.{_EXPORTS[name]}"), name)
