@@ -271,7 +271,7 @@ def test_smoke_run_splits_and_exits_early(smoke_result: RunResult) -> None:
 
 
 def test_best_policy_within_the_offload_budget_on_a_hand_example() -> None:
-    from tinylarge.sim.policy_result import best_within_offload
+    from tinylarge.sim.stage_results import best_within_offload
 
     def s(acc: float, off: float, energy: float) -> dict[str, float]:
         return {"accuracy": acc, "offload_fraction": off, "energy_j_per_inference": energy}
@@ -292,7 +292,7 @@ def test_best_policy_within_the_offload_budget_on_a_hand_example() -> None:
 
 
 def test_best_policy_breaks_accuracy_ties_by_device_energy_then_order() -> None:
-    from tinylarge.sim.policy_result import best_policy
+    from tinylarge.sim.stage_results import best_policy
 
     def s(acc: float, off: float, energy: float) -> dict[str, float]:
         return {"accuracy": acc, "offload_fraction": off, "energy_j_per_inference": energy}

@@ -16,7 +16,7 @@ from typing import Any
 
 from tinylarge.report.html import escape, paragraph, table
 from tinylarge.report.notes import missed_parts, ran
-from tinylarge.sim.policy_result import BOUNDS, best_policy
+from tinylarge.sim.stage_results import BOUNDS, best_policy
 
 #: The policy that runs everything on the device, and the one that offloads everything.
 TINY_ONLY, LARGE_ONLY = "tiny", "large"
@@ -92,7 +92,7 @@ def _check_target(target_offload: float) -> None:
 def best_within_target(policies: Mapping[str, Any], target_offload: float) -> str | None:
     """The best policy that offloads at most ``target_offload`` of its requests.
 
-    The rule is `tinylarge.sim.policy_result.best_policy` (the one the terminal line and
+    The rule is `tinylarge.sim.stage_results.best_policy` (the one the terminal line and
     ``metrics.json``'s ``policies._best_within_target_offload`` use): the highest accuracy,
     then the least device energy per request, then ``policies``' order; bounds (the oracle),
     skipped parts and ``_``-prefixed extras never count; exactly ``target_offload`` is within.

@@ -29,8 +29,8 @@ from tinylarge.net import (
 from tinylarge.net.draws import stream_seed
 from tinylarge.net.edge_service import fit_batch_service
 from tinylarge.seeding import rng_for
-from tinylarge.sim.net_result import NetworkResult
 from tinylarge.sim.ray_shards import shard_plan
+from tinylarge.sim.stage_results import NetworkResult
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
 

@@ -44,7 +44,6 @@ from tinylarge.sim.engine import (
     draw_requests,
     run_policy,
 )
-from tinylarge.sim.policy_result import PoliciesResult, best_within_offload
 from tinylarge.sim.security_costs import run_overhead
 from tinylarge.sim.split_exit_stages import (
     SplitPlan,
@@ -54,6 +53,7 @@ from tinylarge.sim.split_exit_stages import (
     split_exit_metrics,
     split_policy_and_extra,
 )
+from tinylarge.sim.stage_results import PoliciesResult, best_within_offload
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import TINY_INT8_ROLE, RunState
 from tinylarge.tiny import runtime

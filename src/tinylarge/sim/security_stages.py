@@ -31,7 +31,7 @@ from tinylarge.secure.robust import register_robust_aggregators
 from tinylarge.secure.wire import overhead_bytes
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.colearning_stages import federated_data, fresh_tiny, link_budget
-from tinylarge.sim.security_result import AttackRow, SecurityResult
+from tinylarge.sim.stage_results import AttackRow, SecurityResult
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
 from tinylarge.sim.tiny_stages import mcu_profiles

@@ -49,7 +49,7 @@ from tinylarge.models.split_exit import SplitExitModel, split_exit_logits, train
 from tinylarge.models.training import TrainingReport
 from tinylarge.net.mean_rate import MeanRateLink
 from tinylarge.seeding import derive_seed
-from tinylarge.sim.split_exit_result import SplitExit
+from tinylarge.sim.stage_results import SplitExit
 from tinylarge.sim.stages import CACHE_FORMAT, StageContext
 from tinylarge.sim.state import RunState
 

@@ -14,11 +14,14 @@ from tinylarge.models.evaluation import Evaluation
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.training import TrainingReport
 from tinylarge.secure.messages import reply_payload_bytes
-from tinylarge.sim.net_result import NetworkResult
-from tinylarge.sim.policy_result import PoliciesResult
-from tinylarge.sim.security_result import SecurityResult
-from tinylarge.sim.split_exit_result import SplitExit
-from tinylarge.sim.tiny_results import Int8Checks, QuantizationResult
+from tinylarge.sim.stage_results import (
+    Int8Checks,
+    NetworkResult,
+    PoliciesResult,
+    QuantizationResult,
+    SecurityResult,
+    SplitExit,
+)
 from tinylarge.tiny.footprint import Footprint
 from tinylarge.tiny.graph import TinyModel
 from tinylarge.tiny.measured import CCheck

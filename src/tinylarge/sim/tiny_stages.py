@@ -13,9 +13,9 @@ from tinylarge.config.scenario import Scenario, TrainingSpec
 from tinylarge.models.evaluation import evaluate, predict_logits
 from tinylarge.models.training import BatchLoss
 from tinylarge.seeding import derive_seed, rng_for
+from tinylarge.sim.stage_results import Int8Checks, QuantizationResult
 from tinylarge.sim.stages import HIGH_SNR_DB, StageContext, evaluation_metrics, train_or_load
 from tinylarge.sim.state import TINY_INT8_ROLE, TINY_LABELS_ROLE, RunState
-from tinylarge.sim.tiny_results import Int8Checks, QuantizationResult
 from tinylarge.tiny import runtime
 from tinylarge.tiny.distill import distillation_loss
 from tinylarge.tiny.footprint import footprint
