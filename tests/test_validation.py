@@ -1,11 +1,11 @@
-"""The shared integer-argument check."""
+"""The shared integer and fraction argument checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tinylarge.validation import check_int
+from tinylarge.validation import check_fraction, check_int
 
 
 def test_integers_in_range_pass_as_int() -> None:
@@ -29,3 +29,10 @@ def test_everything_else_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         check_int("n", value, low, high)
+
+
+def test_fractions_pass_as_float_and_the_rest_is_refused() -> None:
+    assert check_fraction("f", 1) == 1.0 and type(check_fraction("f", np.float32(0.5))) is float
+    for value in (-0.1, 1.5, float("nan"), True, "0.5", None):
+        with pytest.raises(ValueError, match=r"f must be a number in \[0, 1\]; got"):
+            check_fraction("f", value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -23,4 +25,13 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> in
     if isinstance(value, bool) or number is None or number < low or too_high:
         allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return number
+
+
+def check_fraction(name: str, value: object) -> float:
+    """``value`` as a ``float`` if it is a real number (Python or NumPy, not a bool) in
+    [0, 1]; else ``ValueError`` naming the argument ``name`` (as in `check_int`)."""
+    number = float(value) if isinstance(value, int | float | np.number) else math.nan
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
     return number

@@ -276,6 +276,19 @@ def test_trace_and_decision_validation() -> None:
             Decision(**{**ok, **change})  # type: ignore[arg-type]
 
 
+def test_decision_constructors_fill_the_per_request_arrays() -> None:
+    local = Decision.device_or_edge(
+        np.array([True, False, True]), [0, 1, 2], [5, 6, 7], bytes_per_offload=9, device_macs=4
+    )
+    assert local.prediction.tolist() == [5, 1, 7]
+    assert local.fallback_prediction.tolist() == [0, 1, 2]
+    assert local.bytes_up.tolist() == [9, 0, 9] and local.device_macs.tolist() == [4, 4, 4]
+    sent = Decision.all_offloaded([3, 1], bytes_up=[7, 8], device_macs=2)
+    assert sent.offload.tolist() == [True, True] and sent.fallback_prediction.tolist() == [-1, -1]
+    assert sent.bytes_up.tolist() == [7, 8] and sent.device_macs.tolist() == [2, 2]
+    assert Decision.all_offloaded([3], bytes_up=5).device_macs.tolist() == [0]
+
+
 def test_the_edge_dequantizes_frames_as_the_device_quantized_them() -> None:
     q = np.array([[-128, -3, 0, 127]], dtype=np.int8)
     x = dequantize_input(q, scale=0.5, zero_point=-3)

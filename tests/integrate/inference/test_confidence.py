@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from tinylarge.integrate.inference.confidence import (
+    cascade_outcome,
+    check_kind,
     confidence,
     entropy,
     margin,
@@ -166,3 +168,19 @@ def test_accuracy_threshold_bad_arguments() -> None:
         threshold_for_accuracy(conf, ok, ok[:1], 0.5)
     with pytest.raises(ValueError, match="target_accuracy"):
         threshold_for_accuracy(conf, ok, ok, -0.1)
+
+
+def test_cascade_outcome_hand_example() -> None:
+    conf = np.array([0.1, 0.2, 0.6, 0.9])
+    device_ok = np.array([False, True, True, False])
+    edge_ok = np.array([True, False, True, True])
+    # below 0.5: samples 0 and 1 go to the edge (right, wrong); 2 and 3 stay (right, wrong)
+    assert cascade_outcome(conf, 0.5, device_ok, edge_ok) == (0.5, 0.5)
+    assert cascade_outcome(conf, -np.inf, device_ok, edge_ok) == (0.0, 0.5)
+    assert cascade_outcome(conf, np.inf, device_ok, edge_ok) == (1.0, 0.75)
+
+
+def test_check_kind_names_the_allowed_kinds() -> None:
+    assert check_kind("margin") == "margin"
+    with pytest.raises(ValueError, match="max_softmax, margin, entropy"):
+        check_kind("softmax")

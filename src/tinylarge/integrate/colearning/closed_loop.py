@@ -47,6 +47,7 @@ from tinylarge.integrate.colearning.contract import (
 )
 from tinylarge.integrate.colearning.model_update import next_tiny_model
 from tinylarge.integrate.inference.confidence import (
+    cascade_outcome,
     max_softmax,
     threshold_for_accuracy,
     threshold_for_offload_fraction,
@@ -91,9 +92,8 @@ def reaches_accuracy(
     target_accuracy: float,
 ) -> bool:
     """Whether the cascade at ``threshold`` reaches ``target_accuracy`` on the given frames."""
-    offload = np.asarray(confidence, dtype=np.float64) < threshold
-    accuracy = np.where(offload, np.asarray(large_correct, bool), np.asarray(tiny_correct, bool))
-    return bool(accuracy.mean() >= target_accuracy - 1e-12)
+    _, accuracy = cascade_outcome(confidence, threshold, tiny_correct, large_correct)
+    return accuracy >= target_accuracy - 1e-12
 
 
 def exclude_samples(partition: Partition, excluded: IntArray) -> Partition:
@@ -232,8 +232,9 @@ class ClosedLoop(CoLearning):
         self.int8 = quantize_model(self.tiny_float, self._calibration(), self.class_names)
         conf, tiny_ok = self._confidence(self.int8, self.server_val)
         self.threshold = threshold_for_offload_fraction(conf, self.target_offload)
-        offload = conf < self.threshold
-        self.target_accuracy = float(np.where(offload, self.large_val_correct, tiny_ok).mean())
+        _, self.target_accuracy = cascade_outcome(
+            conf, self.threshold, tiny_ok, self.large_val_correct
+        )
         self._started = True
 
     def _calibration(self) -> np.ndarray:

@@ -13,10 +13,11 @@ import weakref
 from typing import Self
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from tinylarge.integrate.inference.confidence import (
-    KINDS,
+    cascade_outcome,
+    check_kind,
     threshold_for_accuracy,
     threshold_for_offload_fraction,
 )
@@ -30,6 +31,7 @@ from tinylarge.integrate.inference.contract import (
     check_index,
     check_request,
     large_logits_key,
+    tiny_or_large,
 )
 from tinylarge.integrate.inference.frame_codec import (
     MAX_BITS,
@@ -38,31 +40,10 @@ from tinylarge.integrate.inference.frame_codec import (
     compressed_sizes,
     requantize_frames,
 )
-from tinylarge.validation import check_int
+from tinylarge.validation import check_fraction, check_int
 
 #: Frame codecs `LargeCompressed` accepts.
 CODECS: tuple[str, ...] = ("zstd",)
-
-
-def _fraction_arg(name: str, value: object) -> float:
-    number = float(value) if isinstance(value, int | float | np.number) else math.nan
-    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
-    return number
-
-
-def _answer(
-    trace: Trace, index: IntArray, offload: NDArray[np.bool_], *, frame_bytes: int, macs: int
-) -> Decision:
-    """Decision of a policy that ran the tiny model and sends the raw frame when offloading."""
-    tiny = trace.tiny_prediction[index]
-    return Decision(
-        offload=offload,
-        prediction=np.where(offload, trace.large_prediction[index], tiny),
-        bytes_up=np.where(offload, np.int64(frame_bytes), np.int64(0)),
-        device_macs=np.full(index.shape, macs, dtype=np.int64),
-        fallback_prediction=tiny,
-    )
 
 
 class TinyOnly(Policy):
@@ -88,7 +69,7 @@ class TinyOnly(Policy):
     ) -> Decision:
         idx = check_request(trace, index, rng)
         offload = np.zeros(idx.shape, dtype=np.bool_)
-        return _answer(trace, idx, offload, frame_bytes=0, macs=self.tiny_macs)
+        return tiny_or_large(trace, idx, offload, bytes_per_offload=0, device_macs=self.tiny_macs)
 
 
 class LargeOnly(Policy):
@@ -119,13 +100,7 @@ class LargeOnly(Policy):
         device: ArrayLike | None = None,
     ) -> Decision:
         idx = check_request(trace, index, rng)
-        return Decision(
-            offload=np.ones(idx.shape, dtype=np.bool_),
-            prediction=trace.large_prediction[idx],
-            bytes_up=np.full(idx.shape, self.frame_bytes, dtype=np.int64),
-            device_macs=np.zeros(idx.shape, dtype=np.int64),
-            fallback_prediction=np.full(idx.shape, -1, dtype=np.int64),
-        )
+        return Decision.all_offloaded(trace.large_prediction[idx], bytes_up=self.frame_bytes)
 
 
 class Cascade(Policy):
@@ -173,8 +148,6 @@ class Cascade(Policy):
         frame_bytes: int,
         tiny_macs: int,
     ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
         given = [v is not None for v in (threshold, target_offload, target_accuracy)]
         if sum(given) != 1:
             raise ValueError(
@@ -186,13 +159,13 @@ class Cascade(Policy):
             not isinstance(threshold, int | float | np.number) or math.isnan(threshold)
         ):
             raise ValueError(f"threshold must be a real number, not NaN; got {threshold!r}")
-        self.kind = kind
+        self.kind = check_kind(kind)
         self.threshold = None if threshold is None else float(threshold)
         self.target_offload = (
-            None if target_offload is None else _fraction_arg("target_offload", target_offload)
+            None if target_offload is None else check_fraction("target_offload", target_offload)
         )
         self.target_accuracy = (
-            None if target_accuracy is None else _fraction_arg("target_accuracy", target_accuracy)
+            None if target_accuracy is None else check_fraction("target_accuracy", target_accuracy)
         )
         self.frame_bytes = check_int("frame_bytes", frame_bytes, 1)
         self.tiny_macs = check_int("tiny_macs", tiny_macs, 0)
@@ -205,17 +178,16 @@ class Cascade(Policy):
         tiny_ok = validation.tiny_prediction == validation.y
         large_ok = validation.large_prediction == validation.y
         if self.threshold is not None:
-            threshold = self.threshold
+            self.threshold_ = self.threshold
         elif self.target_offload is not None:
-            threshold = threshold_for_offload_fraction(conf, self.target_offload)
+            self.threshold_ = threshold_for_offload_fraction(conf, self.target_offload)
         elif self.target_accuracy is not None:
-            threshold = threshold_for_accuracy(conf, tiny_ok, large_ok, self.target_accuracy)
+            self.threshold_ = threshold_for_accuracy(conf, tiny_ok, large_ok, self.target_accuracy)
         else:  # the constructor requires one of the three
             raise RuntimeError("Cascade has no threshold, target_offload or target_accuracy")
-        offload = conf < threshold
-        self.threshold_ = threshold
-        self.validation_offload_fraction_ = float(offload.mean())
-        self.validation_accuracy_ = float(np.where(offload, large_ok, tiny_ok).mean())
+        self.validation_offload_fraction_, self.validation_accuracy_ = cascade_outcome(
+            conf, self.threshold_, tiny_ok, large_ok
+        )
         return self
 
     def decide(
@@ -235,7 +207,9 @@ class Cascade(Policy):
                 "data (cascade.fit(validation_trace)) before decide"
             )
         offload = trace.tiny_confidence(self.kind)[idx] < threshold
-        return _answer(trace, idx, offload, frame_bytes=self.frame_bytes, macs=self.tiny_macs)
+        return tiny_or_large(
+            trace, idx, offload, bytes_per_offload=self.frame_bytes, device_macs=self.tiny_macs
+        )
 
 
 class Oracle(Policy):
@@ -268,7 +242,9 @@ class Oracle(Policy):
         idx = check_request(trace, index, rng)
         y = trace.y[idx]
         offload = (trace.tiny_prediction[idx] != y) & (trace.large_prediction[idx] == y)
-        return _answer(trace, idx, offload, frame_bytes=self.frame_bytes, macs=self.tiny_macs)
+        return tiny_or_large(
+            trace, idx, offload, bytes_per_offload=self.frame_bytes, device_macs=self.tiny_macs
+        )
 
 
 class LargeCompressed(Policy):
@@ -350,10 +326,6 @@ class LargeCompressed(Policy):
             raise ValueError(
                 f"extra[{key!r}] must have shape {trace.tiny_logits.shape}; got {logits.shape}"
             )
-        return Decision(
-            offload=np.ones(idx.shape, dtype=np.bool_),
-            prediction=np.argmax(logits[idx], axis=1).astype(np.int64),
-            bytes_up=self.bytes_up(trace, idx),
-            device_macs=np.zeros(idx.shape, dtype=np.int64),
-            fallback_prediction=np.full(idx.shape, -1, dtype=np.int64),
+        return Decision.all_offloaded(
+            np.argmax(logits[idx], axis=1).astype(np.int64), bytes_up=self.bytes_up(trace, idx)
         )

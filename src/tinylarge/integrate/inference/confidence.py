@@ -176,3 +176,35 @@ def threshold_for_accuracy(
     reached = np.flatnonzero(accuracy >= target_accuracy - 1e-12)
     best = int(reached[0]) if reached.size else int(np.argmax(accuracy))  # argmax: first
     return float(thresholds[best])
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` if it is one of `KINDS`; else ``ValueError`` naming the allowed kinds."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    return kind
+
+
+def cascade_outcome(
+    confidence: ArrayLike, threshold: float, device_correct: ArrayLike, edge_correct: ArrayLike
+) -> tuple[float, float]:
+    """Offload fraction and system accuracy of ``offload = confidence < threshold``.
+
+    The system is right on a sample when the edge is (offloaded) or the device is (kept).
+
+    Parameters
+    ----------
+    confidence : array_like of float, shape (n,)
+        Confidences of the device's model.
+    threshold : float
+        Offload below it.
+    device_correct, edge_correct : array_like of bool, shape (n,)
+        Whether the device's / the edge's answer to each sample is right.
+
+    Returns
+    -------
+    (offload_fraction, accuracy) : floats in [0, 1]
+    """
+    offload = np.asarray(confidence, dtype=np.float64) < threshold
+    right = np.where(offload, np.asarray(edge_correct, bool), np.asarray(device_correct, bool))
+    return float(offload.mean()), float(right.mean())

@@ -237,6 +237,83 @@ class Decision:
         """Number of requests m."""
         return int(self.offload.shape[0])
 
+    @classmethod
+    def device_or_edge(
+        cls,
+        offload: ArrayLike,
+        on_device: ArrayLike,
+        at_edge: ArrayLike,
+        *,
+        bytes_per_offload: int,
+        device_macs: ArrayLike,
+    ) -> Decision:
+        """The decision of a device that answers every request itself and sends some.
+
+        Parameters
+        ----------
+        offload : array_like of bool, shape (m,)
+            Requests sent to the edge.
+        on_device : array_like of int, shape (m,)
+            The device's answer: the prediction of the requests it keeps, and the fallback of
+            every request.
+        at_edge : array_like of int, shape (m,)
+            The edge's answer, the prediction of the offloaded requests.
+        bytes_per_offload : int
+            Uplink payload of an offloaded request, bytes.
+        device_macs : int or array_like of int, shape (m,)
+            Multiply-accumulates the device runs for each request.
+        """
+        sent = np.asarray(offload)
+        return cls(
+            offload=sent,
+            prediction=np.where(sent, at_edge, on_device),
+            bytes_up=np.where(sent, np.int64(bytes_per_offload), np.int64(0)),
+            device_macs=_per_request(device_macs, sent.shape),
+            fallback_prediction=np.asarray(on_device),
+        )
+
+    @classmethod
+    def all_offloaded(
+        cls, prediction: ArrayLike, *, bytes_up: ArrayLike, device_macs: ArrayLike = 0
+    ) -> Decision:
+        """The decision of a device that sends every request and has no answer of its own.
+
+        Parameters
+        ----------
+        prediction : array_like of int, shape (m,)
+            The edge's answer to each request.
+        bytes_up, device_macs : int or array_like of int, shape (m,)
+            Uplink payload (bytes) and device multiply-accumulates of each request.
+        """
+        answer = np.asarray(prediction)
+        return cls(
+            offload=np.ones(answer.shape, dtype=np.bool_),
+            prediction=answer,
+            bytes_up=_per_request(bytes_up, answer.shape),
+            device_macs=_per_request(device_macs, answer.shape),
+            fallback_prediction=np.full(answer.shape, -1, dtype=np.int64),
+        )
+
+
+def _per_request(value: ArrayLike, shape: tuple[int, ...]) -> IntArray:
+    """``value`` (a scalar or one per request) as int64 of ``shape``, a new array."""
+    return np.array(np.broadcast_to(np.asarray(value, dtype=np.int64), shape))
+
+
+def tiny_or_large(
+    trace: Trace, index: IntArray, offload: BoolArray, *, bytes_per_offload: int, device_macs: int
+) -> Decision:
+    """The decision of a device that runs the tiny model on every request and sends the
+    ``offload`` ones to the large model (`Decision.device_or_edge` with the trace's tiny and
+    large predictions of ``index``, a checked request index)."""
+    return Decision.device_or_edge(
+        offload,
+        trace.tiny_prediction[index],
+        trace.large_prediction[index],
+        bytes_per_offload=bytes_per_offload,
+        device_macs=device_macs,
+    )
+
 
 def check_index(trace: Trace, index: ArrayLike) -> IntArray:
     """``index`` as int64 of shape (m,); ``ValueError`` unless 1-D integers in ``[0, n)``."""

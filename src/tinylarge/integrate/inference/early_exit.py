@@ -20,7 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tinylarge.integrate.inference.confidence import (
-    KINDS,
+    cascade_outcome,
+    check_kind,
     confidence,
     threshold_for_offload_fraction,
 )
@@ -31,6 +32,7 @@ from tinylarge.integrate.inference.contract import (
     Trace,
     check_request,
 )
+from tinylarge.validation import check_fraction
 
 #: ``Trace.extra`` key of the device exit head's logits, shape (n, C).
 EXIT_LOGITS_KEY = "exit_logits"
@@ -78,15 +80,11 @@ class EarlyExit(Policy):
         threshold: float | None = None,
         target_offload: float | None = None,
     ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
         if (threshold is None) == (target_offload is None):
             raise ValueError(
                 "give exactly one of threshold and target_offload; got "
                 f"threshold={threshold}, target_offload={target_offload}"
             )
-        if target_offload is not None and not 0.0 <= target_offload <= 1.0:
-            raise ValueError(f"target_offload must be in [0, 1], got {target_offload}")
         if threshold is not None and np.isnan(threshold):
             raise ValueError("threshold must be a real number, not NaN")
         if min(exit_macs, encoder_macs) < 0 or code_bytes < 1:
@@ -94,12 +92,14 @@ class EarlyExit(Policy):
                 "exit_macs and encoder_macs must be >= 0 and code_bytes >= 1; got "
                 f"{exit_macs}, {encoder_macs}, {code_bytes}"
             )
-        self.kind = kind
+        self.kind = check_kind(kind)
         self.exit_macs = int(exit_macs)
         self.encoder_macs = int(encoder_macs)
         self.code_bytes = int(code_bytes)
         self.threshold = threshold
-        self.target_offload = target_offload
+        self.target_offload = (
+            None if target_offload is None else check_fraction("target_offload", target_offload)
+        )
         if threshold is not None:
             self.threshold_ = float(threshold)
 
@@ -112,12 +112,12 @@ class EarlyExit(Policy):
         conf = self._confidence(validation)
         if self.target_offload is not None:
             self.threshold_ = threshold_for_offload_fraction(conf, self.target_offload)
-        offload = conf < self.threshold_
         exit_ok = np.argmax(validation.extra[EXIT_LOGITS_KEY], axis=1) == validation.y
         edge = validation.require(BOTTLENECK_LOGITS_KEY, "early_exit's offloaded answers")
         edge_ok = np.argmax(edge, axis=1) == validation.y
-        self.validation_offload_fraction_ = float(offload.mean())
-        self.validation_accuracy_ = float(np.where(offload, edge_ok, exit_ok).mean())
+        self.validation_offload_fraction_, self.validation_accuracy_ = cascade_outcome(
+            conf, self.threshold_, exit_ok, edge_ok
+        )
         return self
 
     def decide(
@@ -134,11 +134,10 @@ class EarlyExit(Policy):
         exit_logits = trace.require(EXIT_LOGITS_KEY, "early_exit reads the device exit's logits")
         edge_logits = trace.require(BOTTLENECK_LOGITS_KEY, "early_exit's offloaded answers")
         offload = self._confidence(trace)[idx] < self.threshold_
-        on_device = np.argmax(exit_logits[idx], axis=1).astype(np.int64)
-        return Decision(
-            offload=offload,
-            prediction=np.where(offload, np.argmax(edge_logits[idx], axis=1), on_device),
-            bytes_up=np.where(offload, self.code_bytes, 0).astype(np.int64),
+        return Decision.device_or_edge(
+            offload,
+            np.argmax(exit_logits[idx], axis=1).astype(np.int64),
+            np.argmax(edge_logits[idx], axis=1),
+            bytes_per_offload=self.code_bytes,
             device_macs=self.exit_macs + np.where(offload, self.encoder_macs, 0).astype(np.int64),
-            fallback_prediction=on_device,
         )

@@ -50,6 +50,7 @@ from tinylarge.integrate.inference.contract import (
     Policy,
     Trace,
     check_request,
+    tiny_or_large,
 )
 
 #: MAC equivalents per class of the feature computation: exp, normalise, log, p log p (ESTIMATE).
@@ -274,13 +275,12 @@ class Router(Policy):
         idx = check_request(trace, index, rng)
         self._check_fitted()
         offload = (self.decision_scores(trace) >= self.score_threshold_)[idx]
-        tiny = trace.tiny_prediction[idx]
-        return Decision(
-            offload=offload,
-            prediction=np.where(offload, trace.large_prediction[idx], tiny),
-            bytes_up=np.where(offload, self.bytes_per_offload, 0).astype(np.int64),
-            device_macs=np.full(idx.shape, self.device_macs_per_request, dtype=np.int64),
-            fallback_prediction=tiny,
+        return tiny_or_large(
+            trace,
+            idx,
+            offload,
+            bytes_per_offload=self.bytes_per_offload,
+            device_macs=self.device_macs_per_request,
         )
 
 

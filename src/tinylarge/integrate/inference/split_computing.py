@@ -419,10 +419,6 @@ class SplitPolicy(Policy):
             logits = trace.require(self.logits_keys[int(split)], "split policy predictions")
             rows = k == split
             prediction[rows] = np.argmax(logits[idx[rows]], axis=1)
-        return Decision(
-            offload=np.ones(idx.shape, dtype=np.bool_),
-            prediction=prediction,
-            bytes_up=self.activation_bytes[k],
-            device_macs=self.device_macs_cum[k],
-            fallback_prediction=np.full(idx.shape, -1, dtype=np.int64),
+        return Decision.all_offloaded(
+            prediction, bytes_up=self.activation_bytes[k], device_macs=self.device_macs_cum[k]
         )
