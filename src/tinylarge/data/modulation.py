@@ -130,10 +130,34 @@ def _windowed_sum(symbols: FloatArray, weights: FloatArray, n_blocks: int) -> Fl
     return np.asarray(np.matmul(windows, weights), dtype=np.float64)
 
 
+def _symbol_periods(n_samples: int, samples_per_symbol: int) -> int:
+    """Symbol periods a frame of ``n_samples`` spans, the last one maybe in part."""
+    return -(-n_samples // samples_per_symbol)
+
+
 def n_symbols_needed(n_samples: int, samples_per_symbol: int, half_window: int) -> int:
     """Number of symbols a modulator draws per frame (window plus pulse tails on both sides)."""
-    n_blocks = -(-n_samples // samples_per_symbol)
-    return n_blocks + 2 * half_window + 1
+    return _symbol_periods(n_samples, samples_per_symbol) + 2 * half_window + 1
+
+
+def _pulse_times(
+    name: str,
+    symbols: FloatArray | ComplexArray,
+    delay_samples: FloatArray,
+    n_samples: int,
+    samples_per_symbol: int,
+    half_window: int,
+) -> tuple[FloatArray, int]:
+    """Check a modulator's ``symbols`` (its argument ``name``) and delays; return the sample
+    times relative to each symbol (`_relative_times`) and the frame's symbol periods."""
+    _check_delays(delay_samples, samples_per_symbol)
+    needed = n_symbols_needed(n_samples, samples_per_symbol, half_window)
+    if symbols.ndim != 2 or symbols.shape != (delay_samples.shape[0], needed):
+        raise ValueError(
+            f"{name} must have shape ({delay_samples.shape[0]}, {needed}), got {symbols.shape}"
+        )
+    times = _relative_times(delay_samples, samples_per_symbol, half_window)
+    return times, _symbol_periods(n_samples, samples_per_symbol)
 
 
 def modulate_linear(
@@ -165,15 +189,10 @@ def modulate_linear(
         pulse has unit energy per symbol period).
     """
     half = RRC_SPAN_SYMBOLS // 2
-    _check_delays(delay_samples, samples_per_symbol)
-    needed = n_symbols_needed(n_samples, samples_per_symbol, half)
-    if symbols.ndim != 2 or symbols.shape != (delay_samples.shape[0], needed):
-        raise ValueError(
-            f"symbols must have shape ({delay_samples.shape[0]}, {needed}), got {symbols.shape}"
-        )
-    t = _relative_times(delay_samples, samples_per_symbol, half)
+    t, n_blocks = _pulse_times(
+        "symbols", symbols, delay_samples, n_samples, samples_per_symbol, half
+    )
     weights = np.where(np.abs(t) <= half, rrc_pulse(t, rolloff), 0.0)
-    n_blocks = -(-n_samples // samples_per_symbol)
     real = _windowed_sum(np.ascontiguousarray(symbols.real), weights, n_blocks)
     imag = _windowed_sum(np.ascontiguousarray(symbols.imag), weights, n_blocks)
     out = (real + 1j * imag).reshape(symbols.shape[0], -1)[:, :n_samples]
@@ -210,19 +229,14 @@ def modulate_fsk(
     numpy.ndarray of complex128, shape (n_frames, n_samples)
         Unit-magnitude baseband samples.
     """
-    half = _FSK_HALF_WINDOW_SYMBOLS
-    _check_delays(delay_samples, samples_per_symbol)
-    needed = n_symbols_needed(n_samples, samples_per_symbol, half)
-    if bits_pm1.ndim != 2 or bits_pm1.shape != (delay_samples.shape[0], needed):
-        raise ValueError(
-            f"bits_pm1 must have shape ({delay_samples.shape[0]}, {needed}), got {bits_pm1.shape}"
-        )
-    t = _relative_times(delay_samples, samples_per_symbol, half)
+    t, n_blocks = _pulse_times(
+        "bits_pm1", bits_pm1, delay_samples, n_samples, samples_per_symbol,
+        _FSK_HALF_WINDOW_SYMBOLS,
+    )  # fmt: skip
     if spec.pulse == "gaussian":
         weights = gaussian_phase_pulse(t, spec.bt)
     else:
         weights = rectangular_phase_pulse(t)
-    n_blocks = -(-n_samples // samples_per_symbol)
     rising = _windowed_sum(bits_pm1, weights, n_blocks)
     # Symbols whose pulse has fully passed contribute their whole 1/2 (exclusive prefix sum).
     settled = np.cumsum(bits_pm1, axis=1)[:, :n_blocks] - bits_pm1[:, :n_blocks]

@@ -27,6 +27,20 @@ def global_avg_pool(dims: int) -> nn.Module:
     return {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d}[dims](1)
 
 
+def conv_bn_relu(dims: int, c_in: int, c_out: int, kernel: int, *, pool: bool) -> nn.Sequential:
+    """A ``same``-padded convolution (`conv`), batch norm and ReLU; then a 2x max pool when
+    ``pool``."""
+    layers = [conv(dims, c_in, c_out, kernel), batch_norm(dims, c_out), nn.ReLU()]
+    if pool:
+        layers.append(max_pool(dims))
+    return nn.Sequential(*layers)
+
+
+def classifier_head(dims: int, channels: int, num_classes: int) -> nn.Sequential:
+    """Global average pool, flatten and a linear layer: ``channels`` feature maps -> logits."""
+    return nn.Sequential(global_avg_pool(dims), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
 def conv_dims(input_shape: tuple[int, ...]) -> int:
     """Spatial dimensions of a ``(channels, *spatial)`` input: 1 or 2; else ``ValueError``."""
     if len(input_shape) not in (2, 3) or min(input_shape) < 1:

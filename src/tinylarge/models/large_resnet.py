@@ -13,10 +13,10 @@ from torch import Tensor, nn
 from tinylarge.models.blocks import (
     BlockModel,
     batch_norm,
+    classifier_head,
     conv,
+    conv_bn_relu,
     conv_dims,
-    global_avg_pool,
-    max_pool,
 )
 from tinylarge.models.registry import register_model
 
@@ -75,15 +75,10 @@ def large_resnet(
             f"width={width}, blocks_per_stage={blocks_per_stage}, num_classes={num_classes}"
         )
     size = min(input_shape[1:])
-    stem: list[nn.Module] = [
-        conv(dims, input_shape[0], width, 7 if dims == 1 else 3),
-        batch_norm(dims, width),
-        nn.ReLU(),
-    ]
-    if size >= 32:  # long frames: halve once in the stem, as ResNet does
-        stem.append(max_pool(dims))
-        size //= 2
-    blocks: list[nn.Module] = [nn.Sequential(*stem)]
+    halve = size >= 32  # long frames: halve once in the stem, as ResNet does
+    stem = conv_bn_relu(dims, input_shape[0], width, 7 if dims == 1 else 3, pool=halve)
+    size = size // 2 if halve else size
+    blocks: list[nn.Module] = [stem]
     c_in = width
     for stage, factor in enumerate((1, 2, 4, 8)):
         c_out = width * factor
@@ -92,5 +87,4 @@ def large_resnet(
         for i in range(blocks_per_stage):
             blocks.append(BasicBlock(dims, c_in, c_out, stride if i == 0 else 1))
             c_in = c_out
-    head = nn.Sequential(global_avg_pool(dims), nn.Flatten(), nn.Linear(c_in, num_classes))
-    return BlockModel(blocks, head)
+    return BlockModel(blocks, classifier_head(dims, c_in, num_classes))

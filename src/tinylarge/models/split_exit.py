@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from tinylarge.config.training_config import TrainingSpec
-from tinylarge.models.blocks import BlockModel, batch_norm, conv, global_avg_pool
+from tinylarge.models.blocks import BlockModel, batch_norm, classifier_head, conv, conv_bn_relu
 from tinylarge.models.training import ProgressCallback, TrainingReport, train
 
 
@@ -92,9 +92,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="nearest"),
-            conv(dims, channels, c_out, 3),
-            batch_norm(dims, c_out),
-            nn.ReLU(),
+            *conv_bn_relu(dims, channels, c_out, 3, pool=False),
         )
 
     def forward(self, code: Tensor, size: tuple[int, ...]) -> Tensor:
@@ -109,7 +107,7 @@ def exit_head(dims: int, c_in: int, widths: tuple[int, ...], num_classes: int) -
     for width in widths:
         layers += [_downsample(dims, c_in, width), batch_norm(dims, width), nn.ReLU()]
         c_in = width
-    return nn.Sequential(*layers, global_avg_pool(dims), nn.Flatten(), nn.Linear(c_in, num_classes))
+    return nn.Sequential(*layers, *classifier_head(dims, c_in, num_classes))
 
 
 class SplitExitModel(nn.Module):

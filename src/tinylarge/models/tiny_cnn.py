@@ -10,22 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from tinylarge.models.blocks import (
-    BlockModel,
-    batch_norm,
-    conv,
-    conv_dims,
-    global_avg_pool,
-    max_pool,
-)
+from tinylarge.models.blocks import BlockModel, classifier_head, conv_bn_relu, conv_dims
 from tinylarge.models.registry import register_model
-
-
-def _conv_block(dims: int, c_in: int, c_out: int, kernel: int, pool: bool) -> nn.Sequential:
-    layers = [conv(dims, c_in, c_out, kernel), batch_norm(dims, c_out), nn.ReLU()]
-    if pool:
-        layers.append(max_pool(dims))
-    return nn.Sequential(*layers)
 
 
 @register_model("tiny_cnn", "3-block CNN for microcontrollers (~1.7 k params at width 8 on radio)")
@@ -62,7 +48,6 @@ def tiny_cnn(
     channels = [input_shape[0], width, 2 * width, 2 * width]
     for i, k in enumerate((k1, k2, k3)):
         pool = size >= 2
-        blocks.append(_conv_block(dims, channels[i], channels[i + 1], k, pool))
+        blocks.append(conv_bn_relu(dims, channels[i], channels[i + 1], k, pool=pool))
         size = size // 2 if pool else size
-    head = nn.Sequential(global_avg_pool(dims), nn.Flatten(), nn.Linear(2 * width, num_classes))
-    return BlockModel(blocks, head)
+    return BlockModel(blocks, classifier_head(dims, 2 * width, num_classes))

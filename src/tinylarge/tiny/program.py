@@ -176,10 +176,11 @@ def _spatial(shape: tuple[int, ...], dims: int, kind: str) -> tuple[int, tuple[i
 Built = tuple[tuple[int, ...], Kernel]
 
 
-def _weighted_requantizer(
+def weighted_requantizer(
     model: TinyModel, op: Op, arith: Arithmetic, weight: Int8Array
 ) -> Requantizer:
-    """The int32 -> int8 step of a conv/linear op: its scales, bias and fused ReLU."""
+    """The int32 -> int8 step of a conv/linear op: its scales, bias and fused ReLU (the
+    runtime's, and the generated C's with ``arith="tflm"``)."""
     x_spec, y_spec = model.tensors[op.inputs[0]], model.tensors[op.output]
     return conv_requantizer(
         arith,
@@ -214,7 +215,7 @@ def _conv(model: TinyModel, op: Op, shapes: list[tuple[int, ...]], arith: Arithm
     if min(out) < 1:
         raise ValueError(f"kernel {kernel} does not fit input {size} with padding {padding}")
     x_spec = model.tensors[op.inputs[0]]
-    requant = _weighted_requantizer(model, op, arith, weight)
+    requant = weighted_requantizer(model, op, arith, weight)
 
     def accumulate(xs: Sequence[Int8Array]) -> npt.NDArray[np.floating]:
         return kernels.conv(
@@ -231,7 +232,7 @@ def _linear(model: TinyModel, op: Op, shapes: list[tuple[int, ...]], arith: Arit
             f"weight {weight.shape} needs input ({weight.shape[-1]},), got {shapes[0]}"
         )
     x_spec = model.tensors[op.inputs[0]]
-    requant = _weighted_requantizer(model, op, arith, weight)
+    requant = weighted_requantizer(model, op, arith, weight)
 
     def accumulate(xs: Sequence[Int8Array]) -> npt.NDArray[np.floating]:
         return kernels.linear(xs[0], x_spec.zero_point, weight)

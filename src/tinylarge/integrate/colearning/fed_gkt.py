@@ -55,8 +55,7 @@ from tinylarge.integrate.inference.split_computing import (
     module_macs,
     quantize_activation,
 )
-from tinylarge.models.blocks import BlockModel, batch_norm, conv, conv_dims, global_avg_pool
-from tinylarge.models.blocks import max_pool as _max_pool
+from tinylarge.models.blocks import BlockModel, classifier_head, conv_bn_relu, conv_dims
 from tinylarge.models.tiny_cnn import tiny_cnn
 from tinylarge.validation import check_int
 
@@ -121,9 +120,7 @@ class GKTServer(nn.Module):
         dims = len(shape) - 1
         self.adapters = nn.ModuleDict(
             {
-                str(w): nn.Sequential(
-                    conv(dims, s[0], server_width, 1), batch_norm(dims, server_width), nn.ReLU()
-                )
+                str(w): conv_bn_relu(dims, s[0], server_width, 1, pool=False)
                 for w, s in feature_shapes.items()
             }
         )
@@ -131,13 +128,11 @@ class GKTServer(nn.Module):
         size, c_in = min(shape[1:]), server_width
         for i in range(server_blocks):
             c_out = server_width if i == 0 else 2 * server_width
-            layers += [conv(dims, c_in, c_out, 3), batch_norm(dims, c_out), nn.ReLU()]
-            if size >= 2:
-                layers.append(_max_pool(dims))
-                size //= 2
+            layers += conv_bn_relu(dims, c_in, c_out, 3, pool=size >= 2)
+            size = size // 2 if size >= 2 else size
             c_in = c_out
         self.trunk = nn.Sequential(*layers)
-        self.head = nn.Sequential(global_avg_pool(dims), nn.Flatten(), nn.Linear(c_in, num_classes))
+        self.head = classifier_head(dims, c_in, num_classes)
 
     def forward(self, h: Tensor, width: int) -> Tensor:
         """Logits (batch, num_classes) from features ``h`` (batch, *feature_shape) of ``width``."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -236,9 +237,21 @@ def local_train_batched(
             batch_size=batch_size, lr=lr, mu=mu,
         )  # fmt: skip
         chunks.append(chunk)
+    return concat_clients(chunks)
+
+
+def concat_clients(parts: Sequence[tuple[State, State]]) -> tuple[State, State]:
+    """The (params, buffers) of consecutive groups of clients, joined along the client axis.
+
+    Parameters
+    ----------
+    parts : sequence of (params, buffers), at least one
+        Each group's dicts of name -> Tensor with a leading client axis, the same names in all.
+    """
+    params, buffers = parts[0]
     return (
-        {k: torch.cat([c[0][k] for c in chunks]) for k in global_params},
-        {k: torch.cat([c[1][k] for c in chunks]) for k in global_buffers},
+        {k: torch.cat([p[0][k] for p in parts]) for k in params},
+        {k: torch.cat([p[1][k] for p in parts]) for k in buffers},
     )
 
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tinylarge.integrate.colearning.local_training import (
     State,
     client_batch_order,
+    concat_clients,
     local_train_batched,
 )
 from tinylarge.ray_cluster import start_ray
@@ -74,7 +75,4 @@ def local_train_on_ray(
                       options)
         for lo, hi in itertools.pairwise(bounds)
     ]  # fmt: skip
-    parts = ray.get(futures)
-    params = {k: torch.cat([p[0][k] for p in parts]) for k in parts[0][0]}
-    buffers = {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
-    return params, buffers
+    return concat_clients(ray.get(futures))

@@ -2,7 +2,7 @@
 
 Each op becomes a ``const`` parameter struct (and, for conv/linear, ``const`` weight, bias,
 multiplier and shift arrays) plus one call into ``tl_kernels.c``. The numbers are the runtime's:
-conv/linear requantization from `tinylarge.tiny.requantize.conv_requantizer` (``"tflm"``),
+conv/linear requantization from `tinylarge.tiny.program.weighted_requantizer` (``"tflm"``),
 ADD multipliers from `tinylarge.tiny.fixed_point.quantize_multiplier` with the formulas of
 `tinylarge.tiny.requantize.add` (TFLite's int8 ADD). 1-D tensors ``(C, L)`` are passed to the
 kernels as ``(C, 1, L)``.
@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylarge.tiny import kernels
 from tinylarge.tiny.codegen.c_text import c_array, c_struct
 from tinylarge.tiny.fixed_point import INT32_MAX, quantize_multiplier
 from tinylarge.tiny.graph import Op, TinyModel
+from tinylarge.tiny.program import weighted_requantizer
 from tinylarge.tiny.requantize import (
     ADD_LEFT_SHIFT,
     Requantizer,
     activation_range,
-    conv_requantizer,
     f32,
 )
 
@@ -74,25 +73,36 @@ def _requant_arrays(name: str, requant: Requantizer) -> list[str]:
     ]
 
 
-def _weighted(model: TinyModel, op: Op, name: str) -> tuple[list[str], Requantizer]:
-    """Weight array and requantization arrays of a conv/linear op."""
+def _weighted(model: TinyModel, op: Op, name: str, kernel: str, geometry: dict[str, int]) -> OpCode:
+    """A conv/linear op: its weight and requantization arrays, its ``tl_<kernel>_params``
+    struct (``geometry``, then the zero-point offsets and the activation range) and the call
+    of ``tl_<kernel>``."""
     weight = op.constant(model, "weight")
     x, y = model.tensors[op.inputs[0]], model.tensors[op.output]
     fan_in = math.prod(weight.shape[1:])
     if fan_in * 127 * 255 > INT32_MAX:
         raise ValueError(f"{op.name}: fan-in {fan_in} could overflow the int32 accumulator")
-    requant = conv_requantizer(
-        "tflm",
-        input_scale=x.scale,
-        weight_scale=op.constant(model, "weight_scale"),
-        output_scale=y.scale,
-        output_zero_point=y.zero_point,
-        bias=op.constant(model, "bias"),
-        relu=bool(op.attrs.get("relu", False)),
-        acc_bound=kernels.accumulator_bound(weight, x.zero_point),
-    )
-    data = [c_array("int8_t", f"{name}_weight", weight), *_requant_arrays(name, requant)]
-    return data, requant
+    requant = weighted_requantizer(model, op, "tflm", weight)
+    params = {
+        **geometry,
+        "in_offset": -x.zero_point,
+        "out_offset": y.zero_point,
+        "act_min": requant.low,
+        "act_max": requant.high,
+    }
+    data = [
+        c_array("int8_t", f"{name}_weight", weight),
+        *_requant_arrays(name, requant),
+        *c_struct(f"tl_{kernel}_params", f"{name}_params", params),
+    ]
+
+    def call(ins: Sequence[int], out: int) -> list[str]:
+        return [
+            f"tl_{kernel}(&{name}_params, arena + {ins[0]}, {name}_weight, {name}_bias, "
+            f"{name}_mult, {name}_shift, arena + {out});"
+        ]
+
+    return OpCode("", op.inputs, op.output, data, call)
 
 
 def _conv(model: TinyModel, op: Op, name: str) -> OpCode:
@@ -102,9 +112,8 @@ def _conv(model: TinyModel, op: Op, name: str) -> OpCode:
     k_h, k_w = (1, weight.shape[2]) if dims == 1 else (weight.shape[2], weight.shape[3])
     stride = _per_dim(op.attrs.get("stride"), dims, 1)
     padding = _per_dim(op.attrs.get("padding"), dims, 0)
-    data, requant = _weighted(model, op, name)
     (in_h, in_w), (out_h, out_w) = _hw(x.shape), _hw(y.shape)
-    params = {
+    geometry = {
         "in_c": x.shape[0],
         "in_h": in_h,
         "in_w": in_w,
@@ -118,42 +127,13 @@ def _conv(model: TinyModel, op: Op, name: str) -> OpCode:
         "pad_h": padding[0],
         "pad_w": padding[1],
         "groups": int(op.attrs.get("groups", 1)),
-        "in_offset": -x.zero_point,
-        "out_offset": y.zero_point,
-        "act_min": requant.low,
-        "act_max": requant.high,
     }
-    data += c_struct("tl_conv_params", f"{name}_params", params)
-
-    def call(ins: Sequence[int], out: int) -> list[str]:
-        return [
-            f"tl_conv(&{name}_params, arena + {ins[0]}, {name}_weight, {name}_bias, "
-            f"{name}_mult, {name}_shift, arena + {out});"
-        ]
-
-    return OpCode("", op.inputs, op.output, data, call)
+    return _weighted(model, op, name, "conv", geometry)
 
 
 def _linear(model: TinyModel, op: Op, name: str) -> OpCode:
     x, y = model.tensors[op.inputs[0]], model.tensors[op.output]
-    data, requant = _weighted(model, op, name)
-    params = {
-        "in_features": x.size,
-        "out_features": y.size,
-        "in_offset": -x.zero_point,
-        "out_offset": y.zero_point,
-        "act_min": requant.low,
-        "act_max": requant.high,
-    }
-    data += c_struct("tl_linear_params", f"{name}_params", params)
-
-    def call(ins: Sequence[int], out: int) -> list[str]:
-        return [
-            f"tl_linear(&{name}_params, arena + {ins[0]}, {name}_weight, {name}_bias, "
-            f"{name}_mult, {name}_shift, arena + {out});"
-        ]
-
-    return OpCode("", op.inputs, op.output, data, call)
+    return _weighted(model, op, name, "linear", {"in_features": x.size, "out_features": y.size})
 
 
 def _pool(model: TinyModel, op: Op, name: str) -> OpCode:
