@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from tinylarge.config.colearning_config import SCHEME_NAMES, ColearningConfig
+from tinylarge.config.colearning_config import (
+    SCHEME_NAMES,
+    ColearningConfig,
+    FederatedConfig,
+    FedGKTConfig,
+    SplitLearningConfig,
+)
 from tinylarge.errors import CannotFitError
 from tinylarge.integrate.colearning.aggregators import aggregator_names
 from tinylarge.integrate.colearning.closed_loop import ClosedLoop
@@ -144,6 +150,20 @@ def _closed_loop(state: RunState, data: FederatedData, links: LinkBudget) -> Clo
     )
 
 
+def _round_settings(
+    section: FederatedConfig | FedGKTConfig | SplitLearningConfig, seed: int
+) -> dict[str, Any]:
+    """The keyword arguments every scheme of client rounds takes, from its config section."""
+    return {
+        "clients_per_round": section.clients_per_round,
+        "local_epochs": section.local_epochs,
+        "samples_per_client": section.samples_per_client,
+        "batch_size": section.batch_size,
+        "lr": section.learning_rate,
+        "seed": seed,
+    }
+
+
 def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBudget) -> CoLearning:
     """The co-learning scheme ``name`` configured from the scenario."""
     config = state.scenario.colearning
@@ -151,11 +171,7 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
     if name in ("fedavg", "fedprox"):
         fl = config.federated
         common: dict[str, Any] = {
-            "clients_per_round": fl.clients_per_round,
-            "local_epochs": fl.local_epochs,
-            "samples_per_client": fl.samples_per_client,
-            "batch_size": fl.batch_size,
-            "lr": fl.learning_rate,
+            **_round_settings(fl, seed),
             "lr_decay": fl.lr_decay,
             "server_momentum": fl.server_momentum,
             "aggregator": fl.aggregator,
@@ -163,7 +179,6 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
             "compression": fl.compression,
             "topk_fraction": fl.topk_fraction,
             "ray_workers": fl.ray_workers,
-            "seed": seed,
         }
         model = fresh_tiny(state, name)
         if name == "fedprox":
@@ -178,16 +193,11 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
             feature_blocks=gkt.feature_blocks,
             server_width=gkt.server_width,
             server_blocks=gkt.server_blocks,
-            clients_per_round=gkt.clients_per_round,
-            local_epochs=gkt.local_epochs,
-            samples_per_client=gkt.samples_per_client,
-            batch_size=gkt.batch_size,
-            lr=gkt.learning_rate,
             server_epochs=gkt.server_epochs,
             temperature=gkt.temperature,
             beta=gkt.beta,
             feature_bits=gkt.feature_bits,
-            seed=seed,
+            **_round_settings(gkt, seed),
         )
     if name in ("split_learning", "splitfed"):
         sl = config.split
@@ -197,14 +207,9 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
             data,
             links,
             cut=sl.cut,
-            clients_per_round=sl.clients_per_round,
-            local_epochs=sl.local_epochs,
-            samples_per_client=sl.samples_per_client,
-            batch_size=sl.batch_size,
-            lr=sl.learning_rate,
             activation_bits=sl.activation_bits,
             gradient_bits=sl.gradient_bits,
-            seed=seed,
+            **_round_settings(sl, seed),
         )
     if name == "closed_loop":
         return _closed_loop(state, data, links)
