@@ -67,11 +67,15 @@ def test_the_moved_key_says_where_it_went() -> None:
 
 def test_options_override_the_section_and_are_checked_like_it() -> None:
     config = DeployConfig()
-    changed = with_overrides(config, "options", edge_max_batch=4, reply_deadline_s=0.2)
+    changed = with_overrides(
+        config, "options", {"edge_max_batch": 4, "reply_deadline_s": 0.2, "qos": None}
+    )
     assert (changed.edge_max_batch, changed.reply_deadline_s, changed.qos) == (4, 0.2, 1)
-    assert with_overrides(config, "options") == config  # nothing given: unchanged
+    assert with_overrides(config, "options", {}) == config  # nothing given: unchanged
     with pytest.raises(ScenarioError, match=r"invalid scenario in --flags:\n  - qos = 3"):
-        with_overrides(config, "--flags", qos=3)
+        with_overrides(config, "--flags", {"qos": 3})
+    with pytest.raises(ScenarioError, match=r"unknown \[deploy\] key\(s\) \['max_batch'\]"):
+        with_overrides(config, "--flags", {"max_batch": 3})
 
 
 def test_config_show_shows_the_section() -> None:

@@ -135,13 +135,15 @@ def deploy_settings(
     from tinylarge.config.deploy_config import with_overrides
 
     try:
-        return with_overrides(
-            config, "the command's options (--max-batch, --max-wait-ms, --deadline-ms, ...)",
-            edge_max_batch=max_batch,
-            edge_max_wait_s=None if max_wait_ms is None else max_wait_ms / 1e3,
-            reply_deadline_s=None if deadline_ms is None else deadline_ms / 1e3,
-            qos=qos, processes=processes,
-        )  # fmt: skip
+        options = {
+            "edge_max_batch": max_batch,
+            "edge_max_wait_s": None if max_wait_ms is None else max_wait_ms / 1e3,
+            "reply_deadline_s": None if deadline_ms is None else deadline_ms / 1e3,
+            "qos": qos,
+            "processes": processes,
+        }
+        source = "the command's options (--max-batch, --max-wait-ms, --deadline-ms, ...)"
+        return with_overrides(config, source, options)
     except ScenarioError as error:
         raise fail(str(error)) from None
 

@@ -23,6 +23,7 @@ Two deadlines, two concepts:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
@@ -89,26 +90,20 @@ class DeployConfig(Section):
 
 
 def with_overrides(
-    config: DeployConfig,
-    source: str,
-    *,
-    edge_max_batch: int | None = None,
-    edge_max_wait_s: float | None = None,
-    reply_deadline_s: float | None = None,
-    qos: int | None = None,
-    processes: int | None = None,
+    config: DeployConfig, source: str, overrides: Mapping[str, object | None]
 ) -> DeployConfig:
-    """``config`` with every value given (not None) replaced, validated as in a scenario
-    file: `ScenarioError` naming ``source`` (e.g. the command's options), the key, the value
-    and what is allowed."""
-    given = {
-        "edge_max_batch": edge_max_batch,
-        "edge_max_wait_s": edge_max_wait_s,
-        "reply_deadline_s": reply_deadline_s,
-        "qos": qos,
-        "processes": processes,
-    }
-    table = {**config.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    """``config`` with every value in ``overrides`` that is not None put in place of its key,
+    validated as in a scenario file: `ScenarioError` naming ``source`` (e.g. the command's
+    options), the key, the value and what is allowed; a key that is not a field of
+    `DeployConfig` is refused the same way."""
+    unknown = sorted(set(overrides) - set(DeployConfig.model_fields))
+    if unknown:
+        allowed = ", ".join(DeployConfig.model_fields)
+        raise ScenarioError(
+            f"invalid scenario in {source}: unknown [deploy] key(s) {unknown}; allowed: {allowed}"
+        )
+    given = {key: value for key, value in overrides.items() if value is not None}
+    table = {**config.model_dump(), **given}
     try:
         return DeployConfig.model_validate(table)
     except ValidationError as error:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from tinylarge.data import Partition, Task
@@ -27,19 +28,39 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
+def finish(
+    fig: Figure,
+    ax: Axes,
+    path: Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    legend_fontsize: float | None = None,
+) -> Path:
+    """Label the axes (units in the labels), grid, legend (matplotlib's default size when
+    ``legend_fontsize`` is None) and title of a one-axes plot, then save it (`save_figure`)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if legend_fontsize is None:
+        ax.legend()
+    else:
+        ax.legend(fontsize=legend_fontsize)
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
 def accuracy_vs_snr(evaluations: Mapping[str, Evaluation], path: Path) -> Path:
     """Accuracy of each model per SNR bucket."""
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     for role, ev in evaluations.items():
         ax.plot(ev.snr_db, 100 * ev.accuracy_by_snr, "o-", label=role, color=_COLORS.get(role))
-    ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Test accuracy vs SNR")
-    return save_figure(fig, path)
+    return finish(
+        fig, ax, path, xlabel="SNR (dB)", ylabel="accuracy (%)", title="Test accuracy vs SNR"
+    )
 
 
 def confusion_matrix(ev: Evaluation, class_names: tuple[str, ...], title: str, path: Path) -> Path:
@@ -96,12 +117,7 @@ def training_curves(reports: Mapping[str, TrainingReport], path: Path) -> Path:
                 color=color,
                 label=f"{role} validation",
             )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Training")
-    return save_figure(fig, path)
+    return finish(fig, ax, path, xlabel="epoch", ylabel="accuracy (%)", title="Training")
 
 
 def radio_examples(task: Task, path: Path) -> Path:
@@ -161,12 +177,15 @@ def device_snr(partition: Partition, snr_db: np.ndarray, path: Path) -> Path:
     devices = np.arange(partition.n_devices)
     ax.fill_between(devices, quartiles[0.25], quartiles[0.75], alpha=0.3, label="25-75 %")
     ax.plot(devices, quartiles[0.5], lw=1.2, label="median")
-    ax.set_xlabel("device")
-    ax.set_ylabel("SNR of its frames (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Training-frame SNR per device")
-    return save_figure(fig, path)
+    return finish(
+        fig,
+        ax,
+        path,
+        xlabel="device",
+        ylabel="SNR of its frames (dB)",
+        title="Training-frame SNR per device",
+        legend_fontsize=8,
+    )
 
 
 def mcu_costs(
@@ -222,12 +241,15 @@ def network_coverage(
         values = np.sort(np.maximum(rate, 1.0))
         ax.plot(values, np.linspace(0, 100, values.size), label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("uplink rate, whole band (b/s)")
-    ax.set_ylabel("devices (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Rate across the cell per radio profile")
-    return save_figure(fig, path)
+    return finish(
+        fig,
+        ax,
+        path,
+        xlabel="uplink rate, whole band (b/s)",
+        ylabel="devices (%)",
+        title="Rate across the cell per radio profile",
+        legend_fontsize=8,
+    )
 
 
 def latency_cdf(latency_s: np.ndarray, title: str, path: Path) -> Path:
@@ -280,12 +302,15 @@ def policy_latency_cdf(
         if values.size:
             ax.plot(values, np.linspace(0, 100, values.size), label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("latency of the answer (ms)")
-    ax.set_ylabel("requests (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    return save_figure(fig, path)
+    return finish(
+        fig,
+        ax,
+        path,
+        xlabel="latency of the answer (ms)",
+        ylabel="requests (%)",
+        title=title,
+        legend_fontsize=8,
+    )
 
 
 def policy_energy_breakdown(summaries: Mapping[str, Mapping[str, float]], path: Path) -> Path:
@@ -314,13 +339,16 @@ def policy_accuracy_by_snr(
     for name, ok in correct.items():
         acc = [100 * ok[snr_db == s].mean() if (snr_db == s).any() else np.nan for s in levels]
         ax.plot(levels, acc, "o-", label=name, ms=3)
-    ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Accuracy per SNR, per policy")
-    return save_figure(fig, path)
+    return finish(
+        fig,
+        ax,
+        path,
+        xlabel="SNR (dB)",
+        ylabel="accuracy (%)",
+        title="Accuracy per SNR, per policy",
+        legend_fontsize=8,
+    )
 
 
 def accuracy_vs_bytes(points: Mapping[str, tuple[float, float]], path: Path) -> Path:
