@@ -13,8 +13,9 @@ The names are imported lazily (PEP 562): importing one light submodule (e.g.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tinylarge.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from tinylarge.deploy.artefacts import RunArtefacts, load_run
@@ -81,7 +82,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tinylarge.deploy' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"tinylarge.deploy.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

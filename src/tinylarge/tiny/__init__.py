@@ -6,8 +6,9 @@ The curated entry points, imported lazily (PEP 562) so that importing one light 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tinylarge.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from tinylarge.tiny.distill import distill, distillation_loss
@@ -63,7 +64,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tinylarge.tiny' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"tinylarge.tiny.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
