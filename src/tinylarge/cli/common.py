@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -35,15 +37,23 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+@contextmanager
+def errors_as_failures(*errors: type[Exception]) -> Iterator[None]:
+    """Turn an expected error (bad input, a missing file) into a one-line ``error:`` message
+    and exit code 2, not a traceback: ``with errors_as_failures(ValueError): ...``."""
+    try:
+        yield
+    except errors as error:
+        raise fail(str(error)) from None
+
+
 def resolve_scenario(preset: str | None, config: Path | None, seed: int | None) -> Scenario:
     """The scenario from --preset or --config (default preset: 'default'), with --seed applied."""
     if preset is not None and config is not None:
         raise fail("give either --preset or --config, not both")
-    try:
+    with errors_as_failures(ScenarioError):
         scenario = load_scenario(config) if config is not None else load_preset(preset or "default")
         return with_seed(scenario, seed) if seed is not None else scenario
-    except ScenarioError as error:
-        raise fail(str(error)) from None
 
 
 def run_directory(out: Path | None, scenario: Scenario, overwrite: bool) -> Path:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from tinylarge.cli.common import console, fail
+from tinylarge.cli.common import console, errors_as_failures
 
 if TYPE_CHECKING:
     from tinylarge.config.deploy_config import DeployConfig
@@ -105,20 +105,16 @@ RunDirArgument = Annotated[
 def broker_address(url: str) -> Any:
     from tinylarge.deploy.broker import parse_broker_url
 
-    try:
+    with errors_as_failures(ValueError):
         return parse_broker_url(url)
-    except ValueError as error:
-        raise fail(str(error)) from None
 
 
 def load_run_or_fail(run_dir: Path) -> RunArtefacts:
     """The run directory's artefacts, or a one-line error saying what is missing."""
     from tinylarge.deploy.artefacts import load_run
 
-    try:
+    with errors_as_failures(ValueError):
         return load_run(run_dir)
-    except ValueError as error:
-        raise fail(str(error)) from None
 
 
 def deploy_settings(
@@ -134,7 +130,7 @@ def deploy_settings(
     from tinylarge.config import ScenarioError
     from tinylarge.config.deploy_config import with_overrides
 
-    try:
+    with errors_as_failures(ScenarioError):
         options = {
             "edge_max_batch": max_batch,
             "edge_max_wait_s": None if max_wait_ms is None else max_wait_ms / 1e3,
@@ -144,8 +140,6 @@ def deploy_settings(
         }
         source = "the command's options (--max-batch, --max-wait-ms, --deadline-ms, ...)"
         return with_overrides(config, source, options)
-    except ScenarioError as error:
-        raise fail(str(error)) from None
 
 
 def broker(
@@ -157,11 +151,9 @@ def broker(
     """Start a local Mosquitto broker and keep it until Ctrl-C (or SIGTERM)."""
     from tinylarge.deploy.broker import Broker
 
-    try:
+    with errors_as_failures(FileNotFoundError, RuntimeError, TimeoutError):
         running = Broker(data_dir, port=port)
         address = running.start()
-    except (FileNotFoundError, RuntimeError, TimeoutError) as error:
-        raise fail(str(error)) from None
     console.print(
         f"Mosquitto listening at [bold]{address.url}[/] (data in {data_dir}); Ctrl-C stops"
     )
@@ -209,10 +201,8 @@ def serve(
         run.scenario.deploy, max_batch=max_batch, max_wait_ms=max_wait_ms, qos=qos
     )
     options = EdgeOptions(settings, update_every, live_loop, threads, metrics_port, prefix)
-    try:
+    with errors_as_failures(ValueError):
         server = build_edge(run, options)
-    except ValueError as error:
-        raise fail(str(error)) from None
 
     def ready(server: EdgeServer) -> None:
         console.print(f"edge serving {run_dir} at {address.url} (boot id {server.boot_id})")
@@ -263,10 +253,8 @@ def fleet(
             f"policy {policy}, broker {address.url}"
         )
 
-    try:
+    with errors_as_failures(ValueError):
         result = run_fleet_job(run, address, job, on_start=started)
-    except ValueError as error:
-        raise fail(str(error)) from None
     console.print(_fleet_table(result.summary))
     console.print(f"records: {result.path}")
 

@@ -16,6 +16,7 @@ from tinylarge.cli.common import (
     PresetOption,
     SeedOption,
     console,
+    errors_as_failures,
     fail,
     resolve_scenario,
     run_directory,
@@ -161,15 +162,13 @@ def deploy(
     out_dir = run_directory(out, scenario, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     models = run if run is not None else _make_models(scenario, out_dir / "run")
-    try:
+    with errors_as_failures(ValueError, DeployError):
         result = deploy_run(
             scenario, run_dir=out_dir, devices=devices or None, duration_s=duration,
             rate_per_device_hz=rate or None, policy=policy, models=models, broker=broker_url,
             faults=plan, emulate_link=emulate_link, update_every=update_every,
             progress=_RichProgress(),
         )  # fmt: skip
-    except (ValueError, DeployError) as error:
-        raise fail(str(error)) from None
     _print_result(result, f"tinylarge deploy: {scenario.name}")
 
 

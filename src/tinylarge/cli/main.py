@@ -19,6 +19,7 @@ from tinylarge.cli.common import (
     PresetOption,
     SeedOption,
     console,
+    errors_as_failures,
     run_directory,
 )
 from tinylarge.cli.common import fail as _fail
@@ -85,14 +86,12 @@ def run(
     from tinylarge.sim import run as run_pipeline
 
     console.print(f"[bold]tinylarge run[/]: scenario '{scenario.name}', seed {scenario.seed}")
-    try:
+    with errors_as_failures(ScenarioError, ValueError):
         with RichReporter(console) as reporter:
             result = run_pipeline(
                 scenario, cache=ModelCache(enabled=not no_cache), reporter=reporter
             )
         report = write(result, run_dir)
-    except (ScenarioError, ValueError) as error:
-        raise _fail(str(error)) from None
     console.print(_results_table(collect(result)))
     if result.skipped or result.warnings:
         console.print(
@@ -123,10 +122,8 @@ def colearn(
     scenario = scenario_for_scheme(_resolve(preset, config, seed), scheme, rounds)
     run_dir = run_directory(out, scenario, overwrite)
     console.print(f"[bold]tinylarge colearn[/]: {scheme} on scenario '{scenario.name}'")
-    try:
+    with errors_as_failures(ScenarioError, ValueError):
         report, result = run_colearn(scenario, run_dir, no_cache=no_cache)
-    except (ScenarioError, ValueError) as error:
-        raise _fail(str(error)) from None
     skipped = result.skipped.get(f"colearning.{scheme}")
     if skipped is not None:
         raise _fail(f"{scheme} could not run on this scenario: {skipped} (report: {report})")

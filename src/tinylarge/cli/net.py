@@ -8,8 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tinylarge.cli.common import ConfigOption, PresetOption, console, resolve_scenario
-from tinylarge.cli.common import fail as _fail
+from tinylarge.cli.common import (
+    ConfigOption,
+    PresetOption,
+    console,
+    errors_as_failures,
+    resolve_scenario,
+)
 
 net_app = typer.Typer(help="Inspect the 6G network model.", no_args_is_help=True)
 
@@ -29,10 +34,8 @@ def inspect(
 
     scenario = resolve_scenario(preset, config, None)
     net = scenario.network
-    try:
+    with errors_as_failures(ValueError):
         profiles = network_profiles(scenario)
-    except ValueError as error:
-        raise _fail(str(error)) from None
     results = scenario_coverage(scenario, profiles)
     per_cell = next(iter(results.values())).devices_per_cell
     title = f"Uplink coverage, scenario '{scenario.name}' ({net.coverage_devices:,} devices each)"

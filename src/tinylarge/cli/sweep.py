@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tinylarge.cli.common import console, fail
+from tinylarge.cli.common import console, errors_as_failures, fail
 
 if TYPE_CHECKING:
     from tinylarge.sim.sweep_results import PointResult
@@ -21,10 +21,8 @@ def _load_spec(sweep_file: Path | None, example: bool) -> SweepSpec:
 
     if (sweep_file is None) == (not example):
         raise fail("give a sweep file or --example (one of them)")
-    try:
+    with errors_as_failures(SweepError):
         return SweepSpec.example() if sweep_file is None else SweepSpec.load(sweep_file)
-    except SweepError as error:
-        raise fail(str(error)) from None
 
 
 def _sweep_dir(out: Path | None, spec: SweepSpec, resume: bool) -> Path:
@@ -59,11 +57,9 @@ def _run_with_progress(
             if result.error:
                 progress.console.print(f"[red]! {result.point.key}[/]: {result.error}")
 
-        try:
+        with errors_as_failures(SweepError):
             results = run_sweep(spec, out, write=write, address=address, resume=resume,
                                 num_cpus=workers, on_done=done)  # fmt: skip
-        except SweepError as error:
-            raise fail(str(error)) from None
         progress.update(bar, completed=len(results))
     return results
 

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from tinylarge.cli.common import console
+from tinylarge.cli.common import console, errors_as_failures
 from tinylarge.cli.common import fail as _fail
 from tinylarge.tiny.footprint import LAYER_TABLE_COLUMNS, Footprint, footprint, layer_table_rows
 from tinylarge.tiny.graph import TinyModel, TinyModelError
@@ -26,10 +26,8 @@ ModelArgument = Annotated[
 
 
 def _load(path: Path) -> TinyModel:
-    try:
+    with errors_as_failures(TinyModelError):
         return load_tiny_model(path)
-    except TinyModelError as error:
-        raise _fail(str(error)) from None
 
 
 @tiny_app.command()
