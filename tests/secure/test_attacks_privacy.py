@@ -62,7 +62,8 @@ def test_sign_flip_attackers_hurt_the_mean_more_than_the_median() -> None:
 
 
 def test_rdp_accountant_reproduces_the_opacus_reference() -> None:
-    # security.md: (q 1e-5, sigma 1, 10 steps) + (q 1e-4, sigma 3, 4 steps), orders 2..32
+    # Opacus's RDP accountant:
+    # (q 1e-5, sigma 1, 10 steps) + (q 1e-4, sigma 3, 4 steps), orders 2..32
     eps, order = rdp_epsilon([(1e-5, 1.0, 10), (1e-4, 3.0, 4)], 1e-5, orders=list(range(2, 33)))
     assert eps == pytest.approx(0.336, abs=5e-4) and order == 23
     more_noise, _ = dp_epsilon(2.0, 0.1, 100, 1e-5)

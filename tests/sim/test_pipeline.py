@@ -19,7 +19,7 @@ def _small(overrides: dict[str, object]) -> dict[str, object]:
     Its models are the smoke run's (same task, models and training), so tests that do not test
     the cache share them through the session's cache. The smoke sizes learn on every CPU kernel
     set we tried (AVX-512, AVX2, SSE4.1, ATen default: large model 40-46 % on 8 classes); 600
-    training frames did not: on some CPUs every model collapsed to one class (issue 13).
+    training frames did not: on some CPUs every model collapsed to one class.
     """
     table = scenario_to_table(load_preset("smoke"))
     table["colearning"]["enabled"] = False  # type: ignore[index]
