@@ -70,8 +70,11 @@ def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.
     from tinylarge.deploy import run as deploy_run
 
     scenario = load_preset(preset)
-    settings = with_overrides(scenario.deploy, "bench_deploy.py", edge_max_batch=max_batch,
-                              qos=qos, processes=args.processes)  # fmt: skip
+    settings = with_overrides(
+        scenario.deploy,
+        "bench_deploy.py",
+        {"edge_max_batch": max_batch, "qos": qos, "processes": args.processes},
+    )
     try:
         result = deploy_run(
             scenario.model_copy(update={"deploy": settings}), run_dir=out, devices=devices,

@@ -40,7 +40,7 @@ def fault_run(args: argparse.Namespace, run_dir: Path | None, out: Path) -> dict
     from tinylarge.deploy import run as deploy_run
 
     scenario = load_preset(args.preset)
-    settings = with_overrides(scenario.deploy, "bench_faults.py", processes=args.processes)
+    settings = with_overrides(scenario.deploy, "bench_faults.py", {"processes": args.processes})
     try:
         result = deploy_run(
             scenario.model_copy(update={"deploy": settings}), run_dir=out, devices=args.devices,
