@@ -25,7 +25,7 @@ import numpy as np
 from tinylarge.data.partition import partition_iid
 from tinylarge.integrate import Cascade, Trace
 from tinylarge.net import EdgeServiceModel, LinkSettings, attach_devices, radio_profile
-from tinylarge.sim.engine import DeviceCompute, draw_requests, run_policy
+from tinylarge.sim.engine import DeviceCompute, OffloadPath, draw_requests, run_policy
 
 GOAL_REQUESTS_PER_S = 1e6
 N_CLASSES = 8
@@ -79,8 +79,8 @@ def main() -> None:
             rng, partition, train_snr, test.snr_db, rate_per_device_hz=1.0, duration_s=duration_s
         )
         outcome = run_policy(
-            rng, cascade, test, requests, cells=cells, settings=LinkSettings(), edge=edge,
-            compute=compute, reply_bytes=8, deadline_s=0.05,
+            rng, cascade, test, requests, OffloadPath(cells, LinkSettings(), edge, compute, 8),
+            deadline_s=0.05,
         )  # fmt: skip
         elapsed = time.perf_counter() - started
         rate = requests.device.size / elapsed

@@ -13,7 +13,7 @@ from tinylarge.integrate.inference.baselines import LargeOnly
 from tinylarge.integrate.inference.contract import Trace
 from tinylarge.net import EdgeServiceModel, LinkSettings, attach_devices, radio_profile
 from tinylarge.net.overhead import ProtocolOverhead
-from tinylarge.sim.engine import DeviceCompute, Requests, run_policy
+from tinylarge.sim.engine import DeviceCompute, OffloadPath, Requests, run_policy
 
 #: An edge that answers at once: the simulator's latency is then device + radio only.
 INSTANT_EDGE = EdgeServiceModel(setup_s=0.0, per_item_s=0.0, max_batch=1, max_wait_s=0.0)
@@ -66,9 +66,9 @@ def test_every_request_gets_the_simulators_radio_delays() -> None:
     overhead = ProtocolOverhead(message_bytes=39, device_s_per_byte=2e-7, device_j_per_byte=1e-8)
     requests = Requests(device, arrival, np.arange(m))
     sim = run_policy(
-        np.random.default_rng(11), LargeOnly(frame_bytes=256), trace, requests, cells=cells,
-        settings=settings, edge=INSTANT_EDGE, compute=DeviceCompute(0.0, 0.0), reply_bytes=13,
-        deadline_s=1.0, overhead=overhead,
+        np.random.default_rng(11), LargeOnly(frame_bytes=256), trace, requests,
+        OffloadPath(cells, settings, INSTANT_EDGE, DeviceCompute(0.0, 0.0), 13, overhead),
+        deadline_s=1.0,
     )  # fmt: skip
     plan = plan_links(
         np.random.default_rng(11), cells, settings, device=device, arrival_s=arrival,

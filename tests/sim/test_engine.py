@@ -17,7 +17,7 @@ from tinylarge.net import (
     radio_profile,
     send_messages,
 )
-from tinylarge.sim.engine import DeviceCompute, Requests, draw_requests, run_policy
+from tinylarge.sim.engine import DeviceCompute, OffloadPath, Requests, draw_requests, run_policy
 
 NO_FADING = LinkSettings(fading="none", bler_target=0.0, max_transmissions=1)
 EDGE = EdgeServiceModel(setup_s=0.001, per_item_s=0.0005, max_batch=8, max_wait_s=None)
@@ -37,12 +37,16 @@ def _cells(snr_db: float, n: int):  # type: ignore[no-untyped-def]
     return replace(cells, uplink_mean_snr_db=snr, downlink_mean_snr_db=snr + 10)
 
 
+def _path(cells, overhead=None) -> OffloadPath:  # type: ignore[no-untyped-def]
+    """The tests' offload path: no fading, a 1.5 ms edge, 8-byte replies."""
+    return OffloadPath(cells, NO_FADING, EDGE, COMPUTE, reply_bytes=8, overhead=overhead)
+
+
 def test_tiny_only_costs_compute_and_answers_with_the_tiny_model() -> None:
     requests = Requests(np.array([0, 1, 0, 1]), np.array([0.0, 0.1, 0.2, 0.3]), np.arange(4))
     out = run_policy(
         np.random.default_rng(0), TinyOnly(tiny_macs=1000), _trace(), requests,
-        cells=_cells(10.0, 2), settings=NO_FADING, edge=EDGE, compute=COMPUTE,
-        reply_bytes=8, deadline_s=1e-5 + 1e-12,
+        _path(_cells(10.0, 2)), deadline_s=1e-5 + 1e-12,
     )  # fmt: skip
     assert out.correct.tolist() == [True, True, False, False]
     np.testing.assert_allclose(out.latency_s, 1000 * 1e-8)
@@ -60,8 +64,7 @@ def test_large_only_accounting_matches_the_network_model_by_hand() -> None:
     requests = Requests(device, arrival, np.arange(4))
     out = run_policy(
         np.random.default_rng(0), LargeOnly(frame_bytes=256), _trace(), requests,
-        cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE,
-        reply_bytes=8, deadline_s=0.004,
+        _path(cells), deadline_s=0.004,
     )  # fmt: skip
     direct = send_messages(
         np.random.default_rng(0), cells, NO_FADING, EDGE,
@@ -79,8 +82,7 @@ def test_failed_offload_without_an_on_device_answer_is_wrong_and_late() -> None:
     requests = Requests(np.array([0]), np.array([0.0]), np.array([0]))
     out = run_policy(
         np.random.default_rng(0), LargeOnly(frame_bytes=256), _trace(), requests,
-        cells=_cells(-40.0, 1), settings=NO_FADING, edge=EDGE, compute=COMPUTE,
-        reply_bytes=8, deadline_s=1.0,
+        _path(_cells(-40.0, 1)), deadline_s=1.0,
     )  # fmt: skip
     assert not out.delivered[0] and not out.correct[0] and not out.deadline_met[0]
     assert np.isinf(out.latency_s[0])
@@ -109,25 +111,18 @@ def test_resource_limits_keep_late_or_costly_offloads_on_the_device() -> None:
 
     cells = _cells(10.0, 2)
     requests = Requests(np.array([0, 1, 0, 1]), np.array([0.0, 0.01, 0.02, 0.03]), np.arange(4))
-    common = {
-        "cells": cells, "settings": NO_FADING, "edge": EDGE, "compute": COMPUTE,
-        "reply_bytes": 8, "deadline_s": 1.0,
-    }  # fmt: skip
     # A deadline no offload can meet: the oracle answers with the tiny model everywhere.
     tight = ResourceLimits(deadline_s=1e-4)
     out = run_policy(np.random.default_rng(0), Oracle(256, 1000), _trace(), requests,
-                     limits=tight, **common)  # fmt: skip
+                     _path(cells), deadline_s=1.0, limits=tight)  # fmt: skip
     assert not out.offloaded.any() and out.bytes_up.sum() == 0
     assert out.correct.tolist() == [True, True, False, False]  # the tiny model's answers
     # A budget for one offload per device: each device's second request stays local (no answer).
     decision = LargeOnly(256).decide(_trace(), requests.sample, np.random.default_rng(0))
-    _, energy = estimate_offload_cost(
-        decision, requests, cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE,
-        reply_bytes=8,
-    )  # fmt: skip
+    _, energy = estimate_offload_cost(decision, requests, _path(cells))
     budget = ResourceLimits(energy_budget_j=1.5 * float(energy[0]))
     out = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
-                     limits=budget, **common)  # fmt: skip
+                     _path(cells), deadline_s=1.0, limits=budget)  # fmt: skip
     assert out.offloaded.tolist() == [True, True, False, False]
     assert out.correct.tolist() == [True, False, False, False]
 
@@ -145,10 +140,8 @@ def test_protocol_overhead_is_charged_per_message_and_one_session_per_device() -
         session_up_bytes=112, session_down_bytes=98, session_device_s=0.08,
         session_device_j=3e-3,
     )  # fmt: skip
-    kw = dict(cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE, reply_bytes=8,
-              deadline_s=1.0)  # fmt: skip
-    out = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests, overhead=ov,
-                     **kw)  # type: ignore[arg-type]  # fmt: skip
+    out = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
+                     _path(cells, ov), deadline_s=1.0)  # fmt: skip
     direct = send_messages(
         np.random.default_rng(0), cells, NO_FADING, EDGE, device=device,
         arrival_s=arrival + 295 * 1e-7, bytes_up=295, bytes_down=47,
@@ -174,9 +167,10 @@ def test_protocol_overhead_is_charged_per_message_and_one_session_per_device() -
     assert sec["handshake_bytes_per_inference"] == pytest.approx(2 * 210 / 4)
     assert sec["crypto_energy_j_per_inference"] == pytest.approx(crypto + 6e-3 / 4)
     # no protocol at all and an all-zero one cost the same
-    plain = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests, **kw)  # type: ignore[arg-type]
+    plain = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
+                       _path(cells), deadline_s=1.0)  # fmt: skip
     zero = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
-                      overhead=ProtocolOverhead(), **kw)  # type: ignore[arg-type]  # fmt: skip
+                      _path(cells, ProtocolOverhead()), deadline_s=1.0)  # fmt: skip
     np.testing.assert_array_equal(plain.latency_s, zero.latency_s)
     np.testing.assert_array_equal(plain.radio_energy_j, zero.radio_energy_j)
     assert "security" not in plain.summary() and zero.summary()["security"]["handshakes"] == 0
@@ -189,12 +183,11 @@ def test_handshakes_follow_the_session_lifetime_and_are_amortized_over_short_run
     # device 0 offloads at 0, 0.5 and 1.2 s, device 1 at 0.3 s
     requests = Requests(np.array([0, 1, 0, 0]), np.array([0.0, 0.3, 0.5, 1.2]), np.arange(4))
     ov = ProtocolOverhead(message_bytes=10, session_up_bytes=100, session_device_j=1e-3)
-    kw = dict(cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE, reply_bytes=8,
-              deadline_s=1.0, overhead=ov)  # fmt: skip
 
     def run(lifetime: float, duration: float):  # type: ignore[no-untyped-def]
         return run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
-                          session_lifetime_s=lifetime, duration_s=duration, **kw)  # type: ignore[arg-type]  # fmt: skip
+                          _path(cells, ov), deadline_s=1.0, session_lifetime_s=lifetime,
+                          duration_s=duration)  # fmt: skip
 
     # 1 s sessions over a 2 s run: device 0 sets up at 0 s and again at 1.2 s, device 1 once
     short = run(1.0, 2.0)
@@ -223,10 +216,7 @@ def test_the_offload_estimate_is_the_mean_rate_link_model() -> None:
     requests = Requests(np.array([0, 1]), np.array([0.0, 0.0]), np.arange(2))
     ov = ProtocolOverhead(message_bytes=40, device_s_per_byte=1e-7, device_j_per_byte=1e-9)
     decision = LargeOnly(256).decide(_trace(), requests.sample, np.random.default_rng(0))
-    latency, energy = estimate_offload_cost(
-        decision, requests, cells=cells, settings=NO_FADING, edge=EDGE, compute=COMPUTE,
-        reply_bytes=8, overhead=ov,
-    )  # fmt: skip
+    latency, energy = estimate_offload_cost(decision, requests, _path(cells, ov))
     link = MeanRateLink.of_cells(cells, NO_FADING)
     up_s, up_j = link.send(296, [0])
     down_s, down_j = link.receive(48, [0])

@@ -34,7 +34,13 @@ from tinylarge.net.message_stats import percentile_summary
 from tinylarge.net.overhead import ProtocolOverhead
 from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import rng_for
-from tinylarge.sim.engine import DeviceCompute, PolicyOutcome, Requests, run_policy
+from tinylarge.sim.engine import (
+    DeviceCompute,
+    OffloadPath,
+    PolicyOutcome,
+    Requests,
+    run_policy,
+)
 from tinylarge.sim.net_stages import network_stage
 from tinylarge.sim.policy_stages import policy_requests
 from tinylarge.sim.progress import SilentReporter
@@ -169,13 +175,15 @@ def simulate_deployment(
         run.policy(policy_name),
         trace,
         requests,
-        cells=state.require_network().cells,
-        settings=replace(settings, backhaul_s=settings.backhaul_s + transport_s / 2),
-        edge=edge,
-        compute=compute,
-        reply_bytes=state.reply_bytes(),
+        OffloadPath(
+            cells=state.require_network().cells,
+            settings=replace(settings, backhaul_s=settings.backhaul_s + transport_s / 2),
+            edge=edge,
+            compute=compute,
+            reply_bytes=state.reply_bytes(),
+            overhead=overhead,
+        ),
         deadline_s=deadline_s,
-        overhead=overhead,
         session_lifetime_s=scenario.security.session_lifetime_s,
         duration_s=duration_s,
     )

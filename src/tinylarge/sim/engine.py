@@ -117,34 +117,49 @@ class ResourceLimits:
     energy_budget_j: float | None = None
 
 
-def _device_steps(
-    decision: Decision,
-    compute: DeviceCompute,
-    reply_bytes: int,
-    overhead: ProtocolOverhead | None,
-) -> RequestTimeline:
+@dataclass(frozen=True)
+class OffloadPath:
+    """What an offloaded request goes through, from the device's compute to the edge's reply.
+
+    Attributes
+    ----------
+    cells : CellDevices
+        The devices' cells: radio profile, positions, path loss, mean SNRs.
+    settings : LinkSettings
+        How the cell's link is modelled (spectral efficiency, scheduler, fading, HARQ).
+    edge : EdgeServiceModel
+        The edge's batching server (service time, largest batch, batching wait).
+    compute : DeviceCompute
+        The device's compute cost per multiply-accumulate (s, J).
+    reply_bytes : int
+        Payload of the edge's reply, bytes.
+    overhead : ProtocolOverhead, optional
+        The protocol's (e.g. the security layer's) bytes per message and device work.
+    """
+
+    cells: CellDevices
+    settings: LinkSettings
+    edge: EdgeServiceModel
+    compute: DeviceCompute
+    reply_bytes: int
+    overhead: ProtocolOverhead | None = None
+
+
+def _device_steps(decision: Decision, path: OffloadPath) -> RequestTimeline:
     """The device's steps of every request of ``decision`` (`request_timeline`)."""
     return request_timeline(
         decision.offload,
         decision.bytes_up,
         decision.device_macs,
-        seconds_per_mac=compute.seconds_per_mac,
-        joules_per_mac=compute.joules_per_mac,
-        reply_bytes=reply_bytes,
-        overhead=overhead,
+        seconds_per_mac=path.compute.seconds_per_mac,
+        joules_per_mac=path.compute.joules_per_mac,
+        reply_bytes=path.reply_bytes,
+        overhead=path.overhead,
     )
 
 
 def estimate_offload_cost(
-    decision: Decision,
-    requests: Requests,
-    *,
-    cells: CellDevices,
-    settings: LinkSettings,
-    edge: EdgeServiceModel,
-    compute: DeviceCompute,
-    reply_bytes: int,
-    overhead: ProtocolOverhead | None = None,
+    decision: Decision, requests: Requests, path: OffloadPath
 ) -> tuple[FloatArray, FloatArray]:
     """What a device can predict before sending: latency (s) and energy (J) of each offload.
 
@@ -157,16 +172,16 @@ def estimate_offload_cost(
     in a per-request estimate). Requests the device cannot reach the edge with (rate 0) get
     infinite cost.
     """
-    timeline = _device_steps(decision, compute, reply_bytes, overhead)
-    link = MeanRateLink.of_cells(cells, settings)
+    timeline = _device_steps(decision, path)
+    link = MeanRateLink.of_cells(path.cells, path.settings)
     ok = link.reachable[requests.device]
     up_air, up_j = link.send(timeline.wire_up, requests.device)
     dl_air, dl_j = link.receive(timeline.reply_wire_bytes, requests.device)
     crypto_s = timeline.seal_s + timeline.open_s  # sealing the request, opening the reply
     crypto_j = timeline.seal_j + timeline.open_j
     latency = (
-        timeline.inference_s + crypto_s + cells.profile.slot_s + up_air + edge.setup_s
-        + edge.per_item_s + dl_air
+        timeline.inference_s + crypto_s + path.cells.profile.slot_s + up_air
+        + path.edge.setup_s + path.edge.per_item_s + dl_air
     )  # fmt: skip
     energy = timeline.inference_j + crypto_j + up_j + dl_j
     return np.where(ok, latency, np.inf), np.where(ok, energy, np.inf)
@@ -223,15 +238,10 @@ def run_policy(
     policy: Policy,
     trace: Trace,
     requests: Requests,
+    path: OffloadPath,
     *,
-    cells: CellDevices,
-    settings: LinkSettings,
-    edge: EdgeServiceModel,
-    compute: DeviceCompute,
-    reply_bytes: int,
     deadline_s: float,
     limits: ResourceLimits | None = None,
-    overhead: ProtocolOverhead | None = None,
     session_lifetime_s: float | None = None,
     duration_s: float | None = None,
     shards: int = 1,
@@ -239,7 +249,8 @@ def run_policy(
 ) -> PolicyOutcome:
     """Decide every request with ``policy`` and cost it on the device and the network.
 
-    With ``limits``, offloads predicted (`estimate_offload_cost`) to miss the deadline or to
+    ``path`` is what an offload goes through (`OffloadPath`). With ``limits``, offloads
+    predicted (`estimate_offload_cost`) to miss the deadline or to
     overdraw a device's energy budget stay on the device before anything is sent. With
     ``overhead`` (e.g. the security layer's), messages and devices pay it as the module doc
     says, and the outcome's ``security`` records what it added; ``bytes_up`` is then what is
@@ -252,21 +263,17 @@ def run_policy(
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
     decision = policy.decide(trace, requests.sample, rng, device=requests.device)
     if limits is not None and decision.offload.any():
-        decision = _within_limits(
-            decision, requests, limits, cells=cells, settings=settings, edge=edge,
-            compute=compute, reply_bytes=reply_bytes, overhead=overhead,
-        )  # fmt: skip
-    timeline = _device_steps(decision, compute, reply_bytes, overhead)
+        decision = _within_limits(decision, requests, limits, path)
+    timeline = _device_steps(decision, path)
     sent = _send_offloads(
-        rng, timeline, requests, decision.offload, cells=cells, settings=settings, edge=edge,
-        shards=shards, runner=runner,
-    )  # fmt: skip
+        rng, timeline, requests, decision.offload, path, shards=shards, runner=runner
+    )
     security = None
-    if overhead is not None:
+    if path.overhead is not None:
         security = _charge_security(
-            overhead, timeline, requests, decision.offload, sent, reply_bytes=reply_bytes,
-            link=MeanRateLink.of_cells(cells, settings), lifetime_s=session_lifetime_s,
-            duration_s=duration_s,
+            path.overhead, timeline, requests, decision.offload, sent,
+            reply_bytes=path.reply_bytes, link=MeanRateLink.of_cells(path.cells, path.settings),
+            lifetime_s=session_lifetime_s, duration_s=duration_s,
         )  # fmt: skip
     return _outcome(policy.name, decision, trace.y[requests.sample], timeline, sent,
                     deadline_s=deadline_s, security=security)  # fmt: skip
@@ -276,25 +283,10 @@ def _within_limits(
     decision: Decision,
     requests: Requests,
     limits: ResourceLimits,
-    *,
-    cells: CellDevices,
-    settings: LinkSettings,
-    edge: EdgeServiceModel,
-    compute: DeviceCompute,
-    reply_bytes: int,
-    overhead: ProtocolOverhead | None,
+    path: OffloadPath,
 ) -> Decision:
     """``decision`` with the offloads predicted to break ``limits`` kept on the device."""
-    latency_est, energy_est = estimate_offload_cost(
-        decision,
-        requests,
-        cells=cells,
-        settings=settings,
-        edge=edge,
-        compute=compute,
-        reply_bytes=reply_bytes,
-        overhead=overhead,
-    )
+    latency_est, energy_est = estimate_offload_cost(decision, requests, path)
     return apply_resource_limits(
         decision,
         latency_s=latency_est if limits.deadline_s is not None else None,
@@ -322,10 +314,8 @@ def _send_offloads(
     timeline: RequestTimeline,
     requests: Requests,
     offload: npt.NDArray[np.bool_],
+    path: OffloadPath,
     *,
-    cells: CellDevices,
-    settings: LinkSettings,
-    edge: EdgeServiceModel,
     shards: int,
     runner: ShardRunner | None,
 ) -> _Sent:
@@ -340,9 +330,9 @@ def _send_offloads(
     if sent.size:
         messages = send_messages(
             rng,
-            cells,
-            settings,
-            edge,
+            path.cells,
+            path.settings,
+            path.edge,
             device=requests.device[sent],
             arrival_s=timeline.ready_s(requests.arrival_s)[sent],
             bytes_up=timeline.wire_up[sent],
