@@ -29,6 +29,7 @@ import time
 import torch
 
 from tinylarge.integrate.colearning.local_training import (
+    LocalSgd,
     local_train_batched,
     local_train_loop,
     weighted_average,
@@ -39,7 +40,7 @@ GOAL_SPEEDUP = 10.0
 
 
 def one_round(train, model, x, y, batch_size: int):  # type: ignore[no-untyped-def]
-    params, buffers = train(model, x, y, epochs=1, batch_size=batch_size, lr=0.05, seed=0)
+    params, buffers = train(model, x, y, LocalSgd(epochs=1, batch_size=batch_size, lr=0.05, seed=0))
     weights = [1.0] * x.shape[0]
     return weighted_average(params, weights), weighted_average(buffers, weights)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from tinylarge.integrate.colearning.local_training import (
+    LocalSgd,
     load_state,
     local_train_batched,
     local_train_loop,
@@ -38,9 +41,9 @@ def assert_states_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 @pytest.mark.parametrize("mu", [0.0, 0.5])
 def test_batched_clients_equal_the_per_client_loop(mu: float) -> None:
     x, y = client_data(5, 40, seed=1)  # 40 samples, batch 16: batches of 16, 16, 8
-    args = {"epochs": 2, "batch_size": 16, "lr": 0.05, "mu": mu, "seed": 3}
-    batched = local_train_batched(model(), x, y, **args)
-    loop = local_train_loop(model(), x, y, **args)
+    sgd = LocalSgd(epochs=2, batch_size=16, lr=0.05, mu=mu, seed=3)
+    batched = local_train_batched(model(), x, y, sgd)
+    loop = local_train_loop(model(), x, y, sgd)
     assert_states_close(batched[0], loop[0])  # parameters
     assert_states_close(batched[1], loop[1])  # batch-norm running statistics and step counts
 
@@ -48,10 +51,10 @@ def test_batched_clients_equal_the_per_client_loop(mu: float) -> None:
 def test_fedavg_of_identical_clients_equals_one_client() -> None:
     # full-batch steps: the shuffled order cannot matter, so identical clients train identically
     x, y = client_data(1, 32, seed=2)
-    args = {"epochs": 3, "batch_size": 32, "lr": 0.1, "seed": 0}
-    one_params, one_buffers = local_train_batched(model(), x, y, **args)
+    sgd = LocalSgd(epochs=3, batch_size=32, lr=0.1, seed=0)
+    one_params, one_buffers = local_train_batched(model(), x, y, sgd)
     three_params, three_buffers = local_train_batched(
-        model(), x.repeat(3, 1, 1, 1), y.repeat(3, 1), **args
+        model(), x.repeat(3, 1, 1, 1), y.repeat(3, 1), sgd
     )
     averaged = weighted_average(three_params, [5, 1, 2])
     for key, value in averaged.items():
@@ -62,13 +65,13 @@ def test_fedavg_of_identical_clients_equals_one_client() -> None:
 
 def test_fedprox_with_mu_zero_is_fedavg() -> None:
     x, y = client_data(3, 24, seed=4)
-    args = {"epochs": 1, "batch_size": 8, "lr": 0.1, "seed": 1}
-    fedavg = local_train_batched(model(), x, y, **args)
-    fedprox = local_train_batched(model(), x, y, mu=0.0, **args)
+    sgd = LocalSgd(epochs=1, batch_size=8, lr=0.1, seed=1)
+    fedavg = local_train_batched(model(), x, y, sgd)
+    fedprox = local_train_batched(model(), x, y, replace(sgd, mu=0.0))
     for key in fedavg[0]:
         assert torch.equal(fedavg[0][key], fedprox[0][key])
     # and a positive mu pulls the clients towards the global weights
-    prox = local_train_batched(model(), x, y, mu=5.0, **args)
+    prox = local_train_batched(model(), x, y, replace(sgd, mu=5.0))
     start = dict(model().named_parameters())
     drift = sum(float((fedavg[0][k] - start[k].detach()).norm()) for k in start)
     pulled = sum(float((prox[0][k] - start[k].detach()).norm()) for k in start)
@@ -88,14 +91,15 @@ def test_weighted_average_on_a_hand_example_and_errors() -> None:
     with pytest.raises(ValueError, match="clients"):
         weighted_average(stacked, [1, 1, 1])
     with pytest.raises(ValueError, match="shape"):
-        local_train_batched(model(), torch.zeros(3, *SHAPE), torch.zeros(3), epochs=1,
-                            batch_size=1, lr=0.1, seed=0)  # fmt: skip
+        local_train_batched(model(), torch.zeros(3, *SHAPE), torch.zeros(3),
+                            LocalSgd(epochs=1, batch_size=1, lr=0.1, seed=0))  # fmt: skip
 
 
 def test_averaged_state_loads_and_update_bytes() -> None:
     net = model()
     x, y = client_data(2, 16, seed=5)
-    params, buffers = local_train_batched(net, x, y, epochs=1, batch_size=8, lr=0.1, seed=0)
+    sgd = LocalSgd(epochs=1, batch_size=8, lr=0.1, seed=0)
+    params, buffers = local_train_batched(net, x, y, sgd)
     load_state(net, weighted_average(params, [1, 1]), weighted_average(buffers, [1, 1]))
     n_params = sum(p.numel() for p in net.parameters())
     assert update_bytes(net) == 4 * n_params
@@ -109,9 +113,9 @@ def test_batched_equals_the_loop_for_2d_images() -> None:
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(3, 20, 1, 8, 8, generator=gen)
     y = torch.randint(0, 3, (3, 20), generator=gen)
-    args = {"epochs": 1, "batch_size": 8, "lr": 0.1, "seed": 2, "chunk_clients": 2}
-    batched = local_train_batched(net, x, y, **args)
-    loop = local_train_loop(net, x, y, **{k: v for k, v in args.items() if k != "chunk_clients"})
+    sgd = LocalSgd(epochs=1, batch_size=8, lr=0.1, seed=2)
+    batched = local_train_batched(net, x, y, sgd, chunk_clients=2)
+    loop = local_train_loop(net, x, y, sgd)
     assert_states_close(batched[0], loop[0])
     assert_states_close(batched[1], loop[1])
 

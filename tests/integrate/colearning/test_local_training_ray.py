@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tinylarge.integrate.colearning.local_training import (
+    LocalSgd,
     client_batch_order,
     local_train_batched,
     weighted_average,
@@ -21,14 +22,15 @@ def test_a_round_on_ray_workers_averages_to_the_in_process_weights(ray_local: No
     model = build_model("tiny_cnn", (2, 32), 4, {"width": 3}, seed=0)
     gen = torch.Generator().manual_seed(1)
     x, y = torch.randn(13, 24, 2, 32, generator=gen), torch.randint(0, 4, (13, 24), generator=gen)
-    args = {"epochs": 2, "batch_size": 8, "lr": 0.05, "mu": 0.1, "seed": 5, "chunk_clients": 4}
+    sgd = LocalSgd(epochs=2, batch_size=8, lr=0.05, mu=0.1, seed=5)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers: one thread each
     try:
-        here = local_train_batched(model, x, y, **args)
+        here = local_train_batched(model, x, y, sgd, chunk_clients=4)
     finally:
         torch.set_num_threads(threads)
-    there = local_train_on_ray(model, x, y, shards=3, **args)  # chunks of 4: 8, 4 and 1 clients
+    # chunks of 4: shards of 8, 4 and 1 clients
+    there = local_train_on_ray(model, x, y, sgd, shards=3, chunk_clients=4)
     weights = np.arange(1, 14)
     for mine, theirs in zip(here, there, strict=True):
         assert mine.keys() == theirs.keys()
@@ -44,7 +46,9 @@ def test_a_given_batch_order_must_fit_the_clients() -> None:
     x, y = torch.zeros(3, 8, 2, 32), torch.zeros(3, 8, dtype=torch.int64)
     wrong = client_batch_order(4, 8, 1, seed=0)
     with pytest.raises(ValueError, match=r"order must have shape \(1, 3, 8\)"):
-        local_train_batched(model, x, y, epochs=1, batch_size=4, lr=0.1, seed=0, order=wrong)
+        local_train_batched(
+            model, x, y, LocalSgd(epochs=1, batch_size=4, lr=0.1, seed=0), order=wrong
+        )
 
 
 def test_fedavg_rounds_on_ray_workers_equal_the_rounds_in_process(ray_local: None) -> None:

@@ -16,7 +16,7 @@ clients by the samples they hold (FedAvg's ``n_k / n``), capped at ``samples_per
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,11 @@ from tinylarge.integrate.colearning.contract import (
     RoundRecord,
     accuracy,
 )
-from tinylarge.integrate.colearning.local_training import load_state, local_train_batched
+from tinylarge.integrate.colearning.local_training import (
+    LocalSgd,
+    load_state,
+    local_train_batched,
+)
 from tinylarge.integrate.colearning.update_compression import make_compressor, state_bytes
 from tinylarge.integrate.inference.split_computing import module_macs
 from tinylarge.models.evaluation import predict_logits
@@ -228,21 +232,19 @@ class FedAvg(CoLearning):
             y = y.clone()
             y[bad] = self.attack.poison_labels(y[bad], self.data.num_classes)
         global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        options: dict[str, Any] = {
-            "epochs": self.local_epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr * self.lr_decay ** (number - 1),
-            "mu": self.mu,
-            "seed": int(self.rng.integers(2**31)),
-        }
+        sgd = LocalSgd(
+            epochs=self.local_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr * self.lr_decay ** (number - 1),
+            mu=self.mu,
+            seed=int(self.rng.integers(2**31)),
+        )
         if self.ray_workers:
             from tinylarge.integrate.colearning.local_training_ray import local_train_on_ray
 
-            params, buffers = local_train_on_ray(
-                self.model, x, y, shards=self.ray_workers, **options
-            )
+            params, buffers = local_train_on_ray(self.model, x, y, sgd, shards=self.ray_workers)
         else:
-            params, buffers = local_train_batched(self.model, x, y, **options)
+            params, buffers = local_train_batched(self.model, x, y, sgd)
         stacked = {**params, **buffers}
         delta = {
             k: v - global_state[k] if v.dtype.is_floating_point else v for k, v in stacked.items()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +40,33 @@ from tinylarge.models.blocks import BlockModel
 State = dict[str, Tensor]
 
 
-def _check(x: Tensor, y: Tensor, epochs: int, batch_size: int, lr: float, mu: float) -> None:
+@dataclass(frozen=True)
+class LocalSgd:
+    """The local training every client of a round runs.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes of each client over its samples (>= 1).
+    batch_size : int
+        Mini-batch size (>= 1; the last batch of an epoch may be smaller).
+    lr : float
+        SGD step size (> 0).
+    seed : int
+        Seeds the clients' batch order (`client_batch_order`).
+    mu : float
+        FedProx proximal weight (>= 0; 0: FedAvg).
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    mu: float = 0.0
+
+
+def _check(x: Tensor, y: Tensor, sgd: LocalSgd) -> None:
+    epochs, batch_size, lr, mu = sgd.epochs, sgd.batch_size, sgd.lr, sgd.mu
     if x.ndim < 3 or y.ndim != 2 or x.shape[:2] != y.shape:
         raise ValueError(
             "x must have shape (clients, samples, *input_shape) and y (clients, samples); got "
@@ -180,12 +207,8 @@ def local_train_batched(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
+    sgd: LocalSgd,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    mu: float = 0.0,
-    seed: int,
     chunk_clients: int = 64,
     order: npt.NDArray[np.int64] | None = None,
 ) -> tuple[State, State]:
@@ -197,14 +220,8 @@ def local_train_batched(
         The global model (its weights are the starting point; it is not modified).
     x : Tensor, shape (clients, samples, *input_shape)
     y : Tensor of int64, shape (clients, samples)
-    epochs, batch_size : int
-        Local epochs and mini-batch size (the last batch of an epoch may be smaller).
-    lr : float
-        SGD step size.
-    mu : float
-        FedProx proximal weight (0: FedAvg).
-    seed : int
-        Seeds the clients' batch order (`client_batch_order`).
+    sgd : LocalSgd
+        Epochs, mini-batch size, step size, FedProx weight and the batch order's seed.
     chunk_clients : int
         Clients trained together per grouped network (bounds memory; results do not depend
         on it).
@@ -217,14 +234,15 @@ def local_train_batched(
     -------
     (params, buffers) : dicts of name -> Tensor with a leading client axis
     """
-    _check(x, y, epochs, batch_size, lr, mu)
+    _check(x, y, sgd)
+    epochs = sgd.epochs
     if chunk_clients < 1:
         raise ValueError(f"chunk_clients must be >= 1, got {chunk_clients}")
     layers = grouped_layers(model)
     n_clients, n_samples = y.shape
     global_params, global_buffers = _split_state(model)
     if order is None:
-        order = client_batch_order(n_clients, n_samples, epochs, seed)
+        order = client_batch_order(n_clients, n_samples, epochs, sgd.seed)
     if order.shape != (epochs, n_clients, n_samples):
         raise ValueError(f"order must have shape {(epochs, n_clients, n_samples)}, got "
                          f"{order.shape}")  # fmt: skip
@@ -234,7 +252,7 @@ def local_train_batched(
         clients = slice(first, min(first + chunk_clients, n_clients))
         chunk = _train_chunk(
             layers, global_params, global_buffers, x[clients], y[clients], batches[:, clients],
-            batch_size=batch_size, lr=lr, mu=mu,
+            batch_size=sgd.batch_size, lr=sgd.lr, mu=sgd.mu,
         )  # fmt: skip
         chunks.append(chunk)
     return concat_clients(chunks)
@@ -298,22 +316,13 @@ def _train_chunk(
     return params, buffers
 
 
-def local_train_loop(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    mu: float = 0.0,
-    seed: int,
-) -> tuple[State, State]:
+def local_train_loop(model: nn.Module, x: Tensor, y: Tensor, sgd: LocalSgd) -> tuple[State, State]:
     """The same local training as `local_train_batched`, one client after another."""
-    _check(x, y, epochs, batch_size, lr, mu)
+    _check(x, y, sgd)
+    epochs, batch_size, lr, mu = sgd.epochs, sgd.batch_size, sgd.lr, sgd.mu
     n_clients, n_samples = y.shape
     global_params, _ = _split_state(model)
-    order = client_batch_order(n_clients, n_samples, epochs, seed)
+    order = client_batch_order(n_clients, n_samples, epochs, sgd.seed)
     per_client: list[tuple[State, State]] = []
     for c in range(n_clients):
         net = copy.deepcopy(model).train()

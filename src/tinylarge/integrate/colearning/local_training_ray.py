@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from tinylarge.integrate.colearning.local_training import (
+    LocalSgd,
     State,
     client_batch_order,
     concat_clients,
@@ -29,24 +29,25 @@ from tinylarge.ray_cluster import start_ray
 
 
 def _train_shard(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, order: np.ndarray, options: dict[str, Any]
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    order: np.ndarray,
+    sgd: LocalSgd,
+    chunk_clients: int,
 ) -> tuple[State, State]:
     torch.set_num_threads(1)  # one CPU per task: Ray runs as many tasks as there are CPUs
     # numpy arrays arrive from the object store without a copy (read-only): torch gets its own
     xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y))
-    return local_train_batched(model, xt, yt, order=order, **options)
+    return local_train_batched(model, xt, yt, sgd, chunk_clients=chunk_clients, order=order)
 
 
 def local_train_on_ray(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
+    sgd: LocalSgd,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    mu: float = 0.0,
-    seed: int,
     shards: int,
     chunk_clients: int = 64,
 ) -> tuple[State, State]:
@@ -59,9 +60,7 @@ def local_train_on_ray(
         raise ValueError(f"shards must be >= 1, got {shards}")
     start_ray(os.environ.get("RAY_ADDRESS"))
     n_clients, n_samples = y.shape
-    order = client_batch_order(n_clients, n_samples, epochs, seed)
-    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu, "seed": seed,
-               "chunk_clients": chunk_clients}  # fmt: skip
+    order = client_batch_order(n_clients, n_samples, sgd.epochs, sgd.seed)
     # shards of whole chunks: each worker groups exactly the clients the in-process round
     # groups (the grouped convolution's rounding depends on how many clients it holds)
     n_chunks = -(-n_clients // chunk_clients)
@@ -72,7 +71,7 @@ def local_train_on_ray(
     x_np, y_np = x.numpy(), y.numpy()  # numpy crosses the object store without pickling
     futures = [
         remote.remote(model_ref, x_np[lo:hi], y_np[lo:hi], np.ascontiguousarray(order[:, lo:hi]),
-                      options)
+                      sgd, chunk_clients)
         for lo, hi in itertools.pairwise(bounds)
     ]  # fmt: skip
     return concat_clients(ray.get(futures))
