@@ -68,6 +68,14 @@ CONSTELLATIONS: dict[str, ComplexArray] = {
     "16QAM": _square_qam(16),
     "64QAM": _square_qam(64),
     "PAM4": _unit_energy([-3.0, -1.0, 1.0, 3.0]),
+    # Only in the pretraining world of the foundation model (no default task uses them):
+    "16PSK": _psk(16, 0.0),
+    "32QAM": _unit_energy(  # cross 32-QAM: the 6x6 square without its four corners
+        [p for p in _square_qam(36) * np.sqrt(70.0 / 3.0) if min(abs(p.real), abs(p.imag)) < 4]
+    ),
+    "256QAM": _square_qam(256),
+    "PAM8": _unit_energy(np.arange(-7.0, 8.0, 2.0)),
+    "OOK": _unit_energy([0.0, 1.0]),
 }
 
 
@@ -93,10 +101,19 @@ class FskSpec:
 FSK_SCHEMES: dict[str, FskSpec] = {
     "GFSK": FskSpec(GFSK_MODULATION_INDEX, "gaussian", GFSK_BT),
     "CPFSK": FskSpec(CPFSK_MODULATION_INDEX, "rectangular"),
+    # GMSK as in GSM (3GPP TS 45.004, section 2: BT = 0.3, h = 0.5); pretraining world only.
+    "GMSK": FskSpec(0.5, "gaussian", 0.3),
 }
 
-#: Every modulation the task knows, in label order.
-MODULATIONS: tuple[str, ...] = (*CONSTELLATIONS, *FSK_SCHEMES)
+#: The modulations of the radio task, in label order.
+MODULATIONS: tuple[str, ...] = (
+    "BPSK", "QPSK", "8PSK", "16QAM", "64QAM", "PAM4", "GFSK", "CPFSK",
+)  # fmt: skip
+#: Modulations that only the foundation model's pretraining world draws (no default task uses
+#: them), so that pretraining sees more of the radio world than any one task.
+EXTRA_MODULATIONS: tuple[str, ...] = ("16PSK", "32QAM", "256QAM", "PAM8", "OOK", "GMSK")
+#: Every modulation the generator can draw.
+ALL_MODULATIONS: tuple[str, ...] = (*MODULATIONS, *EXTRA_MODULATIONS)
 
 
 def _check_delays(delay_samples: FloatArray, samples_per_symbol: int) -> None:
@@ -258,7 +275,7 @@ def modulate(
     Parameters
     ----------
     name : str
-        One of `MODULATIONS`.
+        One of `ALL_MODULATIONS`.
     delay_samples : numpy.ndarray of float64, shape (n_frames,)
         Timing offset of each frame in samples, in [0, samples_per_symbol].
     n_samples : int
@@ -285,4 +302,4 @@ def modulate(
         k = n_symbols_needed(n_samples, samples_per_symbol, _FSK_HALF_WINDOW_SYMBOLS)
         bits = 2.0 * rng.integers(0, 2, size=(n_frames, k)).astype(np.float64) - 1.0
         return modulate_fsk(bits, delay_samples, n_samples, samples_per_symbol, FSK_SCHEMES[name])
-    raise ValueError(f"unknown modulation {name!r}; allowed: {', '.join(MODULATIONS)}")
+    raise ValueError(f"unknown modulation {name!r}; allowed: {', '.join(ALL_MODULATIONS)}")

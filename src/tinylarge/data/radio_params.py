@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinylarge.data.channel_impairments import FADING_MODELS, Fading
-from tinylarge.data.modulation import MODULATIONS
+from tinylarge.data.modulation import ALL_MODULATIONS, MODULATIONS
 from tinylarge.validation import check_int
 
 #: Modulation classes of the radio task, in label order (the classic RadioML setting,
@@ -40,14 +40,16 @@ def check_classes(classes: Sequence[str]) -> tuple[str, ...]:
     if isinstance(classes, str):
         raise ValueError(
             f"classes must be a sequence of class names, not the string {classes!r}; "
-            f"allowed names: {', '.join(RADIO_CLASSES)}"
+            f"allowed names: {', '.join(ALL_MODULATIONS)}"
         )
     selected = tuple(classes)
     if not selected:
-        raise ValueError(f"classes must name at least one of: {', '.join(RADIO_CLASSES)}")
-    unknown = [c for c in selected if c not in RADIO_CLASSES]
+        raise ValueError(f"classes must name at least one of: {', '.join(ALL_MODULATIONS)}")
+    unknown = [c for c in selected if c not in ALL_MODULATIONS]
     if unknown:
-        raise ValueError(f"unknown radio class(es) {unknown}; allowed: {', '.join(RADIO_CLASSES)}")
+        raise ValueError(
+            f"unknown radio class(es) {unknown}; allowed: {', '.join(ALL_MODULATIONS)}"
+        )
     if len(set(selected)) != len(selected):
         raise ValueError(f"classes must not repeat a name, got {list(selected)}")
     return selected
@@ -63,7 +65,8 @@ class RadioParams:
     Attributes
     ----------
     classes : sequence of str
-        Subset of `RADIO_CLASSES` in label order (label ``i`` is ``classes[i]``).
+        Subset of `ALL_MODULATIONS` (default: the task's `RADIO_CLASSES`) in label order
+        (label ``i`` is ``classes[i]``).
     frame_length : int
         Complex samples per frame (>= 2).
     samples_per_symbol : int
