@@ -9,6 +9,7 @@ from rich.table import Table
 
 from tinylarge.cli import deploy as deploy_commands
 from tinylarge.cli import deploy_run
+from tinylarge.cli import pretrain as pretrain_command
 from tinylarge.cli import sweep as sweep_command
 from tinylarge.cli.colearn import rounds_table, run_colearn, scenario_for_scheme
 from tinylarge.cli.common import (
@@ -48,6 +49,7 @@ app.command()(deploy_commands.serve)
 app.command()(deploy_commands.fleet)
 app.command()(deploy_run.deploy)
 app.command()(sweep_command.sweep)
+app.command()(pretrain_command.pretrain)
 
 
 def _results_table(metrics: dict[str, Any]) -> Table:
