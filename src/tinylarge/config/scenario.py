@@ -16,10 +16,15 @@ from pydantic import Field, model_validator
 from tinylarge.config.base import Section
 from tinylarge.config.colearning_config import ColearningConfig
 from tinylarge.config.deploy_config import DeployConfig
+from tinylarge.config.foundation_config import FoundationConfig
+from tinylarge.config.model_spec import ModelSpec as ModelSpec
+from tinylarge.config.model_spec import OptionValue as OptionValue
 from tinylarge.config.network_config import NetworkConfig
 from tinylarge.config.policies_config import PoliciesConfig
 from tinylarge.config.security_config import SecurityConfig
 from tinylarge.config.tiny_config import TinyConfig
+from tinylarge.config.training_config import AdaptationSpec as AdaptationSpec
+from tinylarge.config.training_config import LargeTrainingSpec as LargeTrainingSpec
 from tinylarge.config.training_config import TrainingSpec as TrainingSpec
 
 #: Modulation classes of the built-in `radio` task, in label order.
@@ -29,7 +34,6 @@ RADIO_CLASS_NAMES: tuple[str, ...] = (
 
 RadioClass = Literal["BPSK", "QPSK", "8PSK", "16QAM", "64QAM", "PAM4", "GFSK", "CPFSK"]
 _RADIO_CLASSES: tuple[RadioClass, ...] = typing.get_args(RadioClass)
-OptionValue = bool | int | float | str
 
 
 class RadioTaskConfig(Section):
@@ -102,13 +106,6 @@ class TaskConfig(Section):
         return self
 
 
-class ModelSpec(Section):
-    """A model of the zoo by registered name, with keyword options for its builder."""
-
-    name: str = Field(min_length=1)
-    options: dict[str, OptionValue] = Field(default_factory=dict)
-
-
 class ModelsConfig(Section):
     """The tiny (device) and large (edge/cloud) models."""
 
@@ -120,7 +117,7 @@ class TrainingConfig(Section):
     """Training options of each model."""
 
     tiny: TrainingSpec = Field(default_factory=TrainingSpec)
-    large: TrainingSpec = Field(default_factory=TrainingSpec)
+    large: LargeTrainingSpec = Field(default_factory=LargeTrainingSpec)
 
 
 class DevicesConfig(Section):
@@ -147,4 +144,5 @@ class Scenario(Section):
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
     colearning: ColearningConfig = Field(default_factory=ColearningConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    foundation: FoundationConfig = Field(default_factory=FoundationConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)

@@ -30,3 +30,28 @@ class TrainingSpec(Section):
     max_train_samples: int | None = Field(
         None, ge=1, description="train on at most this many samples (None: all)"
     )
+
+
+class AdaptationSpec(Section):
+    """How a pretrained large model is adapted to the task (`tinylarge.models.adaptation`).
+
+    ``full`` trains every weight; ``lora`` trains low-rank adapters on the attention and MLP
+    projections plus the heads (Hu et al., "LoRA", ICLR 2022, with Hugging Face PEFT);
+    ``probe`` trains only the heads on frozen features; ``none`` uses the model as it is
+    (required for an ONNX file). A model trained from scratch (``large_resnet``) takes
+    ``full`` only.
+    """
+
+    method: Literal["full", "lora", "probe", "none"] = "full"
+    lora_rank: int = Field(8, ge=1, le=1024)
+    lora_alpha: float = Field(16.0, gt=0.0, le=1e4)
+    snr_loss_weight: float = Field(
+        0.1, ge=0.0, le=100.0,
+        description="weight of the SNR head's loss beside cross-entropy (0: no SNR head)",
+    )  # fmt: skip
+
+
+class LargeTrainingSpec(TrainingSpec):
+    """Training of the large model: the loop's options plus how a pretrained model adapts."""
+
+    adaptation: AdaptationSpec = Field(default_factory=AdaptationSpec)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import tinylarge
+from tinylarge.sim.large_stages import pretrained_metrics
 from tinylarge.sim.stages import (
     HIGH_SNR_DB,
     devices_metrics,
@@ -87,7 +88,15 @@ def collect(result: RunResult) -> dict[str, Any]:
             result.network.metrics(scenario.network) if result.network is not None else None
         ),
         "distillation": distillation_metrics(result),
+        "foundation": result.foundation.metrics() if result.foundation is not None else None,
     }
+    if "large" in models:
+        large = result.models["large"]
+        if large.info:
+            models["large"]["adaptation"] = dict(large.info)
+        pretrained = pretrained_metrics(scenario.models.large)
+        if pretrained is not None:
+            models["large"]["pretrained"] = pretrained
     tiny_int8 = tiny_int8_metrics(result)
     if tiny_int8 is not None:
         models[TINY_INT8_ROLE] = tiny_int8

@@ -12,6 +12,8 @@ from tinylarge.config.scenario import Scenario
 from tinylarge.models.cache import ModelCache
 from tinylarge.sim.codegen_stage import tiny_c_stage
 from tinylarge.sim.colearning_stages import check_colearning_config, colearning_stage
+from tinylarge.sim.foundation_stages import foundation_stage
+from tinylarge.sim.large_stages import check_large_config, train_large_stage
 from tinylarge.sim.net_stages import check_network_config, network_stage
 from tinylarge.sim.policy_stages import policies_stage
 from tinylarge.sim.progress import Reporter, SilentReporter
@@ -23,7 +25,6 @@ from tinylarge.sim.stages import (
     devices_stage,
     evaluate_stage,
     task_stage,
-    train_large_stage,
     train_tiny_stage,
 )
 from tinylarge.sim.state import RunResult, RunState
@@ -48,12 +49,17 @@ class Stage:
 PIPELINE: tuple[Stage, ...] = (
     Stage("task", "Build the task", task_stage),
     Stage("devices", "Spread the training data over the devices", devices_stage),
-    Stage("train_large", "Train the large model", train_large_stage),
+    Stage("train_large", "Adapt or train the large model", train_large_stage),
     Stage("train_tiny", "Train the tiny model from labels", train_tiny_stage),
     Stage("distill_tiny", "Distil the tiny model from the large one", distill_tiny_stage),
     Stage("quantize_tiny", "Quantize the tiny model to int8", quantize_tiny_stage),
     Stage("evaluate", "Evaluate the float models on the test set", evaluate_stage),
     Stage("evaluate_int8", "Run the int8 model, check it, cost it on MCUs", evaluate_int8_stage),
+    Stage(
+        "foundation",
+        "Foundation model: label efficiency, out of distribution, distillation",
+        foundation_stage,
+    ),
     Stage("tiny_c", "Generate C for the int8 model, run it on an emulated Cortex-M4", tiny_c_stage),
     Stage("network", "Simulate the 6G cell: coverage, messages, queues, energy", network_stage),
     Stage(
@@ -88,6 +94,7 @@ def run(
         The stages to run, in order (default: the whole main job).
     """
     check_scenario(scenario)
+    check_large_config(scenario)
     check_tiny_config(scenario)
     check_network_config(scenario)
     check_colearning_config(scenario.colearning)

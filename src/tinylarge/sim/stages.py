@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 import tinylarge
 from tinylarge.config.scenario import ModelSpec, Scenario, TaskConfig, TrainingSpec
@@ -29,9 +30,17 @@ from tinylarge.data import (
 )
 from tinylarge.models.cache import ModelCache, cache_key
 from tinylarge.models.evaluation import Evaluation, evaluate, predict_logits
+from tinylarge.models.external import check_model_files
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.registry import check_options, count_parameters
-from tinylarge.models.training import BatchLoss, TrainingReport, cross_entropy_loss, train
+from tinylarge.models.rf_transformer import checkpoint_directory
+from tinylarge.models.training import (
+    BatchLoss,
+    ProgressCallback,
+    TrainingReport,
+    cross_entropy_loss,
+    train,
+)
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.progress import Reporter
 from tinylarge.sim.state import ROLES, TINY_LABELS_ROLE, RunState, TrainedModel
@@ -57,6 +66,7 @@ def check_scenario(scenario: Scenario) -> None:
         spec: ModelSpec = getattr(scenario.models, role)
         try:
             check_options(spec.name, spec.options)
+            check_model_files(spec.name, spec.options)
         except ValueError as error:
             raise ValueError(f"models.{role}: {error}") from None
     npz = scenario.task.npz
@@ -118,6 +128,102 @@ def _task_fingerprint(config: TaskConfig) -> dict[str, object]:
     return fingerprint
 
 
+def path_fingerprint(value: object) -> str | None:
+    """SHA-256 of what a model option points at (a file, or every file of a directory), or
+    None when the option is not a path that exists. Keys the cache on the content of a
+    checkpoint or a user's model, not only on its name."""
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    if not path.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode("utf-8"))
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+#: Model options that name a file or a directory (a checkpoint, a user's model).
+PATH_OPTIONS = ("path", "checkpoint")
+
+
+def model_fingerprint(spec: ModelSpec) -> dict[str, object]:
+    """The model spec, with the content hash of every option that names a file or directory
+    (and of the shipped checkpoint an ``rf_transformer`` loads by default)."""
+    fingerprint: dict[str, object] = spec.model_dump(mode="json")
+    hashes = {
+        k: h
+        for k, v in spec.options.items()
+        if k in PATH_OPTIONS and (h := path_fingerprint(v)) is not None
+    }
+    if spec.name == "rf_transformer" and spec.options.get("checkpoint", "builtin") == "builtin":
+        size = str(spec.options.get("size", "s"))
+        builtin = path_fingerprint(str(checkpoint_directory("builtin", size)))
+        if builtin is not None:
+            hashes["checkpoint"] = builtin
+    if hashes:
+        fingerprint["content_sha256"] = hashes
+    return fingerprint
+
+
+#: What fitting a model gives: the trained model, its training report and facts about the
+#: fit worth keeping (method, trainable parameters, ...; stored with the cached model).
+FitResult = tuple[nn.Module, TrainingReport, dict[str, Any]]
+#: Trains a freshly built model: (model, progress) -> `FitResult`.
+Fit = Callable[[nn.Module, ProgressCallback], FitResult]
+
+
+def cached_fit(
+    role: str, ctx: StageContext, manifest: ModelManifest, key: str, seed: int, fit: Fit,
+    *, epochs: int,
+) -> TrainedModel:  # fmt: skip
+    """The model under ``key`` from the cache, else built from ``manifest`` (seeded), trained
+    by ``fit`` and stored."""
+    cached = ctx.cache.get(key)
+    if cached is not None:
+        model, document = cached
+        extra = document.get("extra", {})
+        history = extra.get("training")
+        report = TrainingReport.from_dict(history) if history else None
+        return TrainedModel(
+            role, model, manifest, count_parameters(model), key, True, report,
+            dict(extra.get("fit", {})),
+        )  # fmt: skip
+
+    def progress(epoch: int, batch: int, batches: int, val_acc: float | None) -> None:
+        ctx.reporter.training(role, epoch, epochs, batch, batches, val_acc)
+
+    model, report, info = fit(manifest.build(seed=seed), progress)
+    for parameter in model.parameters():  # adapters may have frozen some; all are the model's
+        parameter.requires_grad_(True)
+    model.eval()
+    ctx.cache.put(key, model, manifest, {"training": report.to_dict(), "role": role, "fit": info})
+    return TrainedModel(role, model, manifest, count_parameters(model), key, False, report, info)
+
+
+def training_key(
+    scenario: Scenario, spec: ModelSpec, training: TrainingSpec, seed: int,
+    key_extra: dict[str, object] | None = None,
+) -> str:  # fmt: skip
+    """Cache key of a model trained on the scenario's task: everything that determines it."""
+    return cache_key(
+        {
+            "cache_format": CACHE_FORMAT,
+            "tinylarge": tinylarge.__version__,
+            "torch": torch.__version__,
+            "task": _task_fingerprint(scenario.task),
+            "task_seed": scenario.seed,
+            "model": model_fingerprint(spec),
+            "training": training.model_dump(mode="json"),
+            "model_seed": seed,
+            **(key_extra or {}),
+        }
+    )
+
+
 def train_or_load(
     role: str,
     state: RunState,
@@ -139,48 +245,23 @@ def train_or_load(
     training: TrainingSpec = getattr(scenario.training, spec_role)
     seed = derive_seed(scenario.seed, "models", spec_role)
     manifest = ModelManifest(spec.name, dict(spec.options), task.input_shape, task.num_classes)
-    key = cache_key(
-        {
-            "cache_format": CACHE_FORMAT,
-            "tinylarge": tinylarge.__version__,
-            "torch": torch.__version__,
-            "task": _task_fingerprint(scenario.task),
-            "task_seed": scenario.seed,
-            "model": spec.model_dump(mode="json"),
-            "training": training.model_dump(mode="json"),
-            "model_seed": seed,
-            **(key_extra or {}),
-        }
-    )
-    cached = ctx.cache.get(key)
-    if cached is not None:
-        model, document = cached
-        history = document.get("extra", {}).get("training")
-        report = TrainingReport.from_dict(history) if history else None
-        return TrainedModel(role, model, manifest, count_parameters(model), key, True, report)
+    key = training_key(scenario, spec, training, seed, key_extra)
 
-    model = manifest.build(seed=seed)
+    def fit(model: nn.Module, progress: ProgressCallback) -> FitResult:
+        loss_fn = loss() if loss is not None else cross_entropy_loss
+        report = train(
+            model, task.x_train, task.y_train, training, seed=seed, progress=progress,
+            loss_fn=loss_fn,
+        )  # fmt: skip
+        return model, report, {}
 
-    def progress(epoch: int, batch: int, batches: int, val_acc: float | None) -> None:
-        ctx.reporter.training(role, epoch, training.epochs, batch, batches, val_acc)
-
-    loss_fn = loss() if loss is not None else cross_entropy_loss
-    report = train(
-        model, task.x_train, task.y_train, training, seed=seed, progress=progress, loss_fn=loss_fn
-    )
-    ctx.cache.put(key, model, manifest, {"training": report.to_dict(), "role": role})
-    return TrainedModel(role, model, manifest, count_parameters(model), key, False, report)
+    return cached_fit(role, ctx, manifest, key, seed, fit, epochs=training.epochs)
 
 
 def _training_summary(trained: TrainedModel) -> str:
     origin = "from cache" if trained.from_cache else "trained"
     epochs = f", {trained.training.epochs_run} epochs" if trained.training else ""
     return f"{trained.manifest.name}, {trained.params:,} params, {origin}{epochs}"
-
-
-def train_large_stage(state: RunState, ctx: StageContext) -> str:
-    state.models["large"] = train_or_load("large", state, ctx)
-    return _training_summary(state.models["large"])
 
 
 def train_tiny_stage(state: RunState, ctx: StageContext) -> str:

@@ -14,6 +14,7 @@ from tinylarge.models.evaluation import Evaluation
 from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.training import TrainingReport
 from tinylarge.secure.messages import reply_payload_bytes
+from tinylarge.sim.foundation_results import FoundationResult
 from tinylarge.sim.stage_results import (
     Int8Checks,
     NetworkResult,
@@ -46,6 +47,8 @@ class TrainedModel:
     cache_key: str
     from_cache: bool
     training: TrainingReport | None
+    #: How it was fitted (method, trainable parameters, labelled frames), when that matters.
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _check_path(path: str) -> str:
@@ -94,6 +97,9 @@ class RunState:
         they appear under ``colearning.<scheme>`` in ``metrics.json``.
     security : SecurityResult, optional
         Wire costs, fuzz summary, aggregation under attack, DP (``security`` stage).
+    foundation : FoundationResult, optional
+        Label efficiency, out-of-distribution accuracy and distillation of the pretrained
+        large model against a from-scratch baseline (``foundation`` stage).
     timings_s : dict of stage name -> wall seconds
     skipped : dict of metrics path -> reason
         Parts a stage could not do on the models it was given (``"policies.router"`` ->
@@ -119,6 +125,7 @@ class RunState:
     policies: PoliciesResult | None = None
     colearning: dict[str, dict[str, Any]] = field(default_factory=dict)
     security: SecurityResult | None = None
+    foundation: FoundationResult | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)
