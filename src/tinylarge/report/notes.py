@@ -17,6 +17,7 @@ from tinylarge.report.html import escape
 #: Metrics sections in words, as the report's section titles name them.
 SECTION_WORDS = {
     "models": "Models",
+    "foundation": "Foundation model",
     "tiny": "TinyML",
     "network": "6G network",
     "policies": "Collaborative inference",

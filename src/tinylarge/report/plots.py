@@ -445,3 +445,62 @@ def accuracy_under_attack(rows: list[Mapping[str, object]], path: Path) -> Path:
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("FedAvg under attack, per aggregator")
     return save_figure(fig, path)
+
+
+def label_efficiency(
+    accuracy: Mapping[str, Mapping[str, float]],
+    high_snr_accuracy: Mapping[str, Mapping[str, float]] | None,
+    all_per_class: float,
+    path: Path,
+) -> Path:
+    """Test accuracy (%) against labelled frames per class, one line per model.
+
+    Parameters
+    ----------
+    accuracy : mapping of model -> {labels per class -> accuracy, 0-1}
+        Labels per class as text: whole numbers (``"1"``, ``"10"``, ``"100"``) and ``"all"``.
+    high_snr_accuracy : mapping like ``accuracy``, or None
+        The same at high SNR, drawn in a second panel; None for one panel.
+    all_per_class : float
+        Where ``"all"`` sits on the log x axis (labelled frames per class); it must lie right of
+        every whole-number column.
+    path : Path
+        The PNG to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    counts = sorted({float(k) for row in accuracy.values() for k in row if k != "all"})
+    if counts and all_per_class <= counts[-1]:
+        raise ValueError(
+            f"all_per_class must lie right of the largest count {counts[-1]:g}, got "
+            f"{all_per_class:g}"
+        )
+    panels = [("all test frames", accuracy)]
+    if high_snr_accuracy is not None:
+        panels.append(("SNR >= 6 dB", high_snr_accuracy))
+    fig = Figure(figsize=(5.6 * len(panels) + 1.8, 4.0))
+    ticks = [*counts, all_per_class]
+    labels = [f"{c:g}" for c in counts] + ["all"]
+    for i, (title, rows) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for name, row in rows.items():
+            xs = [all_per_class if k == "all" else float(k) for k in row]
+            order = np.argsort(xs)
+            style = "o-" if name.startswith("foundation") else "s--"
+            color = "black" if not name.startswith("foundation") else None
+            ax.plot(np.asarray(xs)[order], 100 * np.asarray(list(row.values()))[order], style,
+                    label=name, color=color, ms=5)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, labels)
+        ax.minorticks_off()
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("labelled frames per class (log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("Label efficiency: pretrained foundation model vs from scratch")
+    return save_figure(fig, path)

@@ -10,6 +10,7 @@ from tinylarge.config import scenario_to_toml
 from tinylarge.models.evaluation import evaluate
 from tinylarge.report import plots
 from tinylarge.report.colearning_section import colearning_section
+from tinylarge.report.foundation_section import foundation_section
 from tinylarge.report.html import Section, image, paragraph, preformatted, table
 from tinylarge.report.metrics import HIGH_SNR_DB
 from tinylarge.report.network_section import network_section
@@ -207,6 +208,7 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     models_section,
     accuracy_section,
     tiny_section,
+    foundation_section,
     network_section,
     policies_section,
     colearning_section,

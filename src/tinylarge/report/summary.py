@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tinylarge.report.foundation_section import foundation_summary
 from tinylarge.report.html import escape, paragraph, table
 from tinylarge.report.notes import missed_parts, ran
 from tinylarge.sim.stage_results import BOUNDS, best_policy
@@ -249,6 +250,12 @@ def _no_policies(metrics: Mapping[str, Any]) -> str:
     return paragraph(text)
 
 
+def _foundation(metrics: Mapping[str, Any]) -> str:
+    """The foundation model in a sentence or two (`foundation_summary`), "" without one."""
+    text = foundation_summary(metrics)
+    return paragraph(text) if text else ""
+
+
 def summary_block(metrics: Mapping[str, Any], target_offload: float) -> str:
     """The report's opening block as HTML: headline, summary table, skipped or missed parts.
 
@@ -262,7 +269,7 @@ def summary_block(metrics: Mapping[str, Any], target_offload: float) -> str:
     _check_target(target_offload)
     policies = metrics.get("policies")
     if not isinstance(policies, Mapping) or not ran(dict(policies)):
-        return _no_policies(metrics) + _missed_list(metrics)
+        return _no_policies(metrics) + _foundation(metrics) + _missed_list(metrics)
     body = paragraph(headline(policies, target_offload))
     rows = summary_rows(policies, target_offload)
     body += table(SUMMARY_COLUMNS, [r.cells() for r in rows])
@@ -274,4 +281,4 @@ def summary_block(metrics: Mapping[str, Any], target_offload: float) -> str:
         "request, on-device answers included."
     )
     body += paragraph(f"{extra} {note}" if extra else note, "note")
-    return body + _missed_list(metrics)
+    return body + _foundation(metrics) + _missed_list(metrics)
