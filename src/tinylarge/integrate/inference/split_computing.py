@@ -13,9 +13,14 @@ Activation quantization: uniform, per-tensor, asymmetric, with the range taken p
 ``ceil(elements x bits / 8)`` payload bytes plus `QUANT_HEADER_BYTES` (a float32 scale and a
 float32 offset ``lo``).
 
-Device MACs count conv and linear layers only (``conv`` = output elements x C_in / groups x
+Device MACs count conv and linear layers (``conv`` = output elements x C_in / groups x
 prod(kernel); ``linear`` = in x out per row), the convention of `tinylarge.tiny.footprint`,
-whose cycles/MAC figures already contain the cost of batch norm, ReLU, pooling and additions.
+whose cycles/MAC figures already contain the cost of batch norm, ReLU, pooling and additions;
+and the two products of every scaled dot-product attention a transformer runs
+(`torch.nn.functional.scaled_dot_product_attention`): ``Q K^T`` and ``softmax(.) V``, i.e.
+``heads x L x S x (E + E_v)`` for ``L`` queries, ``S`` keys, key width ``E`` and value width
+``E_v`` per head (for self-attention over ``T`` tokens of width ``d``: ``2 T^2 d`` per layer).
+Softmax, layer norm and GELU are left out like batch norm and ReLU.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from tinylarge.integrate.inference.contract import Decision, Policy, Trace, check_request
 from tinylarge.models.blocks import BlockModel
@@ -192,14 +199,55 @@ def _check_countable(module: nn.Module) -> None:
     for name, layer in module.named_modules():
         if isinstance(layer, _UNSUPPORTED):
             raise ValueError(
-                f"layer {name!r} is {type(layer).__name__}; MACs are counted for Conv1d, Conv2d "
-                "and Linear only"
+                f"layer {name!r} is {type(layer).__name__}; MACs are counted for Conv1d, Conv2d, "
+                "Linear and scaled_dot_product_attention only"
             )
+
+
+def attention_product_macs(query: Tensor, key: Tensor, value: Tensor) -> int:
+    """MACs of ``Q K^T`` and ``softmax(.) V`` in one scaled dot-product attention call.
+
+    Parameters
+    ----------
+    query, key, value : Tensor, shapes (..., L, E), (..., S, E), (..., S, E_v)
+        The call's arguments; every leading dimension (batch, heads) multiplies the count.
+
+    Returns
+    -------
+    int
+        ``prod(leading dims of query) x L x S x (E + E_v)``.
+    """
+    *lead, queries, width = query.shape
+    keys, value_width = key.shape[-2], value.shape[-1]
+    return math.prod(lead) * queries * keys * (width + value_width)
+
+
+class _AttentionCounter(TorchFunctionMode):
+    """Adds up `attention_product_macs` of every scaled dot-product attention run under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0
+
+    def __torch_function__(
+        self,
+        func: object,
+        types: object,
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            q, k, v = (*args, *(kwargs[n] for n in ("query", "key", "value") if n in kwargs))[:3]
+            assert isinstance(q, Tensor) and isinstance(k, Tensor) and isinstance(v, Tensor)
+            self.macs += attention_product_macs(q, k, v)
+        return func(*args, **kwargs)  # type: ignore[operator]
 
 
 def module_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     """MACs of ``module`` for one sample of shape ``input_shape``, counted with forward hooks
-    on conv1d/conv2d/linear layers (see the module doc); the module runs once in eval mode.
+    on conv1d/conv2d/linear layers plus the products of every scaled dot-product attention
+    (see the module doc); the module runs once in eval mode.
 
     Raises
     ------
@@ -219,15 +267,16 @@ def module_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
         handles.append(layer.register_forward_hook(hook))
     was_training = module.training
     module.eval()
+    attention = _AttentionCounter()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), attention:
             dtype = next(iter(module.parameters()), torch.zeros(0)).dtype
             module(torch.zeros((1, *input_shape), dtype=dtype))
     finally:
         module.train(was_training)
         for handle in handles:
             handle.remove()
-    return count
+    return count + attention.macs
 
 
 def device_macs_per_block(model: BlockModel, input_shape: tuple[int, ...]) -> IntArray:
