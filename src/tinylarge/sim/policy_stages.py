@@ -33,7 +33,6 @@ from tinylarge.integrate.inference.frame_codec import (
 )
 from tinylarge.integrate.inference.router import Router
 from tinylarge.integrate.inference.split_computing import SplitPolicy
-from tinylarge.models.blocks import BlockModel
 from tinylarge.models.evaluation import predict_logits
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.engine import (
@@ -53,6 +52,7 @@ from tinylarge.sim.split_exit_stages import (
     split_exit_extra,
     split_exit_metrics,
     split_policy_and_extra,
+    why_not_splittable,
 )
 from tinylarge.sim.stage_results import PoliciesResult, best_within_offload
 from tinylarge.sim.stages import StageContext
@@ -223,7 +223,10 @@ def _test_trace(state: RunState) -> tuple[Trace, SplitPlan | None, SplitPolicy |
         **_compressed_extra(state, x_q, state.scenario.policies.compressed_bits),
         **split_exit_extra(state, task.x_test),
     }
-    plan = plan_split(state) if isinstance(state.require_model("large").model, BlockModel) else None
+    reason = why_not_splittable(state)
+    if reason is not None:
+        state.skip("policies.split", reason)
+    plan = plan_split(state) if reason is None else None
     split = None
     if plan is not None:
         split, extra = split_policy_and_extra(state, plan, task.x_test, extra)

@@ -10,7 +10,15 @@ int8 deployment is assumed to cost what the tiny model's int8 kernels cost per M
 Split points are the large model's own cuts ``k = 0..n_blocks`` (activation quantized to
 ``split_activation_bits``) plus the bottleneck at ``split_at``; each device picks the one that
 minimises its latency or energy at its mean link rate
-(`tinylarge.integrate.inference.split_computing.choose_split`).
+(`tinylarge.integrate.inference.split_computing.choose_split`). The RF transformer's blocks are
+its patch embedding and each encoder layer: at size s the embedding costs the device 32,768
+MACs and every encoder layer 3.2 M (linear layers and attention products), and every cut sends
+the 128 x 16 residual stream (2,056 B at 8 bits against 264 B for the frame), so the MCU-sized
+graft cuts after the embedding (``split_at = 1``: a 24-byte code at the defaults).
+
+A large model that cannot be cut between blocks (not a `BlockModel`, e.g. an ONNX file or a
+Hugging Face model users bring, or one with layers whose MACs are not counted) leaves the split
+and early-exit policies out, with the reason in ``skipped`` (`why_not_splittable`).
 """
 
 from __future__ import annotations
@@ -65,6 +73,24 @@ def _large(state: RunState) -> BlockModel:
             f"{state.scenario.models.large.name!r} is {type(model).__name__}"
         )
     return model
+
+
+def why_not_splittable(state: RunState) -> str | None:
+    """Why the large model cannot be cut and costed between blocks (None when it can): it is
+    not a `BlockModel` (e.g. an ONNX file or a Hugging Face model users bring), or a block holds
+    a layer whose MACs `device_macs_per_block` does not count."""
+    model = state.require_model("large").model
+    name = state.scenario.models.large.name
+    if not isinstance(model, BlockModel):
+        return (
+            f"the large model {name!r} is a {type(model).__name__}, not a BlockModel: it cannot "
+            "be cut between blocks"
+        )
+    try:
+        device_macs_per_block(model, state.require_task().input_shape)
+    except ValueError as error:
+        return f"cannot count the device MACs of the large model {name!r}: {error}"
+    return None
 
 
 def _graft_key(state: RunState, seed: int) -> str:
@@ -155,6 +181,10 @@ def split_exit_stage(state: RunState, ctx: StageContext) -> str:
     config = scenario.policies.split_exit
     if not scenario.policies.enabled or not config.enabled:
         return "disabled"
+    reason = why_not_splittable(state)
+    if reason is not None:
+        state.skip("policies.early_exit", reason)
+        return f"skipped: {reason}"
     task, large = state.require_task(), _large(state)
     if config.split_at > len(large.blocks):
         raise ValueError(
