@@ -5,9 +5,20 @@ Run by hand::
     python benchmarks/bench_deploy.py --model                 # ONNX Runtime vs PyTorch
     python benchmarks/bench_deploy.py [--preset smoke] [--devices 100,250,500,1000]
         [--duration 10] [--policy large] [--processes 1]
+    python benchmarks/bench_deploy.py --large rf_transformer:size=s --policy router \
+        --search --devices 250 --batching 32 --qos 1      # largest fleet, foundation model
 
-``--model`` times the run's large model per batch in ONNX Runtime and in PyTorch (one thread
-each): why the edge serves with ONNX Runtime. The load sweep runs `tinylarge.deploy.run` (broker,
+``--model`` times the large models per batch in ONNX Runtime and in PyTorch (one thread
+each): why the edge serves with ONNX Runtime. It times the preset's large model (as changed by
+``--large``), the foundation model `rf_transformer` at size s and the from-scratch
+`large_resnet` at its default width; the foundation model is built with ``checkpoint="none"``
+(its arithmetic, hence its latency, does not depend on the weights). ``--large NAME[:KEY=VALUE,
+...]`` replaces the preset's ``[models.large]`` (and turns its ``[foundation]`` comparison off:
+the benchmark is about serving). ``--search`` finds the largest fleet at 1 request/s per device
+whose requests answered by the edge have p99 < 50 ms with 0 lost: it doubles the fleet from the
+first ``--devices`` value until the goal is missed, then bisects to ``--resolution``; with
+``--policy router`` only the frames the router offloads reach the edge, which is what makes a
+large model affordable. The load sweep runs `tinylarge.deploy.run` (broker,
 edge server and fleet as separate processes on this machine) for each fleet size at 1 request
 per second per device, with dynamic batching (largest batch 32, 2 ms wait) and without
 (largest batch 1), at MQTT QoS 1 and 0 for offloads and replies, and prints p50/p95/p99
@@ -31,21 +42,79 @@ import numpy as np
 P99_GOAL_S = 0.050
 
 
-def bench_model(preset: str) -> None:
+#: Large models `bench_model` always times besides the preset's: the foundation model at the
+#: size the package ships (random weights: latency does not depend on them) and the ResNet.
+BENCH_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("rf_transformer", {"size": "s", "checkpoint": "none"}),
+    ("large_resnet", {}),
+)
+
+
+def parse_model(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME[:KEY=VALUE,...]`` -> name and options (integers and floats where they parse)."""
+    name, _, rest = text.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--large: {item!r} is not KEY=VALUE (format NAME[:KEY=VALUE,...])")
+        for kind in (int, float):
+            try:
+                options[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key] = value
+    return name, options
+
+
+def load_scenario(preset: str, large: str | None) -> Any:
+    """The preset's scenario, with ``[models.large]`` replaced by ``large`` (`parse_model`) and
+    then its ``[foundation]`` comparison off."""
+    from tinylarge.config import load_preset, scenario_from_table
+    from tinylarge.config.loading import scenario_to_table
+
+    scenario = load_preset(preset)
+    if large is None:
+        return scenario
+    name, options = parse_model(large)
+    table = scenario_to_table(scenario)
+    table["models"]["large"] = {"name": name, "options": options}
+    if "foundation" in table:
+        table["foundation"]["enabled"] = False
+    return scenario_from_table(table, scenario.name)
+
+
+def bench_model(preset: str, large: str | None) -> None:
     import torch
 
-    from tinylarge.config import load_preset
     from tinylarge.deploy.edge_model import OnnxPredict, TorchPredict, export_large_onnx
     from tinylarge.models.registry import build_model
 
     torch.set_num_threads(1)
-    scenario = load_preset(preset)
-    spec = scenario.models.large
+    spec = load_scenario(preset, large).models.large
     shape = (2, 128)
-    model = build_model(spec.name, shape, 8, spec.options, seed=0).eval()
-    path = export_large_onnx(model, shape, Path(tempfile.mkdtemp()) / "large.onnx")
-    runtimes = {"onnxruntime": OnnxPredict(path), "torch": TorchPredict(model)}
-    print(f"large model of preset {preset!r}: {spec.name} {dict(spec.options)}")
+    models = [(spec.name, dict(spec.options))]
+
+    def same(a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]]) -> bool:
+        """The same architecture (weights do not change the latency)."""
+        drop = {"checkpoint"}
+        return a[0] == b[0] and {k: v for k, v in a[1].items() if k not in drop} == {
+            k: v for k, v in b[1].items() if k not in drop
+        }
+
+    models += [m for m in BENCH_MODELS if not any(same(m, n) for n in models)]
+    for name, options in models:
+        model = build_model(name, shape, 8, options, seed=0).eval()
+        path = export_large_onnx(model, shape, Path(tempfile.mkdtemp()) / "large.onnx")
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name} {options}: {params:,} parameters (preset {preset!r})")
+        time_model({"onnxruntime": OnnxPredict(path), "torch": TorchPredict(model)}, shape)
+
+
+def time_model(runtimes: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """Median of 30 calls (after 5 warm-up calls) per batch size and runtime."""
     for n in (1, 8, 32, 128):
         x = np.random.default_rng(0).normal(size=(n, *shape)).astype(np.float32)
         row = []
@@ -64,12 +133,11 @@ def bench_model(preset: str) -> None:
 def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.Namespace,
                 max_batch: int, qos: int, out: Path) -> dict[str, Any]:  # fmt: skip
     """One `tinylarge.deploy.run` (broker, edge and fleet as processes); its ``deploy`` metrics."""
-    from tinylarge.config import load_preset
     from tinylarge.config.deploy_config import with_overrides
     from tinylarge.deploy import DeployError
     from tinylarge.deploy import run as deploy_run
 
-    scenario = load_preset(preset)
+    scenario = load_scenario(preset, args.large)
     settings = with_overrides(
         scenario.deploy,
         "bench_deploy.py",
@@ -84,6 +152,57 @@ def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.
     except DeployError as error:
         raise SystemExit(f"deploy failed for {devices} devices: {error}") from None
     return result.deploy
+
+
+def goal_met(d: dict[str, Any]) -> bool:
+    """p99 of the answers the edge gave (every answer when none did) < 50 ms, 0 lost."""
+    edge_p99 = d["edge_latency_s"]["p99"]
+    p99 = edge_p99 if edge_p99 is not None else d["latency_s"]["p99"]
+    return p99 is not None and p99 < P99_GOAL_S and d["lost"] == 0
+
+
+def describe(devices: int, d: dict[str, Any], duration_s: float) -> str:
+    lat, edge, by_edge = d["latency_s"], d["edge"], d["edge_latency_s"]
+    edge_p99 = "-" if by_edge["p99"] is None else f"{1e3 * by_edge['p99']:.1f}"
+    return (
+        f"  {devices:5d} devices: {d['requests']:6d} requests ({d['requests'] / duration_s:.0f}/s),"
+        f" p50 {1e3 * lat['p50']:.1f} p95 {1e3 * lat['p95']:.1f} p99 {1e3 * lat['p99']:.1f} ms,"
+        f" answered by the edge {d['answered_by_edge']} (offload {d['offload_fraction']:.0%}, "
+        f"p99 {edge_p99} ms), lost {d['lost']}, timed out {d['timed_out']}, edge "
+        f"{edge['requests_per_s'] or 0:.0f} req/s, mean batch {edge['mean_batch']:.2f}"
+        f"{'' if goal_met(d) else '  <- misses the goal'}"
+    )
+
+
+def search_fleet(args: argparse.Namespace, work: Path) -> None:
+    """Largest fleet meeting `goal_met`: double from the first ``--devices`` value until the
+    goal is missed, then bisect until the bracket is within ``--resolution`` of its low end."""
+    max_batch, qos = int(args.batching.split(",")[0]), int(args.qos.split(",")[0])
+    print(
+        f"\nfleet search: policy {args.policy}, max_batch {max_batch}, QoS {qos}, 1 request/s "
+        f"per device, {args.duration:g} s per run, {args.processes} fleet process(es)"
+    )
+    run_dir: Path | None = None
+
+    def meets(devices: int) -> bool:
+        nonlocal run_dir
+        out = work / f"search-{devices}"
+        d = deploy_once(run_dir, args.preset, devices, args, max_batch, qos, out)
+        run_dir = run_dir or out / "run"  # models made once, reused
+        print(describe(devices, d, args.duration), flush=True)
+        return goal_met(d)
+
+    low, high = 0, int(args.devices.split(",")[0])
+    while meets(high):
+        low, high = high, 2 * high
+        if high > args.max_devices:
+            print(f"the goal is met at {low} devices; not searched beyond --max-devices")
+            return
+    while high - low > max(1, args.resolution * low):
+        middle = (low + high) // 2
+        low, high = (middle, high) if meets(middle) else (low, middle)
+    print(f"largest fleet with p99 < 50 ms at the edge and 0 lost: {low} devices x 1 request/s "
+          f"(missed at {high})")  # fmt: skip
 
 
 def add_point(
@@ -110,13 +229,21 @@ def main() -> None:
     )
     parser.add_argument("--batching", default="32,1", help="max_batch values to sweep")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of p99 against load")
+    parser.add_argument("--large", default=None, help="NAME[:KEY=VALUE,...]: the large model")
+    parser.add_argument("--search", action="store_true", help="find the largest fleet")
+    parser.add_argument("--resolution", type=float, default=0.1, help="of the fleet search")
+    parser.add_argument("--max-devices", type=int, default=20_000, help="fleet search bound")
     args = parser.parse_args()
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")  # fmt: skip
+          f"Python {platform.python_version()}, {now}")  # fmt: skip
     if args.model:
-        bench_model(args.preset)
+        bench_model(args.preset, args.large)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    if args.search:
+        search_fleet(args, work)
+        return
     run_dir: Path | None = None
     best: dict[str, int] = {}
     configs = [
