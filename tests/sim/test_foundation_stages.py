@@ -61,6 +61,15 @@ def test_adaptation_methods_that_do_not_fit_the_model_fail_before_any_work() -> 
     with pytest.raises(ValueError, match=r"cannot be trained; set training\.large\.adaptation"):
         check_large_config(_with(smoke, "onnx", "full"))
     check_large_config(_with(smoke, "rf_transformer", "probe"))
+    wrong = smoke.model_copy(
+        update={
+            "foundation": smoke.foundation.model_copy(
+                update={"baseline": ModelSpec(name="large_resnet", options={"depth": 3})}
+            )
+        }
+    )
+    with pytest.raises(ValueError, match=r"foundation\.baseline: model 'large_resnet' has no"):
+        check_large_config(wrong)
 
 
 def test_the_labelled_pool_is_seeded_sorted_and_capped() -> None:

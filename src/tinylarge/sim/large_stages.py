@@ -21,6 +21,7 @@ from tinylarge.models.adaptation import AdaptationSettings, adapt
 from tinylarge.models.checkpoints import read_checkpoint_config
 from tinylarge.models.external import is_inference_only
 from tinylarge.models.persistence import ModelManifest
+from tinylarge.models.registry import check_options
 from tinylarge.models.rf_transformer import RfTransformer, checkpoint_directory
 from tinylarge.models.training import ProgressCallback, TrainingReport, train
 from tinylarge.seeding import derive_seed, rng_for
@@ -43,7 +44,13 @@ def large_kind(spec: ModelSpec) -> LargeKind:
 
 
 def check_large_config(scenario: Scenario) -> None:
-    """Fail before any work when the adaptation method does not fit the large model."""
+    """Fail before any work when the adaptation method does not fit the large model or the
+    foundation stage's baseline names a model or options that do not exist."""
+    baseline = scenario.foundation.baseline
+    try:
+        check_options(baseline.name, baseline.options)
+    except ValueError as error:
+        raise ValueError(f"foundation.baseline: {error}") from None
     spec, method = scenario.models.large, scenario.training.large.adaptation.method
     kind = large_kind(spec)
     if kind == "inference_only" and method != "none":

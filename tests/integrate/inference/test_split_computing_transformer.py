@@ -35,8 +35,7 @@ def xs() -> RfTransformer:
 
 def test_device_macs_of_size_xs_counted_by_hand(xs: RfTransformer) -> None:
     tokens, width, hidden = 16, 32, 4 * 32
-    stem = 128 * 2 * 16 * 5  # Conv1d(2, 16, 5) over the 128 samples
-    embedding = stem + tokens * (16 * 8) * width  # + Conv1d(16, 32, 8, stride 8): 16 patches
+    embedding = tokens * (2 * 8) * width  # Linear(16, 32) on each of 16 patches
     layer = (
         tokens * width * 3 * width  # qkv
         + tokens * tokens * width  # Q K^T over 2 heads of 16
@@ -45,7 +44,7 @@ def test_device_macs_of_size_xs_counted_by_hand(xs: RfTransformer) -> None:
         + tokens * width * hidden  # fc1
         + tokens * hidden * width  # fc2
     )
-    assert (embedding, layer) == (86_016, 212_992)
+    assert (embedding, layer) == (8_192, 212_992)
     np.testing.assert_array_equal(device_macs_per_block(xs, SHAPE), [embedding, layer, layer])
     np.testing.assert_array_equal(
         cumulative_macs(device_macs_per_block(xs, SHAPE)),
