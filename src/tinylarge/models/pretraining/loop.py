@@ -392,8 +392,9 @@ def pretrain(
         pretraining = {
             **config.to_dict(), "workers": replica.world_size, "frames": run.state.frames,
             "final_reconstruction_loss": final, "zero_prediction_loss": held_out.zero_loss,
-            "wall_time_s": run.state.wall_time_s, "train_loss": recorded_curve(run.state.train_loss),
-            "eval_loss": run.state.eval_loss, "device": device.type, "command": command,
+            "wall_time_s": run.state.wall_time_s,
+            "train_loss": recorded_curve(run.state.train_loss), "eval_loss": run.state.eval_loss,
+            "device": device.type, "command": command,
         }  # fmt: skip
         save_checkpoint(directory, run.model, _architecture(config), pretraining)
         (directory / TRAINER_STATE_FILE).unlink(missing_ok=True)
