@@ -56,8 +56,8 @@ def test_class_subset_labels_follow_given_order() -> None:
 
 
 def test_unknown_class_is_rejected_with_allowed_list() -> None:
-    with pytest.raises(ValueError, match=r"unknown radio class\(es\) \['OOK'\]; allowed: BPSK"):
-        generate_radio_frames(10, _rng(0), classes=["BPSK", "OOK"])
+    with pytest.raises(ValueError, match=r"unknown radio class\(es\) \['FM'\]; allowed: BPSK"):
+        generate_radio_frames(10, _rng(0), classes=["BPSK", "FM"])
     with pytest.raises(ValueError, match="not the string 'BPSK'"):
         generate_radio_frames(10, _rng(0), classes="BPSK")
     with pytest.raises(ValueError, match="must not repeat"):

@@ -118,6 +118,8 @@ def test_rerun_from_saved_scenario_without_cache_gives_the_same_numbers(tmp_path
 
 def test_digits_task_runs_end_to_end(tmp_path: Path) -> None:
     table = _small({"task": {"name": "digits"}, "devices": {"count": 10, "partition": "iid"}})
+    # images, not IQ frames: the edge model is the ResNet (the foundation model takes IQ)
+    table["models"]["large"] = {"name": "large_resnet", "options": {"width": 8}}  # type: ignore[index]
     table["colearning"] = {  # 2-D inputs through every co-learning scheme too
         **table["colearning"],  # type: ignore[dict-item]
         "enabled": True,
@@ -254,9 +256,10 @@ def test_smoke_run_splits_and_exits_early(smoke_result: RunResult) -> None:
     distribution = pol["_split_exit"]["split_k_distribution"]
     assert sum(distribution.values()) == smoke_result.scenario.devices.count
     assert set(distribution) <= set(points)
-    # 4 channels x 32 samples x 4 bits = 64 B + the 8-byte scale/offset header
-    assert graft["code_shape"] == [4, 32] and graft["code_bytes"] == 72
-    assert points["bottleneck"]["bytes_up"] == 72 and points["k=0"]["bytes_up"] == 256 + 8
+    # the smoke large model is the xs transformer: 16 tokens, halved by the encoder ->
+    # 4 channels x 8 positions x 4 bits = 16 B + the 8-byte scale/offset header
+    assert graft["code_shape"] == [4, 8] and graft["code_bytes"] == 24
+    assert points["bottleneck"]["bytes_up"] == 24 and points["k=0"]["bytes_up"] == 256 + 8
     # every split request goes up, at one of the chosen points' sizes
     assert pol["split"]["offload_fraction"] == 1.0
     chosen = {points[label]["bytes_up"] for label in distribution}
@@ -264,9 +267,9 @@ def test_smoke_run_splits_and_exits_early(smoke_result: RunResult) -> None:
     assert set(np.unique(sent)) <= chosen
     assert abs(pol["early_exit"]["offload_fraction"] - 0.4) < 0.1
     exit_bytes = smoke_result.require_policies().outcomes["early_exit"].payload_bytes_up
-    assert set(np.unique(exit_bytes)) <= {0, 72}
+    assert set(np.unique(exit_bytes)) <= {0, 24}
     payload = pol["_payload_accuracy"]
-    assert payload["bottleneck"]["bytes_up"] == 72 and payload["large"]["bytes_up"] == 256
+    assert payload["bottleneck"]["bytes_up"] == 24 and payload["large"]["bytes_up"] == 256
     assert payload["large_compressed_4b"]["bytes_up"] < 256
 
 

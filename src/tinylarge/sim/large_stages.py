@@ -52,6 +52,11 @@ def check_large_config(scenario: Scenario) -> None:
     except ValueError as error:
         raise ValueError(f"foundation.baseline: {error}") from None
     spec, method = scenario.models.large, scenario.training.large.adaptation.method
+    if spec.name == "rf_transformer" and scenario.task.name == "digits":
+        raise ValueError(
+            "models.large = 'rf_transformer' takes IQ frames of shape (2, samples); task "
+            "'digits' has 8x8 images: use e.g. name = 'large_resnet'"
+        )
     kind = large_kind(spec)
     if kind == "inference_only" and method != "none":
         raise ValueError(
