@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def test_merged_lora_equals_unmerged_and_folds_b_a(lora_run: LoraRun) -> None:
         expected_w = qkv.base_layer.weight + scale * (
             qkv.lora_B["default"].weight @ qkv.lora_A["default"].weight
         )
-    merged = merge_lora(lora_run.peft_model)
+    merged = merge_lora(copy.deepcopy(lora_run.peft_model))  # the fixture is shared
     assert type(merged) is RfTransformer
     assert not [m for m in merged.modules() if type(m).__module__.startswith("peft")]
     with torch.no_grad():

@@ -144,6 +144,7 @@ def test_bad_model_option_fails_before_any_work(tmp_path: Path) -> None:
 
 def test_snr_partition_needs_snr_metadata(tmp_path: Path) -> None:
     table = _small({"task": {"name": "digits"}, "devices": {"count": 5, "partition": "snr"}})
+    table["models"]["large"] = {"name": "large_resnet", "options": {"width": 8}}  # type: ignore[index]
     with pytest.raises(ValueError, match="needs per-sample snr_db metadata"):
         run(scenario_from_table(table, "test"), cache=ModelCache(tmp_path))
 
