@@ -62,7 +62,8 @@ def test_the_options_default_to_the_configs_defaults() -> None:
     config_defaults = {f.name: f.default for f in fields(PretrainConfig)}
     for name, default in pretrain_cli.DEFAULTS.items():
         assert parameters[name].default == default == config_defaults[name], name
-    assert set(pretrain_cli.DEFAULTS) == set(parameters) - {"out", "workers", "address", "threads"}
+    others = {"out", "workers", "address", "threads", "task", *pretrain_cli.TEXT_ONLY}
+    assert set(pretrain_cli.DEFAULTS) == set(parameters) - others
 
 
 def test_the_same_settings_give_the_same_command_line(recorded: list[dict[str, Any]]) -> None:

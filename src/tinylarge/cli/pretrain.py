@@ -1,11 +1,12 @@
 """`tinylarge pretrain`: self-supervised pretraining of the RF foundation model into a checkpoint
-directory, in this process or data-parallel on Ray Train (``--workers``, ``--address``)."""
+directory, in this process or data-parallel on Ray Train (``--workers``, ``--address``); with
+``--task text``, a draft or target language model (`tinylarge.cli.pretrain_text`)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -22,6 +23,27 @@ DEFAULTS: dict[str, object] = {"size": "s", "steps": 6000, "batch_size": 128,
                                "learning_rate": 2e-3, "warmup_steps": 300, "mask_ratio": 0.3,
                                "seed": 0}  # fmt: skip
 _ALWAYS_SHOWN = ("size", "steps", "batch_size", "seed")
+#: Options of ``--task text`` only (radio pretraining refuses them).
+TEXT_ONLY = ("corpus", "vocab", "epochs", "tokenizer")
+
+TaskOption = Annotated[
+    Literal["radio", "text"],
+    typer.Option(help="radio: the RF foundation model; text: a language model."),
+]
+CorpusOption = Annotated[
+    list[Path] | None,
+    typer.Option(help="Text: UTF-8 files split at blank lines (default: CPython's docs).",
+                 dir_okay=False),
+]  # fmt: skip
+VocabOption = Annotated[int, typer.Option(help="Text: BPE vocabulary size.", min=257)]
+EpochsOption = Annotated[
+    float | None,
+    typer.Option(help="Text: passes over the training tokens (sets the steps).", min=0.0),
+]
+TokenizerOption = Annotated[
+    Path | None,
+    typer.Option(help="Text: reuse this tokenizer.json instead of training one.", dir_okay=False),
+]
 
 
 def command_line(settings: dict[str, object], out: Path, workers: int, address: str | None) -> str:
@@ -126,7 +148,9 @@ def pretrain(
             file_okay=False,
         ),
     ],
-    size: Annotated[str, typer.Option(help="Model size: xs, s, m, l or xl.")] = "s",
+    size: Annotated[
+        str, typer.Option(help="Model size: xs, s, m, l or xl; text: toy, draft or target.")
+    ] = "s",
     steps: Annotated[int, typer.Option(help="Optimizer steps.", min=1)] = 6000,
     batch_size: Annotated[int, typer.Option(help="Global batch, frames per step.", min=1)] = 128,
     learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
@@ -149,14 +173,30 @@ def pretrain(
         int | None,
         typer.Option(help="Torch threads (per worker on Ray; default: cores / workers).", min=1),
     ] = None,
+    task: TaskOption = "radio",
+    corpus: CorpusOption = None,
+    vocab: VocabOption = 1024,
+    epochs: EpochsOption = None,
+    tokenizer: TokenizerOption = None,
 ) -> None:
     """Pretrain the RF foundation model by masked IQ-patch modelling on frames of the
-    pretraining world; write model.safetensors + config.json to --out."""
+    pretraining world; write model.safetensors + config.json to --out. With --task text,
+    train a language model (--size toy, draft or target) by next-token prediction on CPython's
+    documentation text (or --corpus files); also writes tokenizer.json."""
     from tinylarge.models.pretraining.loop import PretrainConfig
 
     settings: dict[str, object] = {"size": size, "steps": steps, "batch_size": batch_size,
                                    "learning_rate": learning_rate, "warmup_steps": warmup_steps,
                                    "mask_ratio": mask_ratio, "seed": seed}  # fmt: skip
+    if task == "text":
+        _pretrain_text(settings, out, workers=workers, address=address, threads=threads,
+                       corpus=corpus, vocab=vocab, epochs=epochs, tokenizer=tokenizer)  # fmt: skip
+        return
+    named = {"corpus": corpus, "epochs": epochs, "tokenizer": tokenizer}
+    given = [f"--{name}" for name, value in named.items() if value]
+    given += ["--vocab"] if vocab != 1024 else []
+    if given:
+        raise fail(f"{', '.join(given)} only apply to --task text")
     with errors_as_failures(ValueError):
         config = PretrainConfig(**settings)  # type: ignore[arg-type]
         if not 0.0 < mask_ratio < 1.0:
@@ -170,3 +210,31 @@ def pretrain(
         result = _train(config, out, workers=workers, address=address, threads=threads,
                         command=command)  # fmt: skip
     _print_summary(result, time.perf_counter() - started)
+
+
+def _pretrain_text(
+    settings: dict[str, object],
+    out: Path,
+    *,
+    workers: int,
+    address: str | None,
+    threads: int | None,
+    corpus: list[Path] | None,
+    vocab: int,
+    epochs: float | None,
+    tokenizer: Path | None,
+) -> None:
+    """``--task text``: check the radio-only options are unchanged, then train."""
+    from tinylarge.cli.pretrain_text import TextOptions, pretrain_text
+
+    if workers != 1 or address is not None:
+        raise fail("--task text trains in this process; --workers and --address are for radio")
+    if settings["mask_ratio"] != DEFAULTS["mask_ratio"]:
+        raise fail("--mask-ratio only applies to --task radio")
+    if settings["size"] not in ("toy", "draft", "target"):
+        raise fail(f"--task text needs --size toy, draft or target (got {settings['size']!r})")
+    if epochs is not None and settings["steps"] != DEFAULTS["steps"]:
+        raise fail("give --steps or --epochs, not both")
+    text_settings = {k: v for k, v in settings.items() if k != "mask_ratio"}
+    options = TextOptions(corpus=corpus, vocab=vocab, epochs=epochs, tokenizer=tokenizer)
+    pretrain_text(text_settings, options, out, threads)
