@@ -34,6 +34,26 @@ def smoke_result():  # type: ignore[no-untyped-def]
     return run(load_preset("smoke"))
 
 
+#: The hybrid-lm preset at test sizes (same models, little text, few devices and tokens).
+HYBRID_LM_TEST_OVERRIDES: dict[str, object] = {
+    "eval_tokens": 1500, "prompts": 3, "tokens_per_prompt": 12, "devices": 6,
+    "tokens_per_device": 16
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def hybrid_lm_result():  # type: ignore[no-untyped-def]
+    """One run of the hybrid-lm preset at test sizes, shared by the sim and report tests."""
+    from tinylarge.config import load_preset, scenario_from_table
+    from tinylarge.config.loading import scenario_to_table
+    from tinylarge.sim import run
+
+    table = scenario_to_table(load_preset("hybrid-lm"))
+    table["hybrid_lm"].update(HYBRID_LM_TEST_OVERRIDES)  # type: ignore[union-attr]
+    table["network"]["compare_profiles"] = ["redcap", "nb_iot"]  # type: ignore[index]
+    return run(scenario_from_table(table, "hybrid-lm-test"))
+
+
 @pytest.fixture(scope="session")
 def mosquitto() -> str:
     """Path of the Mosquitto broker program. Without it, tests that start a real broker are

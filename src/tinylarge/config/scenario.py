@@ -17,6 +17,7 @@ from tinylarge.config.base import Section
 from tinylarge.config.colearning_config import ColearningConfig
 from tinylarge.config.deploy_config import DeployConfig
 from tinylarge.config.foundation_config import FoundationConfig
+from tinylarge.config.hybrid_lm_config import HybridLmConfig, TextTaskConfig
 from tinylarge.config.model_spec import ModelSpec as ModelSpec
 from tinylarge.config.model_spec import OptionValue as OptionValue
 from tinylarge.config.network_config import NetworkConfig
@@ -94,9 +95,10 @@ class NpzTaskConfig(Section):
 class TaskConfig(Section):
     """Which task the run learns, and its options."""
 
-    name: Literal["radio", "digits", "npz"] = "radio"
+    name: Literal["radio", "digits", "npz", "text"] = "radio"
     radio: RadioTaskConfig = Field(default_factory=RadioTaskConfig)
     digits: DigitsTaskConfig = Field(default_factory=DigitsTaskConfig)
+    text: TextTaskConfig = Field(default_factory=TextTaskConfig)
     npz: NpzTaskConfig | None = None
 
     @model_validator(mode="after")
@@ -146,3 +148,4 @@ class Scenario(Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     foundation: FoundationConfig = Field(default_factory=FoundationConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    hybrid_lm: HybridLmConfig = Field(default_factory=HybridLmConfig)

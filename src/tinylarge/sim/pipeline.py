@@ -13,6 +13,11 @@ from tinylarge.models.cache import ModelCache
 from tinylarge.sim.codegen_stage import tiny_c_stage
 from tinylarge.sim.colearning_stages import check_colearning_config, colearning_stage
 from tinylarge.sim.foundation_stages import foundation_stage
+from tinylarge.sim.hybrid_lm_stage import (
+    check_text_config,
+    hybrid_lm_stage,
+    language_models_stage,
+)
 from tinylarge.sim.large_stages import check_large_config, train_large_stage
 from tinylarge.sim.net_stages import check_network_config, network_stage
 from tinylarge.sim.policy_stages import policies_stage
@@ -72,13 +77,33 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("security", "Security: wire fuzzing, aggregation under attack, privacy", security_stage),
 )
 
+#: The main job of a text scenario (``task.name = "text"``): hybrid language models.
+TEXT_PIPELINE: tuple[Stage, ...] = (
+    Stage(
+        "language_models",
+        "Load the draft and target language models, score held-out text",
+        language_models_stage,
+    ),
+    Stage(
+        "hybrid_lm",
+        "Hybrid LMs over the 6G cell: SLM, LLM, HLM, U-HLM, CU-HLM",
+        hybrid_lm_stage,
+    ),
+)
+
+
+def pipeline_for(scenario: Scenario) -> tuple[Stage, ...]:
+    """The stages a scenario's main job runs: `TEXT_PIPELINE` for a text task, else
+    `PIPELINE`."""
+    return TEXT_PIPELINE if scenario.task.name == "text" else PIPELINE
+
 
 def run(
     scenario: Scenario,
     *,
     cache: ModelCache | None = None,
     reporter: Reporter | None = None,
-    stages: tuple[Stage, ...] = PIPELINE,
+    stages: tuple[Stage, ...] | None = None,
 ) -> RunResult:
     """Run every stage of the main job on ``scenario`` and return the final state.
 
@@ -91,14 +116,29 @@ def run(
     reporter : Reporter, optional
         Receives progress events (default: silent).
     stages : tuple of Stage
-        The stages to run, in order (default: the whole main job).
+        The stages to run, in order (default: the whole main job, `pipeline_for`).
     """
+    if stages is None:
+        stages = pipeline_for(scenario)
+    if scenario.task.name == "text":
+        check_text_config(scenario)
+        return _run_stages(scenario, stages, cache, reporter)
     check_scenario(scenario)
     check_large_config(scenario)
     check_tiny_config(scenario)
     check_network_config(scenario)
     check_colearning_config(scenario.colearning)
     check_security_config(scenario.security)
+    return _run_stages(scenario, stages, cache, reporter)
+
+
+def _run_stages(
+    scenario: Scenario,
+    stages: tuple[Stage, ...],
+    cache: ModelCache | None,
+    reporter: Reporter | None,
+) -> RunResult:
+    """Run ``stages`` in order on a fresh state (torch's global random state left as found)."""
     ctx = StageContext(cache=cache or ModelCache(), reporter=reporter or SilentReporter())
     state = RunState(scenario=scenario)
     with torch.random.fork_rng(devices=[]):  # stages seed torch explicitly; leave callers' state

@@ -15,6 +15,7 @@ from tinylarge.models.persistence import ModelManifest
 from tinylarge.models.training import TrainingReport
 from tinylarge.secure.messages import reply_payload_bytes
 from tinylarge.sim.foundation_results import FoundationResult
+from tinylarge.sim.hybrid_lm_results import HybridLmResult, LanguageRun
 from tinylarge.sim.stage_results import (
     Int8Checks,
     NetworkResult,
@@ -100,6 +101,10 @@ class RunState:
     foundation : FoundationResult, optional
         Label efficiency, out-of-distribution accuracy and distillation of the pretrained
         large model against a from-scratch baseline (``foundation`` stage).
+    hybrid_lm : HybridLmResult, optional
+        A text run's hybrid language models over the network (``hybrid_lm`` stage).
+    language : LanguageRun, optional
+        A text run's models and scored held-out text (``language_models`` stage).
     timings_s : dict of stage name -> wall seconds
     skipped : dict of metrics path -> reason
         Parts a stage could not do on the models it was given (``"policies.router"`` ->
@@ -126,6 +131,8 @@ class RunState:
     colearning: dict[str, dict[str, Any]] = field(default_factory=dict)
     security: SecurityResult | None = None
     foundation: FoundationResult | None = None
+    hybrid_lm: HybridLmResult | None = None
+    language: LanguageRun | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)
