@@ -52,7 +52,28 @@ app.command()(sweep_command.sweep)
 app.command()(pretrain_command.pretrain)
 
 
+def _hybrid_lm_table(hybrid: dict[str, Any]) -> Table:
+    """Every scheme of a text run: uplinks, quality, tokens/s, p99 latency, bytes."""
+    table = Table(title="Hybrid language models (main link quality)")
+    columns = ["scheme", "uplinks", "quality vs LLM", "tokens/s", "p99 token latency", "B/token"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "scheme" else "right")
+    for name in ("slm", "llm", "hlm", "u_hlm", "cu_hlm"):
+        s = hybrid.get(name)
+        if isinstance(s, dict):
+            quality = s.get("quality_vs_llm")
+            table.add_row(
+                name, f"{100 * s['uplink_fraction']:.1f} %",
+                "n/a" if quality is None else f"{100 * quality:.1f} %",
+                f"{s['tokens_per_s']:.1f}", f"{1e3 * s['p99_token_latency_s']:.1f} ms",
+                f"{s['bytes_per_token']:.1f}",
+            )  # fmt: skip
+    return table
+
+
 def _results_table(metrics: dict[str, Any]) -> Table:
+    if "models" not in metrics:  # a text run
+        return _hybrid_lm_table(metrics.get("hybrid_lm", {}))
     table = Table(title="Results")
     high = "accuracy_snr_ge_6db"
     has_snr = any(high in m for m in metrics["models"].values())

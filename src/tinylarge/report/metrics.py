@@ -59,8 +59,29 @@ def _comparison(models: dict[str, Any]) -> dict[str, Any] | None:
     return comparison
 
 
+def _text_run(result: RunResult) -> dict[str, Any]:
+    """The metrics document of a text run (hybrid language models; no classification task)."""
+    scenario = result.scenario
+    metrics: dict[str, Any] = {
+        "tinylarge_version": tinylarge.__version__,
+        "scenario": {"name": scenario.name, "seed": scenario.seed},
+        "task": {"name": "text"},
+        "timing_s": {**result.timings_s, "total": sum(result.timings_s.values())},
+    }
+    if result.hybrid_lm is not None:
+        metrics["task"].update(result.hybrid_lm.corpus)
+        metrics["hybrid_lm"] = result.hybrid_lm.metrics()
+    _mark_parts(metrics, result.skipped, "skipped")
+    _mark_parts(metrics, result.warnings, "warning")
+    metrics["skipped"] = dict(result.skipped)
+    metrics["warnings"] = dict(result.warnings)
+    return dict(_clean(metrics))
+
+
 def collect(result: RunResult) -> dict[str, Any]:
     """Build the metrics document of a finished run."""
+    if result.scenario.task.name == "text":
+        return _text_run(result)
     task = result.require_task()
     scenario = result.scenario
     models = {

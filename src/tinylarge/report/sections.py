@@ -12,6 +12,7 @@ from tinylarge.report import plots
 from tinylarge.report.colearning_section import colearning_section
 from tinylarge.report.foundation_section import foundation_section
 from tinylarge.report.html import Section, image, paragraph, preformatted, table
+from tinylarge.report.hybrid_lm_section import hybrid_lm_section, hybrid_lm_summary
 from tinylarge.report.metrics import HIGH_SNR_DB
 from tinylarge.report.network_section import network_section
 from tinylarge.report.policies_section import policies_section
@@ -215,3 +216,14 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     security_section,
     run_section,
 )
+
+
+def scenario_is_text(result: RunResult) -> bool:
+    """Whether the run is a text run (hybrid language models) rather than classification."""
+    return result.scenario.task.name == "text"
+
+
+def text_sections(result: RunResult, metrics: dict[str, Any], plots_dir: Path) -> list[Section]:
+    """The sections of a text run's report: summary, hybrid language models, the run."""
+    built = [hybrid_lm_summary(metrics), hybrid_lm_section(metrics, plots_dir)]
+    return [s for s in built if s is not None] + [run_section(result, metrics, plots_dir)]

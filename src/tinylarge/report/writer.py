@@ -12,7 +12,7 @@ from tinylarge.integrate.inference.persistence import DEPLOYABLE, save_policy
 from tinylarge.models.persistence import save_model
 from tinylarge.report.html import page
 from tinylarge.report.metrics import collect
-from tinylarge.report.sections import SECTIONS
+from tinylarge.report.sections import SECTIONS, scenario_is_text, text_sections
 from tinylarge.sim.state import RunResult
 from tinylarge.tiny.codegen import export_c
 from tinylarge.tiny.model_file import save_tiny_model
@@ -66,7 +66,10 @@ def write(result: RunResult, run_dir: str | Path) -> Path:
         export_c(result.tiny_int8, run_dir / TINY_INT8_C_DIR)
     metrics = collect(result)
     _write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    sections = [s for build in SECTIONS if (s := build(result, metrics, plots_dir)) is not None]
+    if scenario_is_text(result):
+        sections = text_sections(result, metrics, plots_dir)
+    else:
+        sections = [s for build in SECTIONS if (s := build(result, metrics, plots_dir)) is not None]
     scenario = result.scenario
     subtitle = (
         f"scenario '{scenario.name}', seed {scenario.seed}, written "
