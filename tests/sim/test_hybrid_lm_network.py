@@ -62,7 +62,7 @@ def test_one_device_token_by_token_matches_the_cell_model_by_hand() -> None:
     assert streams.bytes_up.tolist() == [[300, 0]] and streams.bytes_down.tolist() == [[3, 0]]
     figures = streams.summary()
     assert figures["tokens_per_s"] == pytest.approx(2 / streams.latency_s.sum())
-    assert figures["uplink_fraction"] == 0.5
+    assert figures["sent_fraction"] == 0.5
     assert figures["bytes_per_token"] == pytest.approx((300 + 3) / 2)
 
 
@@ -77,21 +77,29 @@ def test_skipping_uploads_raises_tokens_per_second_and_cuts_bytes() -> None:
         np.random.default_rng(rng_seed), _schedule([True, False] * 5), link,
         tokens_per_device=20, seconds_per_mac=S_PER_MAC, joules_per_mac=J_PER_MAC,
     ).summary()  # fmt: skip
-    assert half["uplink_fraction"] == pytest.approx(0.5)
+    assert half["sent_fraction"] == pytest.approx(0.5)
     assert half["tokens_per_s"] > 1.5 * every["tokens_per_s"]
     assert half["bytes_per_token"] == pytest.approx(every["bytes_per_token"] / 2)
     assert half["device_energy_per_token_j"] < every["device_energy_per_token_j"]
 
 
-def test_a_device_out_of_coverage_waits_its_deadline_and_counts_timeouts() -> None:
+def test_a_device_out_of_coverage_keeps_its_draft_and_llm_only_waits_its_deadline() -> None:
     link = TokenLink(_cells([-40.0]), NO_FADING, EDGE, reply_deadline_s=0.25)
-    streams = simulate_token_streams(
-        np.random.default_rng(0), _schedule([True, False]), link,
-        tokens_per_device=4, seconds_per_mac=S_PER_MAC, joules_per_mac=J_PER_MAC,
-    )  # fmt: skip
-    assert streams.timed_out.tolist() == [[True, False, True, False]]
-    assert streams.latency_s[0, 0] == pytest.approx(100_000 * S_PER_MAC + 0.25)
-    assert streams.bytes_down[0].tolist() == [0, 0, 0, 0]
+    args = dict(tokens_per_device=4, seconds_per_mac=S_PER_MAC, joules_per_mac=J_PER_MAC)
+    hybrid = simulate_token_streams(np.random.default_rng(0), _schedule([True, False]), link,
+                                    **args)  # fmt: skip
+    # no grant, nothing on air: the device knows at once and keeps its draft unverified
+    assert hybrid.fallback.tolist() == [[True, False, True, False]]
+    assert not hybrid.timed_out.any() and not hybrid.uploaded.any()
+    np.testing.assert_allclose(hybrid.latency_s, 100_000 * S_PER_MAC)
+    assert hybrid.bytes_up.sum() == 0 and hybrid.bytes_down.sum() == 0
+    # without a model on the device there is nothing to fall back on: it waits its deadline
+    llm_only = simulate_token_streams(
+        np.random.default_rng(0), _schedule([True, True], macs=0), link, **args
+    )
+    assert llm_only.timed_out.all() and not llm_only.fallback.any()
+    np.testing.assert_allclose(llm_only.latency_s, 0.25)
+    assert llm_only.summary()["timed_out_fraction"] == 1.0
 
 
 def test_the_protocol_overhead_adds_its_bytes_to_every_sent_token() -> None:

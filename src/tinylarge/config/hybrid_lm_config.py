@@ -81,6 +81,10 @@ class HybridLmConfig(Section):
         Devices generating text at once in the simulated cell.
     tokens_per_device : int
         Tokens each device generates in the network simulation.
+    edge_service, edge_setup_s, edge_per_item_s
+        The edge's verification time: a profile (default: the shipped 2.89 M-parameter target
+        on a 2-core x86-64 server, one thread, 2.8 ms at batch 1 and 16.7 ms at batch 64) or
+        measured on this machine (then results depend on the machine and its load).
     link_quality_db : list of float
         Mean-SNR offsets (dB) applied to every device, e.g. 0 (the cell as drawn) and -15
         (weak coverage), for throughput against link quality.
@@ -102,6 +106,17 @@ class HybridLmConfig(Section):
     tokens_per_prompt: int = Field(48, ge=1, le=4096)
     devices: int = Field(20, ge=1, le=100_000)
     tokens_per_device: int = Field(64, ge=1, le=100_000)
+    edge_service: Literal["profile", "measured"] = Field(
+        "profile",
+        description="'profile': edge_setup_s + batch x edge_per_item_s below (same numbers on "
+        "every machine); 'measured': time the target's one-token verification on this machine",
+    )
+    edge_setup_s: float = Field(
+        0.0029, ge=0.0, le=10.0, description="per-batch time of the target's verification, s"
+    )
+    edge_per_item_s: float = Field(
+        0.00021, ge=0.0, le=10.0, description="per-token time of the target's verification, s"
+    )
     link_quality_db: list[float] = Field(
         default_factory=lambda: [0.0, -15.0], min_length=1,
         description="mean-SNR offsets, dB (0: the cell as drawn; negative: weaker coverage)",

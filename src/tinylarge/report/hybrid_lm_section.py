@@ -30,6 +30,34 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+_DEFINITIONS = (
+    "Quality vs LLM: greedy next-token accuracy on held-out text relative to the LLM's own "
+    "(teacher forcing; speculative verification under greedy decoding emits the LLM's token, "
+    "so HLM is exactly 100 %). LLM likelihood vs LLM: how likely the LLM finds the text each "
+    "scheme samples, relative to its own samples. Uplinks: the scheme's decisions on the "
+    "held-out text. Tokens/s: per device, every device generating over the cell, each sent "
+    "token waiting for its reply; latency, bytes (header and tag included) and device energy "
+    "(drafting, sealing, radio, opening) per token."
+)
+
+
+def _fallbacks(hybrid: Mapping[str, Any]) -> str:
+    """A note on tokens the cell did not carry: kept unverified (outage) or timed out."""
+    parts = []
+    for name in scheme_names(hybrid):
+        s = hybrid[name]
+        fallback, late = s.get("fallback_fraction", 0.0), s.get("timed_out_fraction", 0.0)
+        if fallback or late:
+            parts.append(f"{name} {_pct(fallback)} % kept unverified, {_pct(late)} % timed out")
+    if not parts:
+        return ""
+    return paragraph(
+        "Tokens the cell did not carry (a device out of coverage keeps its draft at once; a reply "
+        "later than the deadline times out): " + "; ".join(parts) + ".",
+        "note",
+    )
+
+
 def _pct(value: object) -> str:
     return f"{100 * value:.1f}" if isinstance(value, int | float) else "n/a"
 
@@ -81,8 +109,12 @@ def headline(hybrid: Mapping[str, Any]) -> str:
         text += (
             f" On the weak link (every device's mean SNR {link} dB) it generates "
             f"{_num(speed['u_hlm_over_hlm'], '.2f')}x HLM's tokens per second (goal: "
-            f"{_num(speed['goal'], 'g')}x: {'met' if speed['met'] else 'not met'})."
+            f"{_num(speed['goal'], 'g')}x: {'met' if speed['met'] else 'not met'})"
         )
+        if speed.get("cu_hlm_over_hlm") is not None:
+            cu = _num(speed["cu_hlm_over_hlm"], ".2f")
+            text += f"; CU-HLM, sending a truncated distribution, {cu}x"
+        text += "."
     return text
 
 
@@ -168,7 +200,8 @@ def hybrid_lm_section(metrics: Mapping[str, Any], plots_dir: Path) -> Section | 
         return None
     body = paragraph(headline(hybrid))
     body += table(_COLUMNS, scheme_rows(hybrid))
-    body += paragraph(str(hybrid.get("definitions", "")), "note")
+    body += paragraph(_DEFINITIONS, "note")
+    body += _fallbacks(hybrid)
     body += _models(hybrid) + _calibration(hybrid, plots_dir) + _links(hybrid, plots_dir)
     exact = hybrid.get("exactness", {})
     if exact:

@@ -8,8 +8,11 @@ draft LM's MACs at the MCU's time and energy per MAC; none for LLM-only), seals 
 when the scheme sends one (`tinylarge.net.request_timeline`), and the requests of the step go
 through the cell and the edge's batching queue together (`tinylarge.net.uplink.send_messages`:
 slot alignment, scheduling, HARQ, the uplink queue, the edge's batches, the downlink reply).
-A reply that never comes (outage, HARQ failure) costs the device its reply deadline; a drafted
-token is then kept unverified, an LLM-only token is counted as timed out.
+A device in outage (no uplink at its SNR: it gets no grant, so it knows at once) sends
+nothing: with a draft model it keeps its draft unverified (``fallback``), without one
+(LLM-only) it waits its reply deadline and the token is counted as timed out. A message sent
+whose reply does not come within ``deploy.reply_deadline_s`` (HARQ failure, queueing) costs
+the device the deadline; a drafted token is then kept unverified, and counted as timed out.
 
 Requests of different steps do not share one uplink or edge queue (each step is one call):
 with devices in lock-step this is what happens; when their phases drift apart it
@@ -77,7 +80,9 @@ class TokenStreams:
     energy_j : ndarray
         Device energy of the token (drafting, sealing, radio, opening the reply), J.
     uploaded, timed_out : ndarray of bool
-        Sent to the edge; sent but no reply within the deadline.
+        Sent to the edge; no reply within the deadline (sent, or LLM-only in outage).
+    fallback : ndarray of bool
+        The scheme would have sent the token, but the device was in outage and kept its draft.
     bytes_up, bytes_down : ndarray of int64
         On air each way for the token, bytes (header and tag included, HARQ not).
     """
@@ -86,6 +91,7 @@ class TokenStreams:
     energy_j: FloatArray
     uploaded: BoolArray
     timed_out: BoolArray
+    fallback: BoolArray
     bytes_up: IntArray
     bytes_down: IntArray
 
@@ -98,8 +104,9 @@ class TokenStreams:
             "p50_token_latency_s": float(np.percentile(self.latency_s, 50)),
             "p99_token_latency_s": float(np.percentile(self.latency_s, 99)),
             "mean_token_latency_s": float(self.latency_s.mean()),
-            "uplink_fraction": float(self.uploaded.mean()),
+            "sent_fraction": float(self.uploaded.mean()),
             "timed_out_fraction": float(self.timed_out.mean()),
+            "fallback_fraction": float(self.fallback.mean()),
             "bytes_up_per_token": float(self.bytes_up.sum() / n),
             "bytes_down_per_token": float(self.bytes_down.sum() / n),
             "bytes_per_token": float((self.bytes_up.sum() + self.bytes_down.sum()) / n),
@@ -149,6 +156,7 @@ def simulate_token_streams(
     shape = (devices, tokens_per_device)
     latency, energy = np.zeros(shape), np.zeros(shape)
     uploaded, timed_out = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
+    fallback = np.zeros(shape, np.bool_)
     bytes_up, bytes_down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
     now = np.zeros(devices)
     every = np.arange(devices)
@@ -168,12 +176,15 @@ def simulate_token_streams(
                 bytes_down=timeline.reply_wire_bytes,
             )  # fmt: skip
             ok = result.delivered & (result.latency_s + timeline.open_s <= link.reply_deadline_s)
+            local = result.outage & (schedule.draft_macs > 0)  # keeps its draft at once
             wait = np.where(ok, timeline.opened_s(result.latency_s), link.reply_deadline_s)
-            took[sent] += wait
+            took[sent] += np.where(local, 0.0, wait)
             spent[sent] += result.energy_j + np.where(ok, timeline.open_j, 0.0)
-            uploaded[sent, t], timed_out[sent, t] = True, ~ok
-            bytes_up[sent, t] = timeline.wire_up[sent]
+            on_air = ~result.outage
+            uploaded[sent, t], timed_out[sent, t] = on_air, ~ok & ~local
+            fallback[sent, t] = local
+            bytes_up[sent, t] = np.where(on_air, timeline.wire_up[sent], 0)
             bytes_down[sent, t] = np.where(result.delivered, timeline.reply_wire_bytes, 0)
         latency[:, t], energy[:, t] = took, spent
         now += took
-    return TokenStreams(latency, energy, uploaded, timed_out, bytes_up, bytes_down)
+    return TokenStreams(latency, energy, uploaded, timed_out, fallback, bytes_up, bytes_down)

@@ -33,7 +33,9 @@ SCHEME_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 
 #: Goals from U-HLM (Oh et al., arXiv 2412.12687): 45.93 % of uplinks skipped at 97.54 % of
-#: the LLM's accuracy, 2.54x HLM's token throughput.
+#: the LLM's accuracy, 2.54x HLM's token throughput. The skipped fraction is the scheme's own
+#: decision on the test text (``uplink_fraction``), not what the cell let through
+#: (``sent_fraction``: devices in outage send nothing).
 GOAL_SKIPPED_FRACTION = 0.45
 GOAL_QUALITY = 0.97
 GOAL_SPEEDUP_OVER_HLM = 2.5
@@ -78,14 +80,11 @@ class HybridLmResult:
         """Each goal with its numbers and whether it was met (None when a scheme it needs did
         not run)."""
         u = self.schemes.get("u_hlm")
-        skipped = quality = speedup = None
+        skipped = quality = None
         weak = min(self.link_quality, key=lambda k: float(k.removesuffix("db")), default=None)
         if u is not None:
             skipped, quality = 1.0 - u["uplink_fraction"], u["quality_vs_llm"]
-        if weak is not None and {"u_hlm", "hlm"} <= set(self.link_quality[weak]):
-            at = self.link_quality[weak]
-            hlm_rate = at["hlm"]["tokens_per_s"]
-            speedup = at["u_hlm"]["tokens_per_s"] / hlm_rate if hlm_rate > 0 else None
+        speedup = {s: self._over_hlm(weak, s) for s in ("u_hlm", "cu_hlm")}
         return {
             "skipped_uplinks": {
                 "u_hlm_skipped_fraction": skipped, "u_hlm_quality_vs_llm": quality,
@@ -94,10 +93,21 @@ class HybridLmResult:
                 else bool(skipped >= GOAL_SKIPPED_FRACTION and quality >= GOAL_QUALITY),
             },
             "throughput_over_hlm_on_weak_link": {
-                "link": weak, "u_hlm_over_hlm": speedup, "goal": GOAL_SPEEDUP_OVER_HLM,
-                "met": None if speedup is None else bool(speedup >= GOAL_SPEEDUP_OVER_HLM),
+                "link": weak, "u_hlm_over_hlm": speedup["u_hlm"],
+                "cu_hlm_over_hlm": speedup["cu_hlm"], "goal": GOAL_SPEEDUP_OVER_HLM,
+                "met": None if speedup["u_hlm"] is None
+                else bool(speedup["u_hlm"] >= GOAL_SPEEDUP_OVER_HLM),
+                "met_by_cu_hlm": None if speedup["cu_hlm"] is None
+                else bool(speedup["cu_hlm"] >= GOAL_SPEEDUP_OVER_HLM),
             },
         }  # fmt: skip
+
+    def _over_hlm(self, link: str | None, scheme: str) -> float | None:
+        """``scheme``'s tokens/s over HLM's at ``link`` (None when either did not run)."""
+        at = self.link_quality.get(link, {}) if link is not None else {}
+        if not {scheme, "hlm"} <= set(at) or not at["hlm"]["tokens_per_s"] > 0:
+            return None
+        return float(at[scheme]["tokens_per_s"] / at["hlm"]["tokens_per_s"])
 
     def metrics(self) -> dict[str, Any]:
         """The ``hybrid_lm`` part of metrics.json."""
