@@ -58,7 +58,8 @@ def test_out_of_range_value_names_key_value_and_bounds() -> None:
 
 
 def test_bad_choice_lists_choices() -> None:
-    with pytest.raises(ScenarioError, match=r"task.name = 'mnist': .*'radio', 'digits', 'npz' or 'text'"):
+    choices = r"'radio', 'digits', 'npz' or 'text'"
+    with pytest.raises(ScenarioError, match=rf"task.name = 'mnist': .*{choices}"):
         scenario_from_table({"task": {"name": "mnist"}}, "x")
 
 
