@@ -8,8 +8,10 @@ import struct
 import numpy as np
 import torch
 
+from tinylarge.deploy.hlm_protocol import ENVELOPE_BYTES, ReplyEnvelope, TokenEnvelope
 from tinylarge.integrate.colearning.split_training_step import smashed_bytes
 from tinylarge.integrate.colearning.update_compression import Int8Compression, state_bytes
+from tinylarge.integrate.hybrid_lm import wire as lm_wire
 from tinylarge.integrate.inference.frame_codec import requantize_frames
 from tinylarge.integrate.inference.split_computing import QUANT_HEADER_BYTES
 from tinylarge.models.registry import build_model
@@ -44,6 +46,8 @@ def _payloads() -> dict[MessageType, tuple[bytes, int]]:
     gradient = rng.normal(size=64).astype(np.float32).tobytes()
     soft = rng.normal(size=(8, 4)).astype(np.float16).tobytes()
     bundle = sign_bundle(to_bytes(tiny), 3, "stm32l4r5", Identity.generate("edge"))
+    token = lm_wire.encode(lm_wire.TokenRequest((1, 2), 3, bytes(64)), 1024)
+    token_reply = lm_wire.encode(lm_wire.TokenReply(7, True), 1024)
     return {
         MessageType.FRAME: (frame.tobytes(), tiny.input_spec.size),
         MessageType.REPLY: (struct.pack("<iI", 2, 0), 8),
@@ -54,6 +58,14 @@ def _payloads() -> dict[MessageType, tuple[bytes, int]]:
         MessageType.DISTILL_UPLOAD: (activation + soft, smashed_bytes(64, 4) + len(soft)),
         MessageType.SOFT_TARGETS: (soft, 8 * 4 * 2),
         MessageType.MODEL_BUNDLE: (bundle, len(bundle)),
+        MessageType.TOKEN_REQUEST: (
+            TokenEnvelope("hlm", False, 5, token).encode(),
+            ENVELOPE_BYTES + lm_wire.request_bytes(2, 64, 1024),
+        ),
+        MessageType.TOKEN_REPLY: (
+            ReplyEnvelope(0, 5, token_reply).encode(),
+            ENVELOPE_BYTES + lm_wire.reply_bytes(1024),
+        ),
     }
 
 
@@ -69,7 +81,8 @@ def test_every_message_kind_round_trips_at_its_accounted_size() -> None:
     for kind, (payload, accounted) in payloads.items():
         assert len(payload) == accounted, kind.name
         upward = kind in (MessageType.FRAME, MessageType.SPLIT_ACTIVATION,
-                          MessageType.FEDERATED_UPDATE, MessageType.DISTILL_UPLOAD)  # fmt: skip
+                          MessageType.FEDERATED_UPDATE, MessageType.DISTILL_UPLOAD,
+                          MessageType.TOKEN_REQUEST)  # fmt: skip
         sender, receiver = (
             (device_session, server_session) if upward else (server_session, device_session)
         )

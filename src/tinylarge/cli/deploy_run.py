@@ -140,7 +140,8 @@ def deploy(
     faults: FaultsOption = False,
 ) -> None:
     """Broker, edge server and device fleet as separate processes on this machine: run, stop,
-    and write metrics.json (deploy.*) and a report."""
+    and write metrics.json (deploy.*) and a report. A text scenario deploys its hybrid
+    language model: every scheme of [hybrid_lm] (hybrid_lm_deploy.* in metrics.json)."""
     from tinylarge.deploy.faults import FaultPlan
     from tinylarge.deploy.runner import DeployError
     from tinylarge.deploy.runner import run as deploy_run
@@ -160,6 +161,11 @@ def deploy(
                                deadline_ms=deadline_ms, qos=qos, processes=processes)  # fmt: skip
     scenario = scenario.model_copy(update={"deploy": settings})
     out_dir = run_directory(out, scenario, overwrite)
+    if scenario.task.name == "text":
+        if faults or run is not None:
+            raise fail("--faults and --run are options of classification deployments")
+        _deploy_text(scenario, out_dir, devices, broker_url, emulate_link)
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     models = run if run is not None else _make_models(scenario, out_dir / "run")
     with errors_as_failures(ValueError, DeployError):
@@ -170,6 +176,35 @@ def deploy(
             progress=_RichProgress(),
         )  # fmt: skip
     _print_result(result, f"tinylarge deploy: {scenario.name}")
+
+
+def _deploy_text(
+    scenario: Scenario, out_dir: Path, devices: int | None, broker: str | None, emulate: bool
+) -> None:
+    """A text scenario: the hybrid language model deployed (`run_hybrid_lm`), a table of
+    every scheme."""
+    from rich.table import Table
+
+    from tinylarge.deploy.hlm_run import run_hybrid_lm
+    from tinylarge.deploy.runner import DeployError
+
+    console.print(f"[bold]tinylarge deploy[/]: hybrid language model of '{scenario.name}'")
+    with errors_as_failures(ValueError, DeployError):
+        result = run_hybrid_lm(scenario, run_dir=out_dir, devices=devices, broker=broker,
+                               emulate_link=emulate, progress=_RichProgress())  # fmt: skip
+    table = Table(title="hybrid language model, deployed")
+    for column in ("scheme", "tokens/s", "p50 ms", "p99 ms", "uplinks", "B up", "B down",
+                   "timed out", "lost"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "scheme" else "right")
+    for name, m in result.metrics["hybrid_lm_deploy"].items():
+        table.add_row(
+            name, f"{m['tokens_per_s'] or 0:.1f}", _ms(m["p50_token_latency_s"]),
+            _ms(m["p99_token_latency_s"]), f"{100 * (m['uplink_fraction'] or 0):.1f} %",
+            f"{m['bytes_up_per_token']:.0f}", f"{m['bytes_down_per_token']:.0f}",
+            str(m["timed_out"]), str(m["lost"]),
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"Metrics: [bold]{result.metrics_path}[/]")
 
 
 def _print_result(result: DeployResult, title: str) -> None:

@@ -6,6 +6,7 @@ broker, edge and fleet as separate processes on this machine, measured into ``me
 The pieces work alone too: `Broker`; `EdgeServer` (in an event loop) or `EdgeProcess` (the
 ``tinylarge serve`` child); `Fleet` (device agents in an event loop) or `run_fleet` (spread
 over processes); `FaultPlan` and `FaultInjector`; `simulate_deployment` and `sim_vs_real`.
+A text scenario's hybrid language model: `run_hybrid_lm`, or `LmEdgeServer` and `LmFleet`.
 
 The names are imported lazily (PEP 562): importing one light submodule (e.g.
 `tinylarge.deploy.broker` to start a broker) does not load torch.
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from tinylarge.deploy.faults import FaultPlan
     from tinylarge.deploy.fleet import Fleet
     from tinylarge.deploy.fleet_processes import FleetRun, run_fleet
+    from tinylarge.deploy.hlm_fleet import LmFleet
+    from tinylarge.deploy.hlm_run import HybridLmDeployResult, run_hybrid_lm
+    from tinylarge.deploy.hlm_server import LmEdgeServer
     from tinylarge.deploy.progress import DeployProgress
     from tinylarge.deploy.result import DeployResult
     from tinylarge.deploy.runner import DeployError, run
@@ -44,6 +48,10 @@ _EXPORTS = {
     "Fleet": "fleet",
     "FleetRun": "fleet_processes",
     "run_fleet": "fleet_processes",
+    "LmFleet": "hlm_fleet",
+    "HybridLmDeployResult": "hlm_run",
+    "run_hybrid_lm": "hlm_run",
+    "LmEdgeServer": "hlm_server",
     "DeployProgress": "progress",
     "DeployResult": "result",
     "DeployError": "runner",
@@ -71,12 +79,16 @@ __all__ = [
     "Fleet",
     "FleetConfig",
     "FleetRun",
+    "HybridLmDeployResult",
+    "LmEdgeServer",
+    "LmFleet",
     "RunArtefacts",
     "ServerConfig",
     "deployment_requests",
     "load_run",
     "run",
     "run_fleet",
+    "run_hybrid_lm",
     "sim_vs_real",
     "simulate_deployment",
 ]

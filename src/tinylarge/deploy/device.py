@@ -104,7 +104,7 @@ class Device:
         edge_key: Ed25519PublicKey,
         topics: Topics,
         config: FleetConfig,
-        models: ModelStore,
+        models: ModelStore | None,
     ) -> None:
         self.identity, self.edge_key, self.topics, self.config = identity, edge_key, topics, config
         self.models = models
@@ -209,7 +209,11 @@ class Device:
             future.set_result((wire_bytes, answer))
 
     def _install(self, bundle: bytes) -> None:
-        """Verify a pushed bundle (signature, hash, target, no rollback) and install it."""
+        """Verify a pushed bundle (signature, hash, target, no rollback) and install it (a
+        device without a model store, e.g. a language-model device, installs none)."""
+        if self.models is None:
+            self.refused["NoModelStore"] += 1
+            return
         try:
             model = verify_bundle(bundle, self.edge_key, self.version, self.config.target)
             version = bundle_version(bundle)

@@ -229,18 +229,20 @@ class EdgeServer:
         self.state.handshakes += 1
         self._outbox.put_nowait((self.topics.welcome(device_id), reply, False, 1))
 
-    def _frame(self, device_id: str, wire: bytes) -> None:
+    def _open(self, device_id: str, wire: bytes) -> tuple[int, bytes, Session] | None:
+        """``(message type, payload, session)`` of a device's message, or None (counted by
+        reason) when the device has no session or the message does not open under it."""
         if device_id not in self.sessions:
             self.reject("no_session")
-            return
+            return None
         try:
-            msg_type, frame, session = self.sessions.open(device_id, wire)
+            return self.sessions.open(device_id, wire)
         except SecurityError as error:
             self.reject(type(error).__name__)
-            return
-        if msg_type != MessageType.FRAME or len(frame) != self.config.frame_bytes:
-            self.reject("not_a_frame")
-            return
+            return None
+
+    def _accept(self, device_id: str, payload: bytes, session: Session) -> None:
+        """Count a checked request and queue it for the batcher."""
         seq = session.last_opened_seq or 0  # from the authenticated header just opened
         self.state.requests += 1
         if self.state.first_request_s is None:
@@ -248,8 +250,18 @@ class EdgeServer:
         if self.metrics is not None:
             self.metrics.requests.inc()
         self._queue.put_nowait(
-            _Pending(device_id, request_id(seq), frame, time.monotonic(), session)
+            _Pending(device_id, request_id(seq), payload, time.monotonic(), session)
         )
+
+    def _frame(self, device_id: str, wire: bytes) -> None:
+        opened = self._open(device_id, wire)
+        if opened is None:
+            return
+        msg_type, frame, session = opened
+        if msg_type != MessageType.FRAME or len(frame) != self.config.frame_bytes:
+            self.reject("not_a_frame")
+            return
+        self._accept(device_id, frame, session)
 
     # -- batching ---------------------------------------------------------------------------------
     async def _next_batch(self, timer: PreciseTimer) -> list[_Pending]:
@@ -302,6 +314,28 @@ class EdgeServer:
         if self.metrics is not None:
             self.metrics.model_version.set(version)
 
+    def _served(self, size: int, service_s: float) -> None:
+        """Count a batch of ``size`` requests that took ``service_s`` seconds."""
+        self.state.batch_sizes.append(size)
+        self.state.service_s.append(service_s)
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(size)
+            self.metrics.service_s.observe(service_s)
+
+    def _answer(self, pending: _Pending, msg_type: int, payload: bytes) -> None:
+        """Seal ``payload`` with the session the request opened under and queue it for the
+        device; dropped if the device re-handshook meanwhile (it cannot open it)."""
+        session = pending.session
+        if self.sessions.current(pending.device_id) is not session:
+            return
+        wire = session.seal(msg_type, payload)
+        down = self.topics.down(pending.device_id)
+        self._outbox.put_nowait((down, wire, False, self.config.qos))
+        self.state.replies += 1
+        self.state.answered.append(
+            (pending.device_id, pending.request, pending.received_s, time.monotonic())
+        )
+
     async def _batcher(self) -> None:
         loop = asyncio.get_running_loop()
         timer = PreciseTimer.acquire(loop)
@@ -316,24 +350,10 @@ class EdgeServer:
             started = time.perf_counter()
             x = self._dequantize(batch)
             logits = await loop.run_in_executor(None, self.predict, x)
-            service_s = time.perf_counter() - started
-            self.state.batch_sizes.append(len(batch))
-            self.state.service_s.append(service_s)
-            if self.metrics is not None:
-                self.metrics.batch_size.observe(len(batch))
-                self.metrics.service_s.observe(service_s)
+            self._served(len(batch), time.perf_counter() - started)
             for pending, z in zip(batch, np.asarray(logits), strict=True):
-                session = pending.session
-                if self.sessions.current(pending.device_id) is not session:
-                    continue  # the device re-handshook meanwhile: it cannot open this reply
                 reply = encode_reply(pending.request, int(np.argmax(z)), z)
-                wire = session.seal(MessageType.REPLY, reply)
-                down = self.topics.down(pending.device_id)
-                self._outbox.put_nowait((down, wire, False, self.config.qos))
-                self.state.replies += 1
-                self.state.answered.append(
-                    (pending.device_id, pending.request, pending.received_s, time.monotonic())
-                )
+                self._answer(pending, MessageType.REPLY, reply)
             self.state.last_reply_s = time.monotonic()
             self._learn(x, np.asarray(logits, np.float32))
 

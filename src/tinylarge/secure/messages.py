@@ -43,3 +43,8 @@ class MessageType(IntEnum):
     SOFT_TARGETS = 8
     #: A signed model bundle (`tinylarge.secure.bundle`) pushed over the air (down).
     MODEL_BUNDLE = 9
+    #: Hybrid language model: a draft token to verify, or a request for the next token (up;
+    #: `tinylarge.deploy.hlm_protocol` around `tinylarge.integrate.hybrid_lm.wire`).
+    TOKEN_REQUEST = 10
+    #: Hybrid language model: the edge's token (down).
+    TOKEN_REPLY = 11

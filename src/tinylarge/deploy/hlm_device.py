@@ -1,0 +1,174 @@
+"""A device of the hybrid language model on MQTT: its connection, session and token
+exchanges with the edge.
+
+`LmDevice` is a `tinylarge.deploy.device.Device` (connection, reconnection, handshakes with
+back-off, the session) whose replies are token replies. `LmDevice.exchange` sends one token's
+request and waits for its reply: it re-sends the request every ``retry_s`` (the edge answers a
+repeat from its cache), re-sends it FULL when the edge answers SYNC or the device has a new
+session (a restarted edge knows nothing of it), waits out a broker restart, and gives up at the
+deadline; after giving up, the device's next request is FULL (the edge may have decided that
+token, differently from the device's own). What a device does with each token (draft, keep or
+send) is `tinylarge.deploy.hlm_fleet.TokenStream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiomqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tinylarge.deploy.device import Device, FleetConfig
+from tinylarge.deploy.hlm_protocol import SYNC, TokenEnvelope, decode_reply
+from tinylarge.deploy.protocol import Topics, publish_packet_bytes
+from tinylarge.integrate.hybrid_lm.wire import TokenReply, decode
+from tinylarge.secure.errors import SecurityError
+from tinylarge.secure.identity import Identity
+from tinylarge.secure.messages import MessageType
+from tinylarge.secure.session import Session
+
+
+@dataclass
+class Exchange:
+    """What one token's exchange with the edge cost and brought.
+
+    Attributes
+    ----------
+    reply : TokenReply or None
+        The edge's token (None: no reply in time).
+    payload_up : int
+        Payload of the first request sent (the scheme's message and the envelope), bytes.
+    bytes_up, bytes_down : int
+        Sealed messages sent (all attempts the broker took) and received, bytes.
+    mqtt_bytes_up, mqtt_bytes_down : int
+        The MQTT PUBLISH packets around them, bytes.
+    attempts, full : int
+        Requests sent, and how many of them were FULL.
+    """
+
+    reply: TokenReply | None = None
+    payload_up: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    mqtt_bytes_up: int = 0
+    mqtt_bytes_down: int = 0
+    attempts: int = 0
+    full: int = 0
+
+
+class LmDevice(Device):
+    """A `Device` that exchanges token requests and replies (see the module doc)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        edge_key: Ed25519PublicKey,
+        topics: Topics,
+        config: FleetConfig,
+        vocab_size: int,
+    ) -> None:
+        super().__init__(identity, edge_key, topics, config, None)
+        self.vocab_size = vocab_size
+        #: the session under which the edge follows this device's sequence (None: send FULL)
+        self.in_step: Session | None = None
+        #: authenticated replies nobody waited for (late, or repeated), and SYNCs received
+        self.late_replies = 0
+        self.syncs = 0
+        self._waiting: dict[int, asyncio.Future[tuple[int, TokenReply | None, int]]] = {}
+
+    def _on_message(self, topic: str, payload: bytes) -> asyncio.Task[None] | None:
+        if topic == self.topics.down(self.id):
+            self._token_reply(payload)
+            return None
+        return super()._on_message(topic, payload)
+
+    def _token_reply(self, wire: bytes) -> None:
+        """Open a reply and hand it to the exchange waiting for its token; anything that
+        does not open or decode is counted (``rejected``)."""
+        session = self.session
+        try:
+            if session is None:
+                raise ValueError("no session")
+            msg_type, payload = session.open(wire)
+            envelope = decode_reply(payload)
+            reply = None if envelope.status == SYNC else decode(envelope.body, self.vocab_size)
+            if msg_type != MessageType.TOKEN_REPLY or not isinstance(reply, TokenReply | None):
+                raise ValueError("not a token reply")
+        except (SecurityError, ValueError):
+            self.rejected += 1
+            return
+        future = self._waiting.get(envelope.decided)
+        if future is None or future.done():
+            self.late_replies += 1
+            return
+        future.set_result((envelope.status, reply, len(wire)))
+
+    async def _publish(self, envelope: TokenEnvelope, out: Exchange, timeout_s: float) -> bool:
+        """Seal and publish one request under the current session; False when there is no
+        session or connection, or the broker did not take it within ``timeout_s`` seconds
+        (a broker going away: the caller tries again; a copy that did get through is a
+        repeat the edge answers from its cache)."""
+        session, client = self.session, self.client
+        if session is None or client is None:
+            return False
+        payload = envelope.encode()
+        wire = session.seal(MessageType.TOKEN_REQUEST, payload)
+        topic = self.topics.up(self.id)
+        try:
+            await client.publish(topic, wire, qos=self.config.qos, timeout=timeout_s)
+        except aiomqtt.MqttError:
+            return False
+        out.payload_up = out.payload_up or len(payload)
+        out.attempts += 1
+        out.full += envelope.full
+        out.bytes_up += len(wire)
+        out.mqtt_bytes_up += publish_packet_bytes(topic, len(wire), qos=self.config.qos)
+        return True
+
+    async def exchange(
+        self,
+        envelope: Callable[[bool], TokenEnvelope],
+        decided: int,
+        deadline_s: float,
+        retry_s: float,
+    ) -> Exchange:
+        """Ask the edge for the token at sequence index ``decided`` (module doc).
+
+        ``envelope(full)`` builds the request, FULL or not; the deadline counts from the call,
+        s. A request is re-sent after ``retry_s`` seconds without a reply.
+        """
+        loop, out = asyncio.get_running_loop(), Exchange()
+        end = time.monotonic() + deadline_s
+        future = self._waiting[decided] = loop.create_future()
+        try:
+            while (left := end - time.monotonic()) > 0:
+                full = self.in_step is not self.session
+                sent = await self._publish(envelope(full), out, min(left, retry_s))
+                if not sent:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.attached.wait(), min(left, retry_s))
+                    await asyncio.sleep(min(max(0.0, end - time.monotonic()), 0.02))
+                    continue
+                try:
+                    status, reply, size = await asyncio.wait_for(
+                        asyncio.shield(future), min(max(0.0, end - time.monotonic()), retry_s)
+                    )
+                except TimeoutError:
+                    continue
+                out.bytes_down += size
+                out.mqtt_bytes_down += publish_packet_bytes(self.topics.down(self.id), size)
+                if status == SYNC:
+                    self.syncs += 1
+                    self.in_step = None
+                    future = self._waiting[decided] = loop.create_future()
+                    continue
+                self.in_step, out.reply = self.session, reply
+                return out
+            self.in_step = None  # the edge may have decided this token: resynchronise
+            return out
+        finally:
+            self._waiting.pop(decided, None)

@@ -1,0 +1,146 @@
+"""Per-token records of the hybrid language model's deployment: when each device's token
+started and became final, by which route, with which bytes; and the metrics computed from them.
+
+A token ends in exactly one route (`tinylarge.deploy.records`): ``ON_DEVICE`` (the scheme kept
+the draft without sending anything), ``BY_EDGE`` (the edge's reply), ``TIMED_OUT`` (sent, no
+reply in time: the device's own token), `FALLBACK` (the emulated radio had no uplink, the device
+knew at once and kept its draft, as the simulator's ``fallback``); ``UNFINISHED`` tokens are
+lost (must be none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, UNFINISHED
+from tinylarge.net.message_stats import percentile_summary
+
+#: Route of a token whose request found no uplink (outage) and which kept its draft.
+FALLBACK = 3
+
+
+@dataclass
+class TokenRecords:
+    """One scheme's run: arrays of shape (devices, tokens).
+
+    Times are seconds on the fleet's monotonic clock from the run's start. ``payload_up`` is
+    the first request's payload (the scheme's message and the envelope); ``bytes_up`` and
+    ``bytes_down`` are the sealed messages of all attempts (payload + the session's header and
+    tag), ``mqtt_bytes_*`` the MQTT PUBLISH packets around them.
+    """
+
+    devices: int
+    tokens: int
+    started_s: npt.NDArray[np.float64] = field(init=False)
+    ended_s: npt.NDArray[np.float64] = field(init=False)
+    route: npt.NDArray[np.int64] = field(init=False)
+    uploaded: npt.NDArray[np.bool_] = field(init=False)
+    accepted: npt.NDArray[np.bool_] = field(init=False)
+    token: npt.NDArray[np.int64] = field(init=False)
+    payload_up: npt.NDArray[np.int64] = field(init=False)
+    bytes_up: npt.NDArray[np.int64] = field(init=False)
+    bytes_down: npt.NDArray[np.int64] = field(init=False)
+    mqtt_bytes_up: npt.NDArray[np.int64] = field(init=False)
+    mqtt_bytes_down: npt.NDArray[np.int64] = field(init=False)
+    attempts: npt.NDArray[np.int64] = field(init=False)
+    full: npt.NDArray[np.int64] = field(init=False)
+    #: the emulated radio had no uplink for the request (nothing sent)
+    outage: npt.NDArray[np.bool_] = field(init=False)
+    #: the emulated radio lost the request (outage, HARQ failure) or its reply
+    radio_lost: npt.NDArray[np.bool_] = field(init=False)
+
+    def __post_init__(self) -> None:
+        shape = (self.devices, self.tokens)
+        self.started_s, self.ended_s = np.full(shape, np.nan), np.full(shape, np.nan)
+        self.route = np.full(shape, UNFINISHED, np.int64)
+        self.token = np.full(shape, -1, np.int64)
+        for name in ("uploaded", "accepted", "outage", "radio_lost"):
+            setattr(self, name, np.zeros(shape, np.bool_))
+        for name in ("payload_up", "bytes_up", "bytes_down", "mqtt_bytes_up",
+                     "mqtt_bytes_down", "attempts", "full"):  # fmt: skip
+            setattr(self, name, np.zeros(shape, np.int64))
+
+    @property
+    def latency_s(self) -> npt.NDArray[np.float64]:
+        """From the device starting on a token to the token being final, s."""
+        return self.ended_s - self.started_s
+
+    @property
+    def lost(self) -> int:
+        """Tokens that ended in no route (must be 0)."""
+        return int(np.sum(self.route == UNFINISHED))
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Every per-token array by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.init}
+
+
+def save_token_records(records: dict[str, TokenRecords], path: str | Path) -> None:
+    """All schemes' records in one ``.npz`` (keys ``SCHEME/FIELD``)."""
+    arrays: dict[str, Any] = {
+        f"{scheme}/{name}": value
+        for scheme, r in records.items()
+        for name, value in r.arrays().items()
+    }
+    np.savez(path, **arrays)
+
+
+def load_token_records(path: str | Path) -> dict[str, TokenRecords]:
+    """The records `save_token_records` wrote, by scheme."""
+    out: dict[str, TokenRecords] = {}
+    with np.load(path) as data:
+        for key in data.files:
+            scheme, _, name = key.partition("/")
+            value = data[key]
+            if scheme not in out:
+                out[scheme] = TokenRecords(int(value.shape[0]), int(value.shape[1]))
+            setattr(out[scheme], name, value)
+    return out
+
+
+def token_metrics(records: TokenRecords) -> dict[str, Any]:
+    """``hybrid_lm_deploy.<scheme>``: tokens/s per device (mean over devices of tokens over
+    the sum of their latencies, s), per-token latency percentiles (s), the fraction of tokens
+    whose request went on air (``uplink_fraction``), bytes per token each way (sealed
+    messages, all attempts), and the routes."""
+    latency = records.latency_s
+    done = records.route != UNFINISHED
+    n = max(1, int(done.sum()))
+    per_device_s = np.where(done, latency, 0.0).sum(axis=1)
+    finished = done.all(axis=1) & (per_device_s > 0)
+    tokens_per_s = records.tokens / per_device_s[finished] if finished.any() else np.zeros(0)
+    lat = percentile_summary(latency[done], (50, 99))
+    on_air = records.uploaded & ~records.outage
+    return {
+        "tokens_per_s": float(tokens_per_s.mean()) if tokens_per_s.size else None,
+        "p50_token_latency_s": lat["p50"],
+        "p99_token_latency_s": lat["p99"],
+        "mean_token_latency_s": float(latency[done].mean()) if done.any() else None,
+        "uplink_fraction": float(on_air[done].mean()) if done.any() else None,
+        "bytes_up_per_token": float(records.bytes_up.sum() / n),
+        "bytes_down_per_token": float(records.bytes_down.sum() / n),
+        "mqtt_bytes_per_token": float(
+            (records.mqtt_bytes_up.sum() + records.mqtt_bytes_down.sum()) / n
+        ),
+        "tokens": int(records.route.size),
+        "on_device": int(np.sum(records.route == ON_DEVICE)),
+        "by_edge": int(np.sum(records.route == BY_EDGE)),
+        "timed_out": int(np.sum(records.route == TIMED_OUT)),
+        "fallback": int(np.sum(records.route == FALLBACK)),
+        "radio_lost": int(records.radio_lost.sum()),
+        "lost": records.lost,
+        "accepted_fraction": _accepted_fraction(records),
+        "retries": int(np.maximum(records.attempts - 1, 0).sum()),
+        "full_requests": int(records.full.sum()),
+    }
+
+
+def _accepted_fraction(records: TokenRecords) -> float | None:
+    """Of the tokens the edge decided from a draft, the fraction that is the draft."""
+    verified = records.route == BY_EDGE
+    return float(records.accepted[verified].mean()) if verified.any() else None

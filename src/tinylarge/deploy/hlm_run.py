@@ -1,0 +1,410 @@
+"""`run_hybrid_lm(scenario, ...)`: the hybrid language model deployed on this machine (what
+`tinylarge deploy` does for a text scenario): a Mosquitto (unless a broker is given), the edge
+verifying with the target model and the fleet drafting with the draft model, as separate
+processes (`tinylarge.deploy.hlm_processes`), every scheme in turn; then ``metrics.json``.
+
+The steps: the prompts and U-HLM's thresholds (given, or from the simulator's
+``language_models`` stage: held-out text scored by both models, the threshold calibrated as
+the simulator does), device and edge identities, with ``emulate_link`` each device's radio and
+the draft model's MCU time (`tinylarge.deploy.hlm_link`), the broker, the edge, the fleet;
+every process is stopped whatever happens. An edge that dies on its own is recorded
+(``deploy.edge_exit``); its devices' tokens then time out, none is lost.
+
+``metrics.json``::
+
+    hybrid_lm_deploy.<scheme>.{tokens_per_s, p50_token_latency_s, p99_token_latency_s,
+        uplink_fraction, bytes_up_per_token, bytes_down_per_token, lost, timed_out, ...}
+    deploy.{task, devices, tokens_per_device, schemes, thresholds (None: skips nothing),
+        broker, settings, edge, fleet_events, edge_exit, emulate_link,
+        sim_vs_real.<scheme> | sim_vs_real_skipped}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tinylarge.config import Scenario
+from tinylarge.config.hybrid_lm_config import HYBRID_SCHEMES, HybridSchemeName
+from tinylarge.deploy.broker import Broker, parse_broker_url
+from tinylarge.deploy.files import BROKER_DIR, FLEET_LOG, METRICS_FILE, SERVE_LOG, STARTED_FILE
+from tinylarge.deploy.hlm_link import TokenLinkPlan, plan_token_links
+from tinylarge.deploy.hlm_processes import HlmSpec, save_link_plans
+from tinylarge.deploy.hlm_protocol import ENVELOPE_BYTES, lm_topics
+from tinylarge.deploy.hlm_records import TokenRecords, load_token_records, token_metrics
+from tinylarge.deploy.hlm_twin import TwinLink, scheme_sim_vs_real
+from tinylarge.deploy.layout import DeployLayout
+from tinylarge.deploy.progress import DeployProgress, SilentProgress
+from tinylarge.deploy.result import edge_stats
+from tinylarge.deploy.runner import DeployError
+from tinylarge.deploy.supervisor import EdgeExit, EdgeProcess, FleetProcess
+from tinylarge.integrate.hybrid_lm.quality import calibrate
+from tinylarge.integrate.hybrid_lm.schemes import HybridScheme, SpeculativeScheme, make_scheme
+from tinylarge.integrate.hybrid_lm.wire import llm_request_bytes, reply_bytes, request_bytes
+from tinylarge.models.cache import ModelCache
+from tinylarge.models.text.checkpoints import load_language_model
+from tinylarge.models.text.language_model import OurLanguageModel
+from tinylarge.net.cell import attach_devices
+from tinylarge.secure.costs import protocol_overhead, run_device_id
+from tinylarge.seeding import rng_for
+from tinylarge.sim.hybrid_lm_stage import check_text_config, language_models_stage
+from tinylarge.sim.net_stages import link_settings, network_profiles
+from tinylarge.sim.progress import SilentReporter
+from tinylarge.sim.stages import StageContext
+from tinylarge.sim.state import RunState
+from tinylarge.sim.tiny_stages import mcu_profiles
+from tinylarge.tiny.lm_footprint import lm_mcu_cost
+
+#: Files of a text deployment's output directory besides `tinylarge.deploy.files`'.
+SPEC_FILE, TOKEN_RECORDS_FILE, LINKS_FILE = "hlm_spec.json", "token_records.npz", "links.npz"
+#: Rough wall time of one token of one scheme, for the progress bar only, s.
+_TOKEN_S_GUESS = 0.02
+
+
+@dataclass(frozen=True)
+class HybridLmDeployResult:
+    """What a text deployment measured.
+
+    Attributes
+    ----------
+    metrics : dict
+        As written to ``metrics.json`` (module doc).
+    records : dict of scheme -> TokenRecords
+    out_dir, metrics_path, records_path : Path
+    edge_exit : EdgeExit or None
+        How the edge ended if nobody asked it to, else None.
+    """
+
+    metrics: dict[str, Any]
+    records: dict[str, TokenRecords]
+    out_dir: Path
+    metrics_path: Path
+    records_path: Path
+    edge_exit: EdgeExit | None
+
+
+def run_hybrid_lm(
+    scenario: Scenario,
+    *,
+    run_dir: str | Path,
+    devices: int | None = None,
+    tokens_per_device: int | None = None,
+    schemes: Sequence[HybridSchemeName] | None = None,
+    broker: str | None = None,
+    emulate_link: bool = False,
+    thresholds: dict[str, float] | None = None,
+    prompts: Sequence[Sequence[int]] | None = None,
+    retry_s: float = 0.1,
+    progress: DeployProgress | None = None,
+) -> HybridLmDeployResult:
+    """Deploy the hybrid language model of a text ``scenario`` and measure every scheme.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        ``task.name = "text"``; its ``[hybrid_lm]`` names the models, schemes and defaults,
+        its ``[deploy]`` the edge's batching, the reply deadline and the QoS, its
+        ``[network]`` and ``tiny.target_mcu`` the emulated link.
+    run_dir : path
+        Output directory (created): metrics, records, identities, logs.
+    devices, tokens_per_device : int, optional
+        Device agents, and tokens each generates per scheme (default: ``[hybrid_lm]``'s).
+    schemes : sequence of str, optional
+        Run in this order (default: ``[hybrid_lm] schemes``).
+    broker : str, optional
+        ``mqtt://HOST:PORT`` of a running broker; None: start a Mosquitto for the run.
+    emulate_link : bool
+        Delay each device's messages by its 6G link and its drafting by the MCU's time, as
+        the simulator models them, and set the simulator's prediction beside the measurement
+        (``deploy.sim_vs_real``).
+    thresholds : dict, optional
+        Skip thresholds of ``u_hlm`` / ``cu_hlm``; missing ones are calibrated on held-out
+        text as the simulator does.
+    prompts : sequence of sequence of int, optional
+        Device ``i`` starts from ``prompts[i % len(prompts)]``; None: the first tokens of
+        held-out documents.
+    retry_s : float
+        A request without a reply is re-sent after this long, s.
+    progress : DeployProgress, optional
+        Receives the run's events (default: silent).
+
+    Raises
+    ------
+    ValueError
+        Not a text scenario, a bad argument, or models that do not exist.
+    DeployError
+        The broker, the edge or the fleet failed.
+    """
+    out_dir = Path(run_dir)
+    spec, twin = _prepare(
+        scenario, out_dir, devices, tokens_per_device, schemes, broker, emulate_link,
+        thresholds, prompts, retry_s,
+    )  # fmt: skip
+    spec, edge = _supervise(spec, out_dir, progress or SilentProgress())
+    return _collect(scenario, spec, out_dir, edge, twin)
+
+
+def _check(scenario: Scenario, devices: int, tokens: int, schemes: list[HybridSchemeName]) -> None:
+    if scenario.task.name != "text":
+        raise ValueError(
+            f"the hybrid language model deploys a text scenario (task.name = 'text'), got "
+            f"task.name = {scenario.task.name!r}"
+        )
+    if devices < 1 or tokens < 1 or not schemes:
+        raise ValueError(
+            f"devices and tokens_per_device must be >= 1 and schemes non-empty, got {devices}, "
+            f"{tokens}, {schemes}"
+        )
+    unknown = [s for s in schemes if s not in HYBRID_SCHEMES]
+    if unknown or len(set(schemes)) != len(schemes):
+        raise ValueError(
+            f"schemes must be distinct names among {', '.join(HYBRID_SCHEMES)}, got {schemes}"
+        )
+    check_text_config(scenario)
+
+
+def _prepare(
+    scenario: Scenario,
+    out_dir: Path,
+    devices: int | None,
+    tokens: int | None,
+    schemes: Sequence[HybridSchemeName] | None,
+    broker: str | None,
+    emulate_link: bool,
+    thresholds: dict[str, float] | None,
+    prompts: Sequence[Sequence[int]] | None,
+    retry_s: float,
+) -> tuple[HlmSpec, TwinLink | None]:
+    """The checked spec of the run (written beside the output), and the twin's link."""
+    config = scenario.hybrid_lm
+    n, t = devices or config.devices, tokens or config.tokens_per_device
+    names = list(schemes or config.schemes)
+    _check(scenario, n, t, names)
+    if broker is not None:
+        parse_broker_url(broker)
+    if not retry_s > 0:
+        raise ValueError(f"retry_s must be > 0, got {retry_s}")
+    prompt_ids, found = _language(scenario, names, dict(thresholds or {}), prompts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layout = DeployLayout(out_dir)
+    layout.edge()
+    layout.enroll(n)
+    built = {s: make_scheme(s, config, found.get(s)) for s in names}
+    twin = None
+    if emulate_link:
+        twin = _plan_links(scenario, built, n, t, out_dir / LINKS_FILE)
+    spec = HlmSpec(
+        run_dir=str(out_dir), broker=broker or "", prefix=f"tinylarge-{os.getpid()}-"
+        f"{secrets.token_hex(3)}", draft=config.draft, target=config.target,
+        hybrid=config.model_dump(), schemes=names, thresholds=found,
+        deploy=scenario.deploy.model_dump(), devices=n, tokens_per_device=t,
+        prompts=[list(map(int, p)) for p in prompt_ids], seed=scenario.seed, retry_s=retry_s,
+        links=str(out_dir / LINKS_FILE) if emulate_link else None,
+        records=str(out_dir / TOKEN_RECORDS_FILE),
+    )  # fmt: skip
+    spec.save(out_dir / SPEC_FILE)
+    return spec, twin
+
+
+def _language(
+    scenario: Scenario,
+    names: list[HybridSchemeName],
+    thresholds: dict[str, float],
+    prompts: Sequence[Sequence[int]] | None,
+) -> tuple[list[list[int]], dict[str, float]]:
+    """The prompts and the thresholds of the schemes that skip: those given, the others from
+    the simulator's ``language_models`` stage (calibrated on its calibration half)."""
+    skipping = [s for s in names if s in ("u_hlm", "cu_hlm")]
+    need = [s for s in skipping if s not in thresholds]
+    if prompts is not None and not need:
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("prompts must be non-empty, each of at least one token")
+        return [list(map(int, p)) for p in prompts], {s: thresholds[s] for s in skipping}
+    state = RunState(scenario=scenario)
+    language_models_stage(state, StageContext(ModelCache(enabled=False), SilentReporter()))
+    language = state.language
+    if language is None:
+        raise RuntimeError("the 'language_models' stage left no scored text")
+    config = scenario.hybrid_lm
+    for s in need:
+        fit = calibrate(language.calibration, config.uncertainty, config.rejection_tolerance,
+                        truncated=s == "cu_hlm")  # fmt: skip
+        thresholds[s] = fit.threshold.value
+    chosen = language.prompts if prompts is None else [list(map(int, p)) for p in prompts]
+    return chosen, {s: thresholds[s] for s in skipping}
+
+
+def _request_bytes(scheme: HybridScheme, vocab: int) -> int:
+    """A request's payload with no kept tokens (envelope included), bytes: what the link plan
+    sends per token (LLM only's request; a scheme that sends nothing never uses its plan's
+    radio)."""
+    if not isinstance(scheme, SpeculativeScheme):
+        return ENVELOPE_BYTES + llm_request_bytes(0, vocab)
+    codec = scheme.codec
+    kept = None if codec.kind == "full" else min(codec.top_k, vocab)
+    return ENVELOPE_BYTES + request_bytes(0, codec.payload_bytes(vocab, kept), vocab)
+
+
+def _plan_links(
+    scenario: Scenario,
+    schemes: dict[HybridSchemeName, HybridScheme],
+    n: int,
+    tokens: int,
+    path: Path,
+) -> TwinLink:
+    """Each scheme's link plan over the scenario's cell (saved to ``path``); the twin's link.
+
+    The cell is the simulator's for the hybrid LM (same stream, ``n`` devices, the first link
+    quality), the draft time the draft model's on ``tiny.target_mcu``."""
+    config, net = scenario.hybrid_lm, scenario.network
+    draft = load_language_model(config.draft, role="draft")
+    if not isinstance(draft, OurLanguageModel):
+        raise ValueError(
+            "emulating the link costs the draft model on the target MCU, which needs one of "
+            f"tinylarge's transformer language models; {config.draft!r} is not"
+        )
+    mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
+    cost = lm_mcu_cost(draft, mcu, min(draft.context_tokens, 128))
+    rng = rng_for(scenario.seed, "hybrid_lm", "cells", net.profile)
+    cells = attach_devices(rng, network_profiles(scenario)[net.profile], n, n_cells=net.n_cells,
+                           indoor_fraction=net.indoor_fraction,
+                           device_height_m=net.device_height_m)  # fmt: skip
+    offset = config.link_quality_db[0]
+    cells = replace(cells, uplink_mean_snr_db=cells.uplink_mean_snr_db + offset,
+                    downlink_mean_snr_db=cells.downlink_mean_snr_db + offset)  # fmt: skip
+    overhead = None
+    if scenario.security.protect_messages:
+        overhead = protocol_overhead(run_device_id(n - 1, n), mcu, scenario.security.aead)
+    settings, vocab = link_settings(net), draft.vocab_size
+    plans: dict[str, TokenLinkPlan] = {
+        name: plan_token_links(
+            rng_for(scenario.seed, "hybrid_lm", "deploy_links", name),
+            cells,
+            settings,
+            tokens_per_device=tokens,
+            draft_s_per_token=cost.latency_s,
+            request_bytes=_request_bytes(scheme, vocab),
+            reply_bytes=ENVELOPE_BYTES + reply_bytes(vocab),
+            overhead=overhead,
+        )
+        for name, scheme in schemes.items()
+    }
+    save_link_plans(plans, path)
+    return TwinLink(cells, settings, overhead, cost.macs, cost.latency_s / cost.macs,
+                    cost.energy_j / cost.macs)  # fmt: skip
+
+
+def _supervise(
+    spec: HlmSpec, out_dir: Path, progress: DeployProgress
+) -> tuple[HlmSpec, EdgeProcess]:
+    """Broker, edge and fleet: run the fleet to its end, then stop them all (every step runs
+    even if one fails: no broker or edge left behind); the spec with its broker, and the
+    edge's process."""
+    broker = None
+    if not spec.broker:
+        broker = Broker(out_dir / BROKER_DIR)
+        try:
+            spec = replace(spec, broker=broker.start().url)
+        except (FileNotFoundError, RuntimeError, TimeoutError) as error:
+            raise DeployError(str(error)) from None
+        spec.save(out_dir / SPEC_FILE)
+    command = [sys.executable, "-m", "tinylarge.deploy.hlm_processes"]
+    spec_path = str(out_dir / SPEC_FILE)
+    layout = DeployLayout(out_dir)
+    edge = EdgeProcess([*command, "edge", spec_path], layout.edge_state, out_dir / SERVE_LOG)
+    fleet = FleetProcess([*command, "fleet", spec_path], out_dir / FLEET_LOG,
+                         out_dir / STARTED_FILE)  # fmt: skip
+    guess_s = _TOKEN_S_GUESS * spec.tokens_per_device * len(spec.schemes)
+    try:
+        try:
+            edge.start()
+        except RuntimeError as error:
+            raise DeployError(str(error)) from None
+        progress.edge_ready(edge.pid or 0, lm_topics(spec.prefix))
+        progress.message(
+            f"edge up; {spec.devices} devices x {spec.tokens_per_device} tokens, schemes "
+            f"{', '.join(spec.schemes)} ..."
+        )
+        try:
+            code = fleet.run(guess_s, on_tick=lambda s: progress.fleet_running(s, guess_s),
+                             on_schedule_start=progress.schedule_started)  # fmt: skip
+        finally:
+            progress.fleet_finished()
+        if code != 0:
+            raise DeployError(f"the fleet exited with code {code}; its log:\n{fleet.log_tail()}")
+    finally:
+        with contextlib.ExitStack() as cleanup:  # run in reverse: the devices first
+            if broker is not None:
+                cleanup.callback(broker.stop)
+            cleanup.callback(edge.stop)
+            cleanup.callback(fleet.stop)
+    return spec, edge
+
+
+def _collect(
+    scenario: Scenario,
+    spec: HlmSpec,
+    out_dir: Path,
+    edge: EdgeProcess,
+    twin: TwinLink | None,
+) -> HybridLmDeployResult:
+    """``metrics.json`` from the fleet's records, the edge's counters and the twin."""
+    records_path = Path(spec.records)
+    records = load_token_records(records_path)
+    events = json.loads(Path(f"{spec.records}.events.json").read_text())
+    stats = edge_stats(DeployLayout(out_dir))
+    section: dict[str, Any] = {
+        "task": "text", "devices": spec.devices, "tokens_per_device": spec.tokens_per_device,
+        "schemes": spec.schemes, "broker": spec.broker,
+        "thresholds": {k: v if math.isfinite(v) else None for k, v in spec.thresholds.items()},
+        "settings": spec.deploy, "edge": stats, "fleet_events": events,
+        "edge_exit": None if edge.died is None else edge.died.metrics(float("nan")),
+        "emulate_link": twin is not None,
+    }  # fmt: skip
+    if twin is not None and stats:
+        section["sim_vs_real"] = _sim_vs_real(scenario, spec, records, twin, stats)
+    elif twin is not None:
+        section["sim_vs_real_skipped"] = (
+            "the edge wrote no counters (it did not stop cleanly): no measured service time "
+            "to simulate it with"
+        )
+    metrics = {
+        "hybrid_lm_deploy": {name: token_metrics(r) for name, r in records.items()},
+        "deploy": section,
+    }
+    metrics_path = out_dir / METRICS_FILE
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    return HybridLmDeployResult(metrics, records, out_dir, metrics_path, records_path,
+                                edge.died)  # fmt: skip
+
+
+def _sim_vs_real(
+    scenario: Scenario,
+    spec: HlmSpec,
+    records: dict[str, TokenRecords],
+    twin: TwinLink,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
+    """``deploy.sim_vs_real`` per scheme (`tinylarge.deploy.hlm_twin`)."""
+    vocab = load_language_model(spec.draft, role="draft").vocab_size
+    schemes = spec.make_schemes()
+    return {
+        name: scheme_sim_vs_real(
+            rng_for(scenario.seed, "hybrid_lm", "deploy_twin", name),
+            r,
+            twin,
+            reply_bytes=ENVELOPE_BYTES + reply_bytes(vocab),
+            uses_draft=schemes[name].uses_draft_model,
+            service_fit=stats.get("service_fit"),
+            settings=spec.settings,
+        )
+        for name, r in records.items()
+    }

@@ -1,0 +1,126 @@
+"""`run_hybrid_lm`: broker, edge and fleet as separate processes on two tiny saved checkpoints;
+``metrics.json`` with every scheme's figures, and with the link emulated the simulator's
+prediction beside the measurement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tinylarge.config import Scenario
+from tinylarge.deploy.clock import MAX_LEAD_S
+from tinylarge.deploy.hlm_run import run_hybrid_lm
+from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT
+from tinylarge.models.text.causal_transformer import CausalTransformer, lm_architecture
+from tinylarge.models.text.checkpoints import save_lm_checkpoint
+from tinylarge.models.text.tokenizer import train_bpe
+
+KEYS = ("tokens_per_s", "p50_token_latency_s", "p99_token_latency_s", "uplink_fraction",
+        "bytes_up_per_token", "bytes_down_per_token", "lost", "timed_out")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A random toy draft and target sharing a small BPE vocabulary."""
+    docs = ["The edge verifies the draft token of every device. " * 4,
+            "A small model drafts; a large one checks. " * 4] * 8  # fmt: skip
+    tokenizer = train_bpe(docs, vocab_size=300)
+    root = tmp_path_factory.mktemp("lm")
+    for role, seed in (("draft", 0), ("target", 1)):
+        torch.manual_seed(seed)
+        model = CausalTransformer(lm_architecture("toy", tokenizer.vocab_size))
+        save_lm_checkpoint(root / role, model, tokenizer, {"steps": 0})
+    return root / "draft", root / "target"
+
+
+def _scenario(draft: Path, target: Path) -> Scenario:
+    return Scenario.model_validate(
+        {"name": "hlm-deploy", "task": {"name": "text"},
+         "hybrid_lm": {"draft": str(draft), "target": str(target),
+                       "schemes": ["slm", "llm", "u_hlm"]}}
+    )  # fmt: skip
+
+
+def test_every_scheme_is_measured_over_the_emulated_link_beside_the_simulator(
+    checkpoints: tuple[Path, Path], tmp_path: Path, mosquitto: str
+) -> None:
+    result = run_hybrid_lm(
+        _scenario(*checkpoints), run_dir=tmp_path, devices=2, tokens_per_device=12,
+        thresholds={"u_hlm": 0.3}, prompts=[[5, 6, 7], [8, 9]], emulate_link=True,
+    )  # fmt: skip
+    written = json.loads(result.metrics_path.read_text())
+    assert written == result.metrics
+    figures = written["hybrid_lm_deploy"]
+    assert set(figures) == {"slm", "llm", "u_hlm"}
+    for name, row in figures.items():
+        assert all(row[k] is not None for k in KEYS), name
+        assert row["lost"] == 0 and row["tokens"] == 24
+        records = result.records[name]
+        assert set(np.unique(records.route)) <= {ON_DEVICE, BY_EDGE, TIMED_OUT}
+        assert row["timed_out"] == int((records.route == TIMED_OUT).sum())
+    assert figures["slm"]["uplink_fraction"] == 0.0 and figures["llm"]["uplink_fraction"] == 1.0
+    assert figures["slm"]["bytes_up_per_token"] == 0.0
+    deploy = written["deploy"]
+    assert deploy["edge_exit"] is None and deploy["edge"]["rejected"] == {}
+    assert deploy["edge"]["replies"] == int(sum(r.attempts.sum() for r in result.records.values()))
+    twin = deploy["sim_vs_real"]
+    assert set(twin) == {"slm", "llm", "u_hlm"}
+    for name, row in twin.items():
+        assert {"tokens_per_s", "p50_token_latency_s", "p99_token_latency_s"} <= set(row)
+        assert row["tokens_per_s"]["sim"] > 0 and row["tokens_per_s"]["real"] > 0, name
+        # the same uploads, up to the few outages each draws on its own
+        up = row["uplink_fraction"]
+        assert abs(up["sim"] - up["real"]) <= 0.1, name
+    assert twin["slm"]["uplink_fraction"] == {"sim": 0.0, "real": 0.0, "ratio": None}
+    # the device's drafting is charged at the MCU's time, in the simulator and for real (the
+    # precise timer may wake a sleeper up to MAX_LEAD_S early)
+    slm = twin["slm"]["p50_token_latency_s"]
+    assert slm["real"] >= slm["sim"] - MAX_LEAD_S
+
+
+def test_a_scenario_that_is_not_text_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"task\.name = 'text'"):
+        run_hybrid_lm(Scenario(), run_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_or_repeated_schemes_are_refused(
+    checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="distinct names"):
+        run_hybrid_lm(_scenario(*checkpoints), run_dir=tmp_path, schemes=["hlm", "hlm"])
+
+
+def test_tinylarge_deploy_on_a_text_scenario_deploys_the_hybrid_model(
+    checkpoints: tuple[Path, Path], tmp_path: Path, mosquitto: str
+) -> None:
+    words = ["the", "edge", "verifies", "a", "draft", "token", "sent", "by", "each", "small",
+             "device", "over", "the", "radio"]  # fmt: skip
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(" ".join(rng.choice(words, 60)) for _ in range(12)))
+    config = tmp_path / "text.toml"
+    config.write_text(
+        f'name = "text-deploy"\n[task]\nname = "text"\n[task.text]\ncorpus = ["{corpus}"]\n'
+        f'validation_every = 2\n[hybrid_lm]\ndraft = "{checkpoints[0]}"\n'
+        f'target = "{checkpoints[1]}"\nschemes = ["hlm"]\neval_tokens = 64\n'
+        "tokens_per_device = 6\n"
+    )
+    from typer.testing import CliRunner
+
+    from tinylarge.cli.main import app
+
+    out = tmp_path / "out"
+    args = ["deploy", "--config", str(config), "--devices", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    hlm = metrics["hybrid_lm_deploy"]["hlm"]
+    assert hlm["tokens"] == 12 and hlm["lost"] == 0 and hlm["uplink_fraction"] == 1.0
+    assert "hlm" in result.output
+    refused = CliRunner().invoke(app, [*args[:3], "--faults", "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and "classification" in refused.output
