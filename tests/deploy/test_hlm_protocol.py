@@ -9,7 +9,6 @@ import pytest
 
 from tinylarge.config.hybrid_lm_config import HYBRID_SCHEMES
 from tinylarge.deploy.hlm_protocol import (
-    ENVELOPE_BYTES,
     OK,
     SYNC,
     ReplyEnvelope,
@@ -18,7 +17,13 @@ from tinylarge.deploy.hlm_protocol import (
     decode_request,
     lm_topics,
 )
-from tinylarge.integrate.hybrid_lm.wire import TokenReply, TokenRequest, encode, request_bytes
+from tinylarge.integrate.hybrid_lm.wire import (
+    ENVELOPE_BYTES,
+    TokenReply,
+    TokenRequest,
+    encode,
+    request_bytes,
+)
 from tinylarge.secure import Identity, MessageType, Registry, handshake
 from tinylarge.secure.wire import overhead_bytes
 

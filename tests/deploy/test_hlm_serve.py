@@ -25,7 +25,7 @@ from tinylarge.deploy.clock import MAX_LEAD_S
 from tinylarge.deploy.device import FleetConfig
 from tinylarge.deploy.hlm_fleet import LmFleet, SchemeRun, StreamSettings
 from tinylarge.deploy.hlm_link import TokenLinkPlan
-from tinylarge.deploy.hlm_protocol import ENVELOPE_BYTES, TokenEnvelope, lm_topics
+from tinylarge.deploy.hlm_protocol import TokenEnvelope, lm_topics
 from tinylarge.deploy.hlm_records import FALLBACK, TokenRecords, token_metrics
 from tinylarge.deploy.hlm_server import LmEdgeServer
 from tinylarge.deploy.protocol import publish_packet_bytes
@@ -34,6 +34,7 @@ from tinylarge.integrate.hybrid_lm.calibration import SKIP_NOTHING
 from tinylarge.integrate.hybrid_lm.payload import DistributionCodec, full_payload_bytes
 from tinylarge.integrate.hybrid_lm.schemes import HybridScheme, make_scheme
 from tinylarge.integrate.hybrid_lm.wire import (
+    ENVELOPE_BYTES,
     LlmRequest,
     TokenRequest,
     encode,

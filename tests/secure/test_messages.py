@@ -8,10 +8,11 @@ import struct
 import numpy as np
 import torch
 
-from tinylarge.deploy.hlm_protocol import ENVELOPE_BYTES, ReplyEnvelope, TokenEnvelope
+from tinylarge.deploy.hlm_protocol import ReplyEnvelope, TokenEnvelope
 from tinylarge.integrate.colearning.split_training_step import smashed_bytes
 from tinylarge.integrate.colearning.update_compression import Int8Compression, state_bytes
 from tinylarge.integrate.hybrid_lm import wire as lm_wire
+from tinylarge.integrate.hybrid_lm.wire import ENVELOPE_BYTES
 from tinylarge.integrate.inference.frame_codec import requantize_frames
 from tinylarge.integrate.inference.split_computing import QUANT_HEADER_BYTES
 from tinylarge.models.registry import build_model

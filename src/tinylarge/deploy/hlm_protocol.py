@@ -43,17 +43,19 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Final
 
 from tinylarge.config.hybrid_lm_config import HYBRID_SCHEMES, HybridSchemeName
 from tinylarge.deploy.protocol import Topics
+from tinylarge.integrate.hybrid_lm.wire import ENVELOPE_BYTES
 
 #: Reply status codes.
 OK, SYNC = 0, 1
 _FULL = 0x80
 _HEAD = struct.Struct("<BI")
-#: Bytes the envelope adds to a request or a reply.
-ENVELOPE_BYTES: Final = _HEAD.size
+if _HEAD.size != ENVELOPE_BYTES:  # the simulator charges the shared figure
+    raise ImportError(
+        f"the envelope is {_HEAD.size} bytes, wire.ENVELOPE_BYTES says {ENVELOPE_BYTES}"
+    )
 _MAX_U32 = 0xFFFFFFFF
 
 

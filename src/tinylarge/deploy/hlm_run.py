@@ -38,7 +38,7 @@ from tinylarge.deploy.broker import Broker, parse_broker_url
 from tinylarge.deploy.files import BROKER_DIR, FLEET_LOG, METRICS_FILE, SERVE_LOG, STARTED_FILE
 from tinylarge.deploy.hlm_link import TokenLinkPlan, plan_token_links
 from tinylarge.deploy.hlm_processes import HlmSpec, save_link_plans
-from tinylarge.deploy.hlm_protocol import ENVELOPE_BYTES, lm_topics
+from tinylarge.deploy.hlm_protocol import lm_topics
 from tinylarge.deploy.hlm_records import TokenRecords, load_token_records, token_metrics
 from tinylarge.deploy.hlm_twin import TwinLink, scheme_sim_vs_real
 from tinylarge.deploy.layout import DeployLayout
@@ -48,7 +48,12 @@ from tinylarge.deploy.runner import DeployError
 from tinylarge.deploy.supervisor import EdgeExit, EdgeProcess, FleetProcess
 from tinylarge.integrate.hybrid_lm.quality import calibrate
 from tinylarge.integrate.hybrid_lm.schemes import HybridScheme, SpeculativeScheme, make_scheme
-from tinylarge.integrate.hybrid_lm.wire import llm_request_bytes, reply_bytes, request_bytes
+from tinylarge.integrate.hybrid_lm.wire import (
+    ENVELOPE_BYTES,
+    llm_request_bytes,
+    reply_bytes,
+    request_bytes,
+)
 from tinylarge.models.cache import ModelCache
 from tinylarge.models.text.checkpoints import load_language_model
 from tinylarge.models.text.language_model import OurLanguageModel

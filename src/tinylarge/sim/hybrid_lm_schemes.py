@@ -32,6 +32,7 @@ from tinylarge.integrate.hybrid_lm.quality import (
 )
 from tinylarge.integrate.hybrid_lm.schemes import HybridScheme, make_scheme
 from tinylarge.integrate.hybrid_lm.teacher_forced import TokenTrace, scheme_trace
+from tinylarge.integrate.hybrid_lm.wire import ENVELOPE_BYTES
 from tinylarge.models.text.checkpoints import builtin_lm_dir, is_our_checkpoint, read_lm_config
 from tinylarge.models.text.language_model import LanguageModel, OurLanguageModel
 from tinylarge.net.cell import CellDevices, attach_devices
@@ -76,10 +77,11 @@ def _likelihood(
 
 
 def _schedule(scheme: HybridScheme, trace: TokenTrace, draft_macs: int) -> TokenSchedule:
-    """The trace as the network simulation walks it (request and reply sizes, draft MACs)."""
+    """The trace as the network simulation walks it: request and reply sizes with the
+    deployment's envelope (`ENVELOPE_BYTES`), and the draft's MACs."""
     return TokenSchedule(
-        upload=trace.uploaded, payload_up=trace.up_bytes,
-        reply_bytes=int(trace.reply_bytes.max(initial=0)),
+        upload=trace.uploaded, payload_up=trace.up_bytes + ENVELOPE_BYTES,
+        reply_bytes=ENVELOPE_BYTES + int(trace.reply_bytes.max(initial=0)),
         draft_macs=draft_macs if scheme.uses_draft_model else 0,
     )  # fmt: skip
 

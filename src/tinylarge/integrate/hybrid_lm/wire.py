@@ -37,6 +37,10 @@ TOKEN_REQUEST, LLM_REQUEST, TOKEN_REPLY = 0x01, 0x02, 0x03
 MAX_KEPT = 0xFFFF_FFFF
 #: Largest vocabulary the wire carries (ids are at most uint32).
 MAX_VOCAB = 1 << 32
+#: The deployment's envelope around every request and reply (`tinylarge.deploy.hlm_protocol`:
+#: a scheme or status byte and the uint32 sequence position that keeps the edge in step with
+#: the device), bytes. The simulator charges it on every message too.
+ENVELOPE_BYTES = 5
 
 
 @dataclass(frozen=True)
