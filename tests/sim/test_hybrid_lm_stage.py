@@ -81,11 +81,14 @@ def test_calibration_sweep_and_goals_are_recorded(hybrid_lm_result: RunResult) -
     assert goals["throughput_over_hlm_on_weak_link"]["link"] == "-15db"
     links = h["link_quality"]
     assert isinstance(links, dict) and set(links) == {"+0db", "-15db"}
-    # a weaker link never speeds up LLM-only (it has no draft to fall back on), and leaves
-    # more of HLM's devices without a link (they keep their drafts unverified)
-    assert links["-15db"]["llm"]["tokens_per_s"] <= links["+0db"]["llm"]["tokens_per_s"]
-    assert links["-15db"]["hlm"]["fallback_fraction"] >= links["+0db"]["hlm"]["fallback_fraction"]
-    assert links["-15db"]["llm"]["fallback_fraction"] == 0.0
+    # the same devices over a weaker channel: HLM's 2 kB distributions take longer on air,
+    # while LLM-only's few bytes barely notice; nobody falls back for want of coverage
+    weak, strong = links["-15db"], links["+0db"]
+    assert weak["hlm"]["tokens_per_s"] < strong["hlm"]["tokens_per_s"]
+    assert weak["hlm"]["tokens_per_s"] / strong["hlm"]["tokens_per_s"] < (
+        weak["llm"]["tokens_per_s"] / strong["llm"]["tokens_per_s"]
+    )
+    assert weak["llm"]["fallback_fraction"] == 0.0
     assert set(h["profiles"]) == {"redcap", "nb_iot"}  # type: ignore[arg-type]
 
 

@@ -51,6 +51,16 @@ class CellDevices:
     def n_devices(self) -> int:
         return self.topology.n_devices
 
+    def take(self, index: npt.ArrayLike) -> CellDevices:
+        """The devices at ``index`` (integer positions), in that order, with their channels."""
+        i = np.asarray(index, dtype=np.int64)
+        return CellDevices(
+            profile=self.profile, topology=self.topology.take(i),
+            path_loss_db=self.path_loss_db[i], los=self.los[i],
+            uplink_mean_snr_db=self.uplink_mean_snr_db[i],
+            downlink_mean_snr_db=self.downlink_mean_snr_db[i],
+        )  # fmt: skip
+
 
 def attach_devices(
     rng: np.random.Generator,

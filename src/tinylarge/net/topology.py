@@ -21,7 +21,7 @@ Layout (documented choices):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -78,6 +78,14 @@ class Topology:
     def n_cells(self) -> int:
         """Number of cells (sites)."""
         return int(self.cell_x_m.shape[0])
+
+    def take(self, index: npt.ArrayLike) -> Topology:
+        """The devices at ``index`` (integer positions), in that order; the sites unchanged."""
+        i = np.asarray(index, dtype=np.int64)
+        return replace(
+            self, x_m=self.x_m[i], y_m=self.y_m[i], cell=self.cell[i], d_2d_m=self.d_2d_m[i],
+            h_ut_m=self.h_ut_m[i], indoor=self.indoor[i],
+        )  # fmt: skip
 
 
 def site_positions_m(

@@ -86,13 +86,42 @@ def _schedule(scheme: HybridScheme, trace: TokenTrace, draft_macs: int) -> Token
     )  # fmt: skip
 
 
-def _weaker(cells: CellDevices, offset_db: float) -> CellDevices:
-    """``cells`` with every device's mean SNR moved by ``offset_db`` (link quality)."""
-    return replace(
-        cells,
-        uplink_mean_snr_db=cells.uplink_mean_snr_db + offset_db,
-        downlink_mean_snr_db=cells.downlink_mean_snr_db + offset_db,
-    )
+#: A device in a link-quality comparison keeps its mean uplink SNR at least this far above the
+#: profile's minimum (a fading margin), so it is in coverage, dB.
+COVERAGE_MARGIN_DB = 3.0
+#: Candidate devices drawn per device kept.
+_CANDIDATES = 8
+
+
+def token_cells(scenario: Scenario, profile: str, offset_db: float) -> CellDevices:
+    """The ``hybrid_lm.devices`` devices that generate text on ``profile``, with every mean SNR
+    moved by ``offset_db`` (link quality).
+
+    The same devices at every link quality: candidates dropped in the scenario's cells, keeping
+    the first ones that stay in coverage at the weakest link quality of
+    ``hybrid_lm.link_quality_db`` (uplink mean SNR >= the profile's minimum +
+    `COVERAGE_MARGIN_DB`). Throughput against link quality then compares one set of connected
+    devices over a stronger and a weaker channel, as a testbed in strong and weak coverage
+    does; how many devices a cell covers at all is the network stage's coverage. ``ValueError``
+    when too few are covered."""
+    config, net = scenario.hybrid_lm, scenario.network
+    radio = network_profiles(scenario)[profile]
+    rng = rng_for(scenario.seed, "hybrid_lm", "cells", profile)
+    cells = attach_devices(rng, radio, _CANDIDATES * config.devices, n_cells=net.n_cells,
+                           indoor_fraction=net.indoor_fraction,
+                           device_height_m=net.device_height_m)  # fmt: skip
+    weakest = min(config.link_quality_db)
+    margin = cells.uplink_mean_snr_db + weakest - radio.min_snr_db
+    covered = np.flatnonzero(margin >= COVERAGE_MARGIN_DB)
+    if covered.size < config.devices:
+        raise ValueError(
+            f"only {covered.size} of {cells.n_devices} devices dropped on {profile!r} keep "
+            f"coverage at a mean-SNR offset of {weakest:g} dB; raise hybrid_lm.link_quality_db "
+            "or choose another radio profile"
+        )
+    kept = cells.take(covered[: config.devices])
+    return replace(kept, uplink_mean_snr_db=kept.uplink_mean_snr_db + offset_db,
+                   downlink_mean_snr_db=kept.downlink_mean_snr_db + offset_db)  # fmt: skip
 
 
 def _network(
@@ -113,11 +142,7 @@ def _network(
     settings = link_settings(net)
 
     def run(profile: str, offset_db: float) -> dict[str, dict[str, Any]]:
-        rng = rng_for(scenario.seed, "hybrid_lm", "cells", profile)
-        cells = attach_devices(rng, profiles[profile], config.devices, n_cells=net.n_cells,
-                               indoor_fraction=net.indoor_fraction,
-                               device_height_m=net.device_height_m)  # fmt: skip
-        link = TokenLink(_weaker(cells, offset_db), settings, edge,
+        link = TokenLink(token_cells(scenario, profile, offset_db), settings, edge,
                          scenario.deploy.reply_deadline_s, overhead)  # fmt: skip
         return {
             name: simulate_token_streams(
