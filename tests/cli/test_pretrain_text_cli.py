@@ -1,5 +1,5 @@
-"""`tinylarge pretrain --task text`: a toy run end to end, the recorded command, --epochs and
-the clear errors for options of the other task."""
+"""`tinylarge pretrain --task text`: a toy run end to end, the recorded command, --epochs,
+distillation from a --teacher and the clear errors for options of the other task."""
 
 from __future__ import annotations
 
@@ -63,10 +63,57 @@ def test_epochs_set_the_steps(corpus: Path, tmp_path: Path) -> None:
     assert training["epochs"] >= 0.5
 
 
+def test_a_distilled_run_uses_the_teachers_tokenizer_and_records_the_teacher(
+    corpus: Path, tmp_path: Path
+) -> None:
+    teacher = tmp_path / "teacher"
+    common = ["pretrain", "--task", "text", "--size", "toy", "--corpus", str(corpus),
+              "--steps", "3", "--batch-size", "2", "--threads", "1"]  # fmt: skip
+    made = runner.invoke(app, [*common, "--vocab", "280", "--out", str(teacher)])
+    assert made.exit_code == 0, made.output
+    out = tmp_path / "student"
+    argv = [*common, "--seed", "1", "--teacher", str(teacher), "--distill-weight", "0.5",
+            "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert "against the teacher: KL" in result.output
+    document = json.loads((out / "config.json").read_text())
+    teacher_document = json.loads((teacher / "config.json").read_text())
+    training = document["training"]
+    assert training["command"] == (
+        "tinylarge pretrain --task text --size toy --steps 3 --batch-size 2 --learning-rate "
+        f"0.002 --warmup-steps 300 --seed 1 --corpus {corpus} --teacher {teacher} "
+        f"--distill-weight 0.5 --out {out} --threads 1"
+    )
+    assert training["distillation"]["teacher"] == str(teacher)
+    assert training["distillation"]["distill_weight"] == 0.5
+    assert training["distillation"]["teacher_weights_sha256"] == teacher_document["weights_sha256"]
+    assert document["tokenizer_sha256"] == teacher_document["tokenizer_sha256"]
+    assert (out / "tokenizer.json").read_bytes() == (teacher / "tokenizer.json").read_bytes()
+    other = runner.invoke(app, [*common, "--vocab", "270", "--out", str(tmp_path / "other")])
+    assert other.exit_code == 0, other.output
+    refused = runner.invoke(app, [*common, "--teacher", str(teacher), "--tokenizer",
+                                  str(tmp_path / "other" / "tokenizer.json"),
+                                  "--out", str(tmp_path / "refused")])  # fmt: skip
+    assert refused.exit_code == 2
+    assert "the student's tokenizer" in " ".join(refused.output.split())
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--vocab", "512"], "--vocab only apply to --task text"),
+        (["--teacher", "builtin"], "--teacher only apply to --task text"),
+        (["--distill-weight", "0.5"], "--distill-weight only apply to --task text"),
+        (["--task", "text", "--size", "toy", "--distill-weight", "0.5"],
+         "--distill-weight needs --teacher"),
+        (["--task", "text", "--size", "toy", "--teacher", "builtin", "--vocab", "512"],
+         "--vocab does not apply with --teacher"),
+        (["--task", "text", "--size", "toy", "--teacher", "builtin", "--distill-weight", "1.5"],
+         "Invalid value for '--distill-weight': Input should be less than or equal to"),
+        (["--task", "text", "--size", "toy", "--teacher", "no/such/dir"],
+         "teacher 'no/such/dir' is not a directory"),
         (["--epochs", "2"], "--epochs only apply to --task text"),
         (["--task", "text", "--size", "draft", "--mask-ratio", "0.5"],
          "--mask-ratio only applies to --task radio"),

@@ -15,6 +15,7 @@ from tinylarge.cli.common import console, errors_as_failures, fail
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from tinylarge.cli.pretrain_text import TextOptions
     from tinylarge.models.pretraining.loop import PretrainConfig, PretrainResult
 
 
@@ -24,7 +25,7 @@ DEFAULTS: dict[str, object] = {"size": "s", "steps": 6000, "batch_size": 128,
                                "seed": 0}  # fmt: skip
 _ALWAYS_SHOWN = ("size", "steps", "batch_size", "seed")
 #: Options of ``--task text`` only (radio pretraining refuses them).
-TEXT_ONLY = ("corpus", "vocab", "epochs", "tokenizer")
+TEXT_ONLY = ("corpus", "vocab", "epochs", "tokenizer", "teacher", "distill_weight")
 
 TaskOption = Annotated[
     Literal["radio", "text"],
@@ -43,6 +44,22 @@ EpochsOption = Annotated[
 TokenizerOption = Annotated[
     Path | None,
     typer.Option(help="Text: reuse this tokenizer.json instead of training one.", dir_okay=False),
+]
+TeacherOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Text: distil from this LM checkpoint dir ('builtin': the shipped target); "
+        "its tokenizer is used."
+    ),
+]
+DistillWeightOption = Annotated[
+    float,
+    typer.Option(
+        help="Text, with --teacher: alpha in [0, 1]; loss = alpha KL(teacher || model) + "
+        "(1 - alpha) cross-entropy.",
+        min=0.0,
+        max=1.0,
+    ),
 ]
 
 
@@ -178,23 +195,30 @@ def pretrain(
     vocab: VocabOption = 1024,
     epochs: EpochsOption = None,
     tokenizer: TokenizerOption = None,
+    teacher: TeacherOption = None,
+    distill_weight: DistillWeightOption = 1.0,
 ) -> None:
     """Pretrain the RF foundation model by masked IQ-patch modelling on frames of the
     pretraining world; write model.safetensors + config.json to --out. With --task text,
     train a language model (--size toy, draft or target) by next-token prediction on CPython's
-    documentation text (or --corpus files); also writes tokenizer.json."""
+    documentation text (or --corpus files); also writes tokenizer.json. --teacher distils it
+    from a larger language model (its next-token distributions) instead."""
     from tinylarge.models.pretraining.loop import PretrainConfig
 
     settings: dict[str, object] = {"size": size, "steps": steps, "batch_size": batch_size,
                                    "learning_rate": learning_rate, "warmup_steps": warmup_steps,
                                    "mask_ratio": mask_ratio, "seed": seed}  # fmt: skip
     if task == "text":
-        _pretrain_text(settings, out, workers=workers, address=address, threads=threads,
-                       corpus=corpus, vocab=vocab, epochs=epochs, tokenizer=tokenizer)  # fmt: skip
+        from tinylarge.cli.pretrain_text import TextOptions
+
+        options = TextOptions(corpus=corpus, vocab=vocab, epochs=epochs, tokenizer=tokenizer,
+                              teacher=teacher, distill_weight=distill_weight)  # fmt: skip
+        _pretrain_text(settings, out, options, workers=workers, address=address, threads=threads)
         return
-    named = {"corpus": corpus, "epochs": epochs, "tokenizer": tokenizer}
+    named = {"corpus": corpus, "epochs": epochs, "tokenizer": tokenizer, "teacher": teacher}
     given = [f"--{name}" for name, value in named.items() if value]
     given += ["--vocab"] if vocab != 1024 else []
+    given += ["--distill-weight"] if distill_weight != 1.0 else []
     if given:
         raise fail(f"{', '.join(given)} only apply to --task text")
     with errors_as_failures(ValueError):
@@ -215,17 +239,14 @@ def pretrain(
 def _pretrain_text(
     settings: dict[str, object],
     out: Path,
+    options: TextOptions,
     *,
     workers: int,
     address: str | None,
     threads: int | None,
-    corpus: list[Path] | None,
-    vocab: int,
-    epochs: float | None,
-    tokenizer: Path | None,
 ) -> None:
     """``--task text``: check the radio-only options are unchanged, then train."""
-    from tinylarge.cli.pretrain_text import TextOptions, pretrain_text
+    from tinylarge.cli.pretrain_text import pretrain_text
 
     if workers != 1 or address is not None:
         raise fail("--task text trains in this process; --workers and --address are for radio")
@@ -233,8 +254,11 @@ def _pretrain_text(
         raise fail("--mask-ratio only applies to --task radio")
     if settings["size"] not in ("toy", "draft", "target"):
         raise fail(f"--task text needs --size toy, draft or target (got {settings['size']!r})")
-    if epochs is not None and settings["steps"] != DEFAULTS["steps"]:
+    if options.epochs is not None and settings["steps"] != DEFAULTS["steps"]:
         raise fail("give --steps or --epochs, not both")
+    if options.teacher is None and options.distill_weight != 1.0:
+        raise fail("--distill-weight needs --teacher")
+    if options.teacher is not None and options.vocab != 1024:
+        raise fail("--vocab does not apply with --teacher: the model uses the teacher's tokenizer")
     text_settings = {k: v for k, v in settings.items() if k != "mask_ratio"}
-    options = TextOptions(corpus=corpus, vocab=vocab, epochs=epochs, tokenizer=tokenizer)
     pretrain_text(text_settings, options, out, threads)

@@ -1,5 +1,6 @@
 """`tinylarge pretrain --task text`: train a draft or target language model (a small GPT on
-byte-level BPE tokens) into a checkpoint directory, resumable after a kill."""
+byte-level BPE tokens) into a checkpoint directory, resumable after a kill; with ``--teacher``,
+distil it from a larger model (`tinylarge.models.text.distillation`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from tinylarge.models.text.distillation import Teacher
     from tinylarge.models.text.tokenizer import BpeTokenizer
     from tinylarge.models.text.training import LmTrainConfig, LmTrainResult
 
@@ -26,12 +28,15 @@ DEFAULT_VOCAB = 1024
 
 @dataclass(frozen=True)
 class TextOptions:
-    """The text-only options of `tinylarge pretrain`."""
+    """The text-only options of `tinylarge pretrain` (``teacher``: a checkpoint directory or
+    ``"builtin"``; ``distill_weight``: alpha in [0, 1])."""
 
     corpus: list[Path] | None
     vocab: int
     epochs: float | None
     tokenizer: Path | None
+    teacher: str | None = None
+    distill_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,10 @@ class TextData:
     corpus: dict[str, Any]
 
 
-def load_text_data(options: TextOptions) -> TextData:
+def load_text_data(options: TextOptions, teacher: Teacher | None = None) -> TextData:
     """Read the corpus (CPython's text, or ``--corpus`` files), hold out every
-    `HELD_OUT_EVERY`-th document, train the BPE tokenizer on the rest (or load ``--tokenizer``)
-    and encode both parts."""
+    `HELD_OUT_EVERY`-th document, train the BPE tokenizer on the rest (or load ``--tokenizer``,
+    or take the ``teacher``'s) and encode both parts."""
     from tinylarge.data.text_corpus import (
         python_corpus_documents,
         split_documents,
@@ -64,6 +69,8 @@ def load_text_data(options: TextOptions) -> TextData:
     train, held_out = split_documents(documents, HELD_OUT_EVERY)
     if options.tokenizer is not None:
         tokenizer = BpeTokenizer.load(options.tokenizer)
+    elif teacher is not None:
+        tokenizer = teacher.tokenizer
     else:
         tokenizer = train_bpe(train, options.vocab)
     corpus.update(documents=len(documents), held_out_every=HELD_OUT_EVERY,
@@ -86,6 +93,9 @@ def text_command_line(
         words += ["--vocab", str(options.vocab)]
     for path in options.corpus or []:
         words += ["--corpus", str(path)]
+    if options.teacher is not None:
+        words += ["--teacher", options.teacher]
+        words += ["--distill-weight", format(options.distill_weight, "g")]
     words += ["--out", str(out)]
     if threads is not None:
         words += ["--threads", str(threads)]
@@ -100,7 +110,7 @@ def steps_for(epochs: float, train_tokens: int, batch_size: int, context: int) -
 
 
 def _train_with_progress(
-    config: LmTrainConfig, data: TextData, out: Path, command: str
+    config: LmTrainConfig, data: TextData, out: Path, command: str, teacher: Teacher | None
 ) -> LmTrainResult:
     from rich.progress import (
         BarColumn,
@@ -126,7 +136,51 @@ def _train_with_progress(
 
         return train_language_model(config, data.train_ids, data.held_out_ids, out,
                                     tokenizer=data.tokenizer, progress=show, command=command,
-                                    corpus=data.corpus)  # fmt: skip
+                                    corpus=data.corpus, teacher=teacher)  # fmt: skip
+
+
+def _prepare(
+    settings: dict[str, Any], options: TextOptions
+) -> tuple[LmTrainConfig, TextData, Teacher | None]:
+    """The run's config (steps from ``--epochs`` when given), text and teacher (checked
+    against the tokenizer); ``ValueError`` for bad settings."""
+    from tinylarge.models.text.causal_transformer import lm_architecture
+    from tinylarge.models.text.distillation import check_teacher, load_teacher
+    from tinylarge.models.text.training import LmTrainConfig
+
+    config = LmTrainConfig(**settings)
+    teacher = None
+    if options.teacher is not None:
+        teacher = load_teacher(options.teacher, options.distill_weight)
+    data = load_text_data(options, teacher)
+    context = lm_architecture(config.size, data.tokenizer.vocab_size).context
+    if teacher is not None:
+        check_teacher(teacher, data.tokenizer, context)
+    if options.epochs is not None:
+        steps = steps_for(options.epochs, len(data.train_ids), config.batch_size, context)
+        config = LmTrainConfig(**{**settings, "steps": steps})
+    return config, data, teacher
+
+
+def _summary(result: LmTrainResult, train_tokens: int, wall: float) -> str:
+    """What a finished run prints."""
+    text = (
+        f"checkpoint: [bold]{result.directory}[/] ({result.parameters:,} parameters)\n"
+        f"steps: {result.steps:,} (resumed from {result.resumed_from_step:,}), tokens: "
+        f"{result.tokens:,} ({result.tokens / train_tokens:.2f} epochs)\n"
+        f"held-out perplexity {result.score.perplexity:.2f}, next-token accuracy "
+        f"{result.score.accuracy:.1%} ({result.score.tokens:,} tokens)\n"
+    )
+    match = result.teacher_match
+    if match is not None:
+        text += (
+            f"against the teacher: KL {match.kl:.3f} nats/token, greedy agreement "
+            f"{match.agreement:.1%}, acceptance sum(min(p, q)) {match.acceptance:.3f}\n"
+        )
+    return text + (
+        f"wall time: {wall:.1f} s ({result.wall_time_s:.1f} s in training steps over all "
+        f"sessions, {result.tokens / max(result.wall_time_s, 1e-9):,.0f} tokens/s)"
+    )
 
 
 def pretrain_text(
@@ -135,21 +189,16 @@ def pretrain_text(
     """Train a language model as `tinylarge pretrain --task text` asks and print a summary.
 
     ``settings`` holds size, steps, batch_size, learning_rate, warmup_steps and seed; with
-    ``options.epochs`` the steps follow from the corpus size."""
+    ``options.epochs`` the steps follow from the corpus size; with ``options.teacher`` the
+    model is distilled from it (and uses its tokenizer unless ``options.tokenizer``)."""
     import torch
 
-    from tinylarge.models.text.causal_transformer import lm_architecture
     from tinylarge.models.text.checkpoints import CONFIG_FILE
-    from tinylarge.models.text.training import LmTrainConfig, read_lm_trainer_state
+    from tinylarge.models.text.training import read_lm_trainer_state
 
     with errors_as_failures(ValueError):
-        config = LmTrainConfig(**settings)
-        data = load_text_data(options)
-        if options.epochs is not None:
-            context = lm_architecture(config.size, data.tokenizer.vocab_size).context
-            steps = steps_for(options.epochs, len(data.train_ids), config.batch_size, context)
-            config = LmTrainConfig(**{**settings, "steps": steps})
-        state = read_lm_trainer_state(config, out)
+        config, data, teacher = _prepare(settings, options)
+        state = read_lm_trainer_state(config, out, teacher=teacher)
     if state is not None:
         console.print(f"resuming from step {state['trainer']['step']} ({out})")
     elif (out / CONFIG_FILE).is_file():
@@ -159,15 +208,6 @@ def pretrain_text(
     console.print(f"[bold]{command}[/]", highlight=False)
     started = time.perf_counter()
     with errors_as_failures(ValueError):
-        result = _train_with_progress(config, data, out, command)
+        result = _train_with_progress(config, data, out, command, teacher)
     wall = time.perf_counter() - started
-    console.print(
-        f"checkpoint: [bold]{result.directory}[/] ({result.parameters:,} parameters)\n"
-        f"steps: {result.steps:,} (resumed from {result.resumed_from_step:,}), tokens: "
-        f"{result.tokens:,} ({result.tokens / len(data.train_ids):.2f} epochs)\n"
-        f"held-out perplexity {result.score.perplexity:.2f}, next-token accuracy "
-        f"{result.score.accuracy:.1%} ({result.score.tokens:,} tokens)\n"
-        f"wall time: {wall:.1f} s ({result.wall_time_s:.1f} s in training steps over all "
-        f"sessions, {result.tokens / max(result.wall_time_s, 1e-9):,.0f} tokens/s)",
-        highlight=False,
-    )
+    console.print(_summary(result, len(data.train_ids), wall), highlight=False)

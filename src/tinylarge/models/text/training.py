@@ -1,8 +1,11 @@
-"""Training a `CausalTransformer` on a token stream: next-token cross-entropy, AdamW.
+"""Training a `CausalTransformer` on a token stream: next-token cross-entropy, AdamW; or, with a
+`Teacher`, distillation from a larger model (`tinylarge.models.text.distillation`).
 
 Everything a step uses is a function of (seed, step): the batch of windows and the learning
-rate. A run killed and resumed from its ``trainer_state.pt`` therefore continues exactly as if
-never stopped. The finished checkpoint records the held-out perplexity and next-token accuracy.
+rate (and the teacher's output on that batch). A run killed and resumed from its
+``trainer_state.pt`` therefore continues exactly as if never stopped. The finished checkpoint
+records the held-out perplexity and next-token accuracy (and, with a teacher, how closely the
+student follows it).
 """
 
 from __future__ import annotations
@@ -22,6 +25,14 @@ from numpy.typing import NDArray
 
 from tinylarge.models.text.causal_transformer import CausalTransformer, lm_architecture
 from tinylarge.models.text.checkpoints import TRAINER_STATE_FILE, save_lm_checkpoint
+from tinylarge.models.text.distillation import (
+    Teacher,
+    TeacherMatch,
+    check_teacher,
+    distillation_loss,
+    teacher_log_probs,
+    teacher_match,
+)
 from tinylarge.models.text.tokenizer import BpeTokenizer
 from tinylarge.seeding import derive_seed
 
@@ -157,7 +168,8 @@ class LmTrainerState:
 
 @dataclass(frozen=True)
 class LmTrainResult:
-    """What a finished run reports (``score`` on all held-out tokens)."""
+    """What a finished run reports (``score`` and, with a teacher, ``teacher_match`` on all
+    held-out tokens)."""
 
     directory: Path
     steps: int
@@ -166,6 +178,7 @@ class LmTrainResult:
     score: HeldOutScore
     wall_time_s: float
     resumed_from_step: int
+    teacher_match: TeacherMatch | None = None
 
 
 def data_fingerprint(token_ids: NDArray[np.int32], held_out_ids: NDArray[np.int32]) -> str:
@@ -183,9 +196,10 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     state: LmTrainerState
+    teacher: Teacher | None = None
 
     @classmethod
-    def start(cls, config: LmTrainConfig, vocab_size: int) -> _Run:
+    def start(cls, config: LmTrainConfig, vocab_size: int, teacher: Teacher | None) -> _Run:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(config.seed, "lm", "init"))
             model = CausalTransformer(lm_architecture(config.size, vocab_size))
@@ -201,7 +215,7 @@ class _Run:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: learning_rate_factor(config, step)
         )
-        return cls(model, optimizer, scheduler, LmTrainerState())
+        return cls(model, optimizer, scheduler, LmTrainerState(), teacher)
 
     def save_state(self, directory: Path, config: LmTrainConfig, fingerprint: str) -> None:
         from tinylarge.models.checkpoints import atomic_write
@@ -210,6 +224,7 @@ class _Run:
             "config": config.to_dict(), "data": fingerprint,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "trainer": asdict(self.state),
+            "distillation": None if self.teacher is None else self.teacher.record(),
         }  # fmt: skip
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write(directory / TRAINER_STATE_FILE, lambda tmp: torch.save(document, tmp))
@@ -227,11 +242,16 @@ class _Run:
 
 
 def read_lm_trainer_state(
-    config: LmTrainConfig, directory: str | Path, fingerprint: str | None = None
+    config: LmTrainConfig,
+    directory: str | Path,
+    fingerprint: str | None = None,
+    *,
+    teacher: Teacher | None = None,
 ) -> dict[str, Any] | None:
     """The ``trainer_state.pt`` a killed run left in ``directory`` (None when there is none);
     ``ValueError`` naming the differing settings when it was made with other settings (only
-    the steps and the evaluation/checkpoint cadence may differ) or other text."""
+    the steps and the evaluation/checkpoint cadence may differ), another teacher or
+    distillation weight (``teacher`` None: a run without a teacher), or other text."""
     path = Path(directory) / TRAINER_STATE_FILE
     if not path.is_file():
         return None
@@ -246,6 +266,13 @@ def read_lm_trainer_state(
             f"{path} belongs to a run with other settings ({was}; now {now}); use another "
             "--out directory, the same settings, or delete it to start over"
         )
+    ours = None if teacher is None else teacher.record()
+    if document.get("distillation") != ours:
+        raise ValueError(
+            f"{path} belongs to a run with another teacher or distillation weight (recorded: "
+            f"{document.get('distillation')}; now {ours}); use another --out directory, the "
+            "same teacher, or delete it to start over"
+        )
     if fingerprint is not None and document.get("data") != fingerprint:
         raise ValueError(
             f"{path} belongs to a run on other text or another tokenizer; use another --out "
@@ -255,10 +282,16 @@ def read_lm_trainer_state(
 
 
 def _train_step(run: _Run, token_ids: NDArray[np.int32], config: LmTrainConfig) -> float:
-    """One optimizer step (gradient clipped to norm 1); the batch's mean loss (nats/token)."""
+    """One optimizer step (gradient clipped to norm 1); the batch's mean loss (nats/token):
+    the cross-entropy, or with a teacher `distillation_loss`."""
     batch = batch_windows(token_ids, config, run.state.step, run.model.architecture.context)
     logits = run.model(batch[:, :-1])
-    loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+    if run.teacher is None:
+        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+    else:
+        weight = run.teacher.weight
+        log_p = teacher_log_probs(run.teacher.model, batch[:, :-1]) if weight > 0 else None
+        loss = distillation_loss(logits, batch[:, 1:], log_p, weight)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
@@ -302,6 +335,37 @@ def _thinned(curve: list[tuple[int, float]], points: int = 400) -> list[tuple[in
     return kept if not curve or kept[-1:] == curve[-1:] else [*kept, curve[-1]]
 
 
+def _training_record(
+    config: LmTrainConfig,
+    run: _Run,
+    token_ids: NDArray[np.int32],
+    held_out_ids: NDArray[np.int32],
+    score: HeldOutScore,
+    match: TeacherMatch | None,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``training`` section of config.json; with a teacher also its record and ``match``,
+    how closely the student follows it on all held-out tokens."""
+    record = {
+        **config.to_dict(), **provenance,
+        "train_tokens": len(token_ids), "held_out_tokens": len(held_out_ids),
+        "tokens_seen": run.state.tokens, "epochs": run.state.tokens / len(token_ids),
+        "wall_time_s": round(run.state.wall_time_s, 1),
+        "tokens_per_s": round(run.state.tokens / max(run.state.wall_time_s, 1e-9), 1),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "held_out_perplexity": score.perplexity, "held_out_accuracy": score.accuracy,
+        "held_out_nll": score.nll, "held_out_scored_tokens": score.tokens,
+        "train_loss": _thinned(run.state.train_loss), "eval": run.state.eval,
+    }  # fmt: skip
+    if run.teacher is not None and match is not None:
+        record["distillation"] = {
+            **run.teacher.record(), "held_out_teacher_kl": match.kl,
+            "held_out_teacher_agreement": match.agreement,
+            "held_out_acceptance": match.acceptance,
+        }  # fmt: skip
+    return record
+
+
 def train_language_model(
     config: LmTrainConfig,
     token_ids: NDArray[np.int32],
@@ -312,6 +376,7 @@ def train_language_model(
     progress: LmProgress | None = None,
     command: str = "",
     corpus: dict[str, Any] | None = None,
+    teacher: Teacher | None = None,
 ) -> LmTrainResult:
     """Train (or resume training) a `CausalTransformer` and write its checkpoint.
 
@@ -322,7 +387,7 @@ def train_language_model(
         Train and held-out token streams (`encode_documents`), in ``tokenizer``'s ids.
     directory : path
         Checkpoint directory; a ``trainer_state.pt`` left by a killed run with the same
-        settings and text is resumed from.
+        settings, teacher and text is resumed from.
     tokenizer : BpeTokenizer
         Saved beside the weights.
     progress : callable, optional
@@ -331,34 +396,31 @@ def train_language_model(
         The command line that started the run (recorded).
     corpus : dict, optional
         What the text was (recorded), e.g. ``{"corpus": "python", "python": "3.11.7"}``.
+    teacher : Teacher, optional
+        Distil from this model (`tinylarge.models.text.distillation`); it must share
+        ``tokenizer``. Recorded (spec, weights SHA-256, weight) under ``distillation``.
     """
     context = lm_architecture(config.size, tokenizer.vocab_size).context
     if len(token_ids) < context + 2:
         raise ValueError(f"{len(token_ids)} training tokens are fewer than one window ({context})")
     if max(int(np.max(token_ids)), int(np.max(held_out_ids))) >= tokenizer.vocab_size:
         raise ValueError("the token ids exceed the tokenizer's vocabulary")
+    if teacher is not None:
+        check_teacher(teacher, tokenizer, context)
     directory = Path(directory)
     fingerprint = data_fingerprint(token_ids, held_out_ids)
-    run = _Run.start(config, tokenizer.vocab_size)
-    document = read_lm_trainer_state(config, directory, fingerprint)
+    run = _Run.start(config, tokenizer.vocab_size, teacher)
+    document = read_lm_trainer_state(config, directory, fingerprint, teacher=teacher)
     if document is not None:
         run.restore(document)
     resumed_from = run.state.step
     _loop(run, config, token_ids, held_out_ids, directory, fingerprint, progress)
     score = held_out_score(run.model, held_out_ids)
+    match = None if teacher is None else teacher_match(run.model, teacher.model, held_out_ids)
     parameters = sum(p.numel() for p in run.model.parameters())
-    training = {
-        **config.to_dict(), "command": command, "corpus": corpus or {},
-        "train_tokens": len(token_ids), "held_out_tokens": len(held_out_ids),
-        "tokens_seen": run.state.tokens, "epochs": run.state.tokens / len(token_ids),
-        "wall_time_s": round(run.state.wall_time_s, 1),
-        "tokens_per_s": round(run.state.tokens / max(run.state.wall_time_s, 1e-9), 1),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "held_out_perplexity": score.perplexity, "held_out_accuracy": score.accuracy,
-        "held_out_nll": score.nll, "held_out_scored_tokens": score.tokens,
-        "train_loss": _thinned(run.state.train_loss), "eval": run.state.eval,
-    }  # fmt: skip
+    provenance = {"command": command, "corpus": corpus or {}}
+    training = _training_record(config, run, token_ids, held_out_ids, score, match, provenance)
     save_lm_checkpoint(directory, run.model, tokenizer, training)
     (directory / TRAINER_STATE_FILE).unlink(missing_ok=True)
     return LmTrainResult(directory, run.state.step, run.state.tokens, parameters, score,
-                         run.state.wall_time_s, resumed_from)  # fmt: skip
+                         run.state.wall_time_s, resumed_from, match)  # fmt: skip
