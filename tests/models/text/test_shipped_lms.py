@@ -1,5 +1,6 @@
-"""The shipped draft/target pair: files intact, one shared tokenizer, and the held-out figures
-re-measured on a small sample (CPython's language-reference topics the training held out)."""
+"""The shipped draft/target pair: files intact, one shared tokenizer, the draft distilled from
+the shipped target, and the held-out figures re-measured on a small sample (CPython's
+language-reference topics the training held out)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ from tinylarge.models.text.training import held_out_score
 
 #: SHA-256 of the shipped weights (also in each config.json, which `read_lm_config` checks).
 WEIGHTS_SHA256 = {
-    "draft": "65beafdb4ef844816a2ceba6c90cb6c3ba4b1f24b5ff587cb6198fa692348823",
+    "draft": "b72bfcf6ba588e9750fa87ee2ea29b1be32ce160fea4d2f93d0bd8e1fa1c1fe9",
     "target": "7aa8226f60f62973701b19fd53153240d139146439ca588e8a57ce20ee688ffd",
 }
 #: Perplexity and next-token accuracy on the held-out topics sample (1,929 tokens scored on
 #: Python 3.11.7, the text the pair was trained on), measured after training.
 SAMPLE_SCORES = {
-    "draft": (54.37611869295926, 402 / 1929),
+    "draft": (43.94909216796001, 476 / 1929),
     "target": (14.892049801583669, 808 / 1929),
 }
 SAMPLE_PYTHON = "3.11.7"
@@ -52,6 +53,10 @@ def test_the_files_match_their_hashes_and_share_one_tokenizer() -> None:
     draft_training, target_training = configs["draft"]["training"], configs["target"]["training"]
     assert target_training["held_out_perplexity"] < draft_training["held_out_perplexity"]
     assert target_training["held_out_accuracy"] > draft_training["held_out_accuracy"]
+    distillation = draft_training["distillation"]
+    assert distillation["teacher"] == "builtin" and distillation["distill_weight"] == 1.0
+    assert distillation["teacher_weights_sha256"] == configs["target"]["weights_sha256"]
+    assert "distillation" not in target_training
 
 
 def test_the_held_out_figures_reproduce_and_the_target_is_better() -> None:
