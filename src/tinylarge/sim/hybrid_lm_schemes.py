@@ -51,7 +51,7 @@ from tinylarge.sim.tiny_stages import mcu_profiles
 from tinylarge.tiny.lm_footprint import lm_mcu_cost, lm_mcu_table
 
 #: Thresholds of the sweep: this many quantiles of the test text's uncertainty.
-_SWEEP_POINTS = 21
+_SWEEP_POINTS = 51
 
 
 def _likelihood(
