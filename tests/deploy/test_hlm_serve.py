@@ -184,6 +184,22 @@ def test_every_scheme_writes_what_its_models_would_with_the_bytes_accounted(
     server = system.servers[0]
     assert max(server.state.batch_sizes) > 1  # devices verified together
     assert server.state.rejected == {}
+    _check_round_trips(records, lm, server)
+
+
+def _check_round_trips(records: dict[str, TokenRecords], lm: Lm, server: LmEdgeServer) -> None:
+    """Every token answered on its only request is timed, and names a request the edge
+    logged, whose time in the edge fits inside the device's round trip."""
+    in_edge = {(d, r): sealed - got for d, r, got, sealed in server.state.answered}
+    timed = 0
+    for name, r in records.items():
+        once = (r.route == BY_EDGE) & (r.attempts == 1)
+        np.testing.assert_array_equal(r.request_id >= 0, once, err_msg=name)
+        for row, k in zip(*np.nonzero(once), strict=True):
+            rtt = r.replied_s[row, k] - r.published_s[row, k]
+            assert 0 < in_edge[(lm.devices[row].device_id, int(r.request_id[row, k]))] < rtt
+            timed += 1
+    assert timed > 0
 
 
 async def _hostile(system: System, victim: str, stranger: Identity) -> None:

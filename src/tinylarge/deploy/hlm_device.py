@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tinylarge.deploy.device import Device, FleetConfig
 from tinylarge.deploy.hlm_protocol import SYNC, TokenEnvelope, decode_reply
-from tinylarge.deploy.protocol import Topics, publish_packet_bytes
+from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
 from tinylarge.integrate.hybrid_lm.wire import TokenReply, decode
 from tinylarge.secure.errors import SecurityError
 from tinylarge.secure.identity import Identity
@@ -48,6 +49,12 @@ class Exchange:
         The MQTT PUBLISH packets around them, bytes.
     attempts, full : int
         Requests sent, and how many of them were FULL.
+    request_id : int
+        The session request id of the last request sent (-1: none sent).
+    published_s, replied_s : float
+        `time.monotonic` when the last request was handed to MQTT and when the reply the
+        device took arrived (NaN: none), s. With one attempt their difference is the round
+        trip over the broker and the edge, without the emulated radio.
     """
 
     reply: TokenReply | None = None
@@ -58,6 +65,9 @@ class Exchange:
     mqtt_bytes_down: int = 0
     attempts: int = 0
     full: int = 0
+    request_id: int = -1
+    published_s: float = math.nan
+    replied_s: float = math.nan
 
 
 class LmDevice(Device):
@@ -78,7 +88,8 @@ class LmDevice(Device):
         #: authenticated replies nobody waited for (late, or repeated), and SYNCs received
         self.late_replies = 0
         self.syncs = 0
-        self._waiting: dict[int, asyncio.Future[tuple[int, TokenReply | None, int]]] = {}
+        #: per sequence index awaited: (status, reply, sealed size in bytes, arrival monotonic s)
+        self._waiting: dict[int, asyncio.Future[tuple[int, TokenReply | None, int, float]]] = {}
 
     def _on_message(self, topic: str, payload: bytes) -> asyncio.Task[None] | None:
         if topic == self.topics.down(self.id):
@@ -89,7 +100,7 @@ class LmDevice(Device):
     def _token_reply(self, wire: bytes) -> None:
         """Open a reply and hand it to the exchange waiting for its token; anything that
         does not open or decode is counted (``rejected``)."""
-        session = self.session
+        arrived, session = time.monotonic(), self.session
         try:
             if session is None:
                 raise ValueError("no session")
@@ -105,7 +116,7 @@ class LmDevice(Device):
         if future is None or future.done():
             self.late_replies += 1
             return
-        future.set_result((envelope.status, reply, len(wire)))
+        future.set_result((envelope.status, reply, len(wire), arrived))
 
     async def _publish(self, envelope: TokenEnvelope, out: Exchange, timeout_s: float) -> bool:
         """Seal and publish one request under the current session; False when there is no
@@ -116,12 +127,14 @@ class LmDevice(Device):
         if session is None or client is None:
             return False
         payload = envelope.encode()
+        sequence, published = session.next_seq, time.monotonic()
         wire = session.seal(MessageType.TOKEN_REQUEST, payload)
         topic = self.topics.up(self.id)
         try:
             await client.publish(topic, wire, qos=self.config.qos, timeout=timeout_s)
         except aiomqtt.MqttError:
             return False
+        out.request_id, out.published_s = request_id(sequence), published
         out.payload_up = out.payload_up or len(payload)
         out.attempts += 1
         out.full += envelope.full
@@ -154,7 +167,7 @@ class LmDevice(Device):
                     await asyncio.sleep(min(max(0.0, end - time.monotonic()), 0.02))
                     continue
                 try:
-                    status, reply, size = await asyncio.wait_for(
+                    status, reply, size, arrived = await asyncio.wait_for(
                         asyncio.shield(future), min(max(0.0, end - time.monotonic()), retry_s)
                     )
                 except TimeoutError:
@@ -166,7 +179,7 @@ class LmDevice(Device):
                     self.in_step = None
                     future = self._waiting[decided] = loop.create_future()
                     continue
-                self.in_step, out.reply = self.session, reply
+                self.in_step, out.reply, out.replied_s = self.session, reply, arrived
                 return out
             self.in_step = None  # the edge may have decided this token: resynchronise
             return out

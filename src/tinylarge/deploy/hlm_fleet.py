@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -150,7 +151,7 @@ class TokenStream:
         else:
             records.uploaded[row, k] = True
             exchange = await self._send(request, records, k)
-            _record(records, row, k, exchange)
+            _record(records, row, k, exchange, t0)
             if exchange.reply is None:
                 local = records.outage[row, k] and draft is not None
                 route, final, accepted = FALLBACK if local else TIMED_OUT, self._own(draft), False
@@ -200,13 +201,19 @@ class TokenStream:
         return exchange
 
 
-def _record(records: TokenRecords, row: int, k: int, exchange: Exchange) -> None:
-    """The bytes and attempts of a token's exchange."""
+def _record(records: TokenRecords, row: int, k: int, exchange: Exchange, t0: float) -> None:
+    """The bytes and attempts of a token's exchange, and with one attempt answered its round
+    trip (times from ``t0``): several attempts or a SYNC leave no single request whose reply
+    it was, so those tokens are not timed."""
     records.payload_up[row, k] = exchange.payload_up
     records.bytes_up[row, k], records.bytes_down[row, k] = exchange.bytes_up, exchange.bytes_down
     records.mqtt_bytes_up[row, k] = exchange.mqtt_bytes_up
     records.mqtt_bytes_down[row, k] = exchange.mqtt_bytes_down
     records.attempts[row, k], records.full[row, k] = exchange.attempts, exchange.full
+    if exchange.attempts == 1 and math.isfinite(exchange.replied_s):
+        records.request_id[row, k] = exchange.request_id
+        records.published_s[row, k] = exchange.published_s - t0
+        records.replied_s[row, k] = exchange.replied_s - t0
 
 
 @dataclass

@@ -6,10 +6,16 @@ the draft without sending anything), ``BY_EDGE`` (the edge's reply), ``TIMED_OUT
 reply in time: the device's own token), `FALLBACK` (the emulated radio had no uplink, the device
 knew at once and kept its draft, as the simulator's ``fallback``); ``UNFINISHED`` tokens are
 lost (must be none).
+
+A token the edge answered on its first and only request also carries that request's id and
+its round trip at the device; `round_trip_split` joins them with the edge's per-reply log to
+measure the message transport (``deploy.transport_s`` of a text deployment).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,12 +59,19 @@ class TokenRecords:
     outage: npt.NDArray[np.bool_] = field(init=False)
     #: the emulated radio lost the request (outage, HARQ failure) or its reply
     radio_lost: npt.NDArray[np.bool_] = field(init=False)
+    #: a token answered on its first and only request: that request's session id (else -1),
+    #: when it was handed to MQTT and when its reply arrived (else NaN), s from the start
+    request_id: npt.NDArray[np.int64] = field(init=False)
+    published_s: npt.NDArray[np.float64] = field(init=False)
+    replied_s: npt.NDArray[np.float64] = field(init=False)
 
     def __post_init__(self) -> None:
         shape = (self.devices, self.tokens)
         self.started_s, self.ended_s = np.full(shape, np.nan), np.full(shape, np.nan)
         self.route = np.full(shape, UNFINISHED, np.int64)
         self.token = np.full(shape, -1, np.int64)
+        self.request_id = np.full(shape, -1, np.int64)
+        self.published_s, self.replied_s = np.full(shape, np.nan), np.full(shape, np.nan)
         for name in ("uploaded", "accepted", "outage", "radio_lost"):
             setattr(self, name, np.zeros(shape, np.bool_))
         for name in ("payload_up", "bytes_up", "bytes_down", "mqtt_bytes_up",
@@ -144,3 +157,71 @@ def _accepted_fraction(records: TokenRecords) -> float | None:
     """Of the tokens the edge decided from a draft, the fraction that is the draft."""
     verified = records.route == BY_EDGE
     return float(records.accepted[verified].mean()) if verified.any() else None
+
+
+def edge_times(answered_path: str | Path) -> dict[tuple[str, int], float]:
+    """The edge's time per reply (`EdgeServer.write_answered`): from the request's arrival to
+    its sealed reply, s, by (device id, request id). A key the edge logged more than once (a
+    session's ids start again after a new handshake) is ambiguous and left out."""
+    with np.load(answered_path) as data:
+        keys = list(zip(data["device"].tolist(), data["request"].tolist(), strict=True))
+        times = data["in_edge_s"].tolist()
+    seen = Counter(keys)
+    return {(str(d), int(r)): float(t) for (d, r), t in zip(keys, times, strict=True)
+            if seen[(d, r)] == 1}  # fmt: skip
+
+
+def _round_trips(
+    records: TokenRecords, device_ids: Sequence[str], edge: dict[tuple[str, int], float]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The device's round trip and the edge's time of every timed token the edge logged, s."""
+    rtt, in_edge = [], []
+    for row, k in zip(*np.nonzero(records.request_id >= 0), strict=True):
+        key = (device_ids[int(row)], int(records.request_id[row, k]))
+        if key in edge:
+            rtt.append(records.replied_s[row, k] - records.published_s[row, k])
+            in_edge.append(edge[key])
+    return np.array(rtt, np.float64), np.array(in_edge, np.float64)
+
+
+def round_trip_split(
+    records: Mapping[str, TokenRecords], device_ids: Sequence[str], answered_path: str | Path
+) -> dict[str, Any]:
+    """Split each token's round trip into the edge's part and the transport's, as
+    `tinylarge.deploy.summary.round_trip_split` does for frames.
+
+    A device times a token answered on its only request from handing it to MQTT to the
+    reply's arrival (``replied_s - published_s``, without the emulated radio); the edge logs,
+    per reply, the time from the request's arrival to its sealed reply. Matched on (device,
+    request id), the difference is the transport: the broker's relays both ways and both
+    clients' stacks (MQTT, sealing and opening).
+
+    Parameters
+    ----------
+    records : mapping of scheme -> TokenRecords
+    device_ids : sequence of str
+        Device id of each records row.
+    answered_path : path
+        The edge's ``edge_answered.npz``.
+
+    Returns
+    -------
+    dict
+        ``matched`` (round trips), percentiles (s) of ``round_trip_s``, ``in_edge_s`` and
+        ``transport_s`` over every scheme, and ``by_scheme.<scheme>`` with ``matched`` and
+        ``transport_s`` of that scheme's tokens.
+    """
+    edge = edge_times(answered_path)
+    parts = {name: _round_trips(r, device_ids, edge) for name, r in records.items()}
+    rtt = np.concatenate([np.zeros(0), *(p[0] for p in parts.values())])
+    in_edge = np.concatenate([np.zeros(0), *(p[1] for p in parts.values())])
+    return {
+        "matched": int(rtt.size),
+        "round_trip_s": percentile_summary(rtt),
+        "in_edge_s": percentile_summary(in_edge),
+        "transport_s": percentile_summary(rtt - in_edge),
+        "by_scheme": {
+            name: {"matched": int(r.size), "transport_s": percentile_summary(r - e)}
+            for name, (r, e) in parts.items()
+        },
+    }
