@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 
 from tinylarge.config import Scenario
 from tinylarge.deploy.clock import MAX_LEAD_S
+from tinylarge.deploy.hlm_records import TokenRecords
 from tinylarge.deploy.hlm_run import run_hybrid_lm
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT
 from tinylarge.models.text.causal_transformer import CausalTransformer, lm_architecture
@@ -80,6 +82,32 @@ def test_every_scheme_is_measured_over_the_emulated_link_beside_the_simulator(
     # precise timer may wake a sleeper up to MAX_LEAD_S early)
     slm = twin["slm"]["p50_token_latency_s"]
     assert slm["real"] >= slm["sim"] - MAX_LEAD_S
+    _check_transport(deploy, result.records)
+
+
+def _check_transport(deploy: dict[str, Any], records: dict[str, TokenRecords]) -> None:
+    """The transport is measured from the tokens the edge answered on their only request,
+    and the prediction with it is the radio alone's plus that transport."""
+    split, transport = deploy["round_trip_split"], deploy["transport_s"]
+    assert transport == split["transport_s"]
+    timed = sum(int((r.request_id >= 0).sum()) for r in records.values())
+    assert 0 < split["matched"] <= timed
+    assert split["by_scheme"]["slm"]["matched"] == 0
+    assert 0 < transport["p50"] < split["round_trip_s"]["p50"]
+    twin = deploy["sim_vs_real"]
+    llm = split["by_scheme"]["llm"]["transport_s"]["p50"]
+    assert twin["llm"]["transport_s"] == pytest.approx(llm)
+    assert twin["slm"]["transport_s"] == pytest.approx(transport["p50"])  # has none of its own
+    with_t = twin["llm"]["p50_token_latency_s"]["sim"]
+    alone = twin["llm"]["without_transport"]["p50_token_latency_s"]["sim"]
+    # every LLM-only token crosses the backhaul both ways: the median moves by the transport
+    # (up to how the shifted requests meet in the edge's batches)
+    assert with_t - alone == pytest.approx(llm, abs=0.5 * llm + 1e-3)
+    radio_only = twin["llm"]["without_transport"]["p50_token_latency_s"]
+    assert radio_only["real"] == twin["llm"]["p50_token_latency_s"]["real"]
+    assert twin["slm"]["without_transport"] == {
+        k: v for k, v in twin["slm"].items() if k not in ("transport_s", "without_transport")
+    }
 
 
 def test_a_scenario_that_is_not_text_is_refused_before_any_work(tmp_path: Path) -> None:

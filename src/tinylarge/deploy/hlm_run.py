@@ -16,7 +16,16 @@ every process is stopped whatever happens. An edge that dies on its own is recor
         uplink_fraction, bytes_up_per_token, bytes_down_per_token, lost, timed_out, ...}
     deploy.{task, devices, tokens_per_device, schemes, thresholds (None: skips nothing),
         broker, settings, edge, fleet_events, edge_exit, emulate_link,
-        sim_vs_real.<scheme> | sim_vs_real_skipped}
+        transport_s, round_trip_split, sim_vs_real.<scheme> | sim_vs_real_skipped}
+
+``deploy.transport_s`` is what the message transport (the broker's two relays, both clients'
+stacks) adds to a token's round trip beyond the radio: percentiles (s) of the device's round
+trip minus the edge's time for the same request, over the tokens answered on their only
+request (`tinylarge.deploy.hlm_records.round_trip_split`, whose figures are
+``deploy.round_trip_split``; both None when the edge did not stop cleanly).
+``deploy.sim_vs_real.<scheme>`` predicts with that scheme's median transport added (half to
+the backhaul each way; the median over all schemes when the scheme had no round trip) and
+holds the radio alone's prediction under ``without_transport`` (`tinylarge.deploy.hlm_twin`).
 """
 
 from __future__ import annotations
@@ -35,11 +44,23 @@ from typing import Any
 from tinylarge.config import Scenario
 from tinylarge.config.hybrid_lm_config import HYBRID_SCHEMES, HybridSchemeName
 from tinylarge.deploy.broker import Broker, parse_broker_url
-from tinylarge.deploy.files import BROKER_DIR, FLEET_LOG, METRICS_FILE, SERVE_LOG, STARTED_FILE
+from tinylarge.deploy.files import (
+    ANSWERED_FILE,
+    BROKER_DIR,
+    FLEET_LOG,
+    METRICS_FILE,
+    SERVE_LOG,
+    STARTED_FILE,
+)
 from tinylarge.deploy.hlm_link import TokenLinkPlan, plan_token_links
 from tinylarge.deploy.hlm_processes import HlmSpec, save_link_plans
 from tinylarge.deploy.hlm_protocol import lm_topics
-from tinylarge.deploy.hlm_records import TokenRecords, load_token_records, token_metrics
+from tinylarge.deploy.hlm_records import (
+    TokenRecords,
+    load_token_records,
+    round_trip_split,
+    token_metrics,
+)
 from tinylarge.deploy.hlm_twin import TwinLink, scheme_sim_vs_real
 from tinylarge.deploy.layout import DeployLayout
 from tinylarge.deploy.progress import DeployProgress, SilentProgress
@@ -365,7 +386,12 @@ def _collect(
     records_path = Path(spec.records)
     records = load_token_records(records_path)
     events = json.loads(Path(f"{spec.records}.events.json").read_text())
-    stats = edge_stats(DeployLayout(out_dir))
+    layout = DeployLayout(out_dir)
+    stats = edge_stats(layout)
+    split = None
+    if (layout.edge_state / ANSWERED_FILE).is_file():
+        ids = [identity.device_id for identity in layout.enroll(spec.devices)]
+        split = round_trip_split(records, ids, layout.edge_state / ANSWERED_FILE)
     section: dict[str, Any] = {
         "task": "text", "devices": spec.devices, "tokens_per_device": spec.tokens_per_device,
         "schemes": spec.schemes, "broker": spec.broker,
@@ -373,9 +399,12 @@ def _collect(
         "settings": spec.deploy, "edge": stats, "fleet_events": events,
         "edge_exit": None if edge.died is None else edge.died.metrics(float("nan")),
         "emulate_link": twin is not None,
+        "transport_s": None if split is None else split["transport_s"],
+        "round_trip_split": split,
     }  # fmt: skip
     if twin is not None and stats:
-        section["sim_vs_real"] = _sim_vs_real(scenario, spec, records, twin, stats)
+        transport = _transport_by_scheme(split, spec.schemes)
+        section["sim_vs_real"] = _sim_vs_real(scenario, spec, records, twin, stats, transport)
     elif twin is not None:
         section["sim_vs_real_skipped"] = (
             "the edge wrote no counters (it did not stop cleanly): no measured service time "
@@ -391,14 +420,30 @@ def _collect(
                                 edge.died)  # fmt: skip
 
 
+def _transport_by_scheme(split: dict[str, Any] | None, schemes: Sequence[str]) -> dict[str, float]:
+    """The transport each scheme's prediction adds, s: the median of its own tokens', else of
+    all tokens' (a scheme that sent nothing), else 0 (nothing measured)."""
+    if split is None:
+        return dict.fromkeys(schemes, 0.0)
+    overall = split["transport_s"]["p50"] or 0.0
+    by_scheme = split["by_scheme"]
+    out = {}
+    for name in schemes:
+        own = by_scheme.get(name, {}).get("transport_s", {}).get("p50")
+        out[name] = max(0.0, overall if own is None else own)
+    return out
+
+
 def _sim_vs_real(
     scenario: Scenario,
     spec: HlmSpec,
     records: dict[str, TokenRecords],
     twin: TwinLink,
     stats: dict[str, Any],
+    transport_s: dict[str, float],
 ) -> dict[str, Any]:
-    """``deploy.sim_vs_real`` per scheme (`tinylarge.deploy.hlm_twin`)."""
+    """``deploy.sim_vs_real`` per scheme (`tinylarge.deploy.hlm_twin`), each with its
+    ``transport_s`` added."""
     vocab = load_language_model(spec.draft, role="draft").vocab_size
     schemes = spec.make_schemes()
     return {
@@ -410,6 +455,7 @@ def _sim_vs_real(
             uses_draft=schemes[name].uses_draft_model,
             service_fit=stats.get("service_fit"),
             settings=spec.settings,
+            transport_s=transport_s[name],
         )
         for name, r in records.items()
     }

@@ -7,13 +7,20 @@ positions with the payloads the devices sent (`token_schedule`), over the cell t
 emulated on, with the deployed edge's batch service time as measured on the running server
 (`tinylarge.deploy.twin.deployed_edge`), the devices' reply deadline and the security layer's
 overhead. The simulator draws its own fading and HARQ outcomes, so the two agree in
-distribution, not token by token; the MQTT broker and the agents' own time are in the
-measurement only.
+distribution, not token by token.
+
+What the message transport adds to a round trip beyond the radio (the MQTT broker's two
+relays and the clients' stacks, measured on the running system as the device's round trip
+minus the edge's time: `tinylarge.deploy.hlm_records.round_trip_split`) is not in the radio
+model; as for frames (`tinylarge.deploy.twin.simulate_deployment`) the prediction is made
+with half of it added to the backhaul each way, and once more for the radio alone
+(``without_transport``), on the same draws.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -89,13 +96,14 @@ def scheme_sim_vs_real(
     uses_draft: bool,
     service_fit: dict[str, float] | None,
     settings: DeployConfig,
+    transport_s: float = 0.0,
 ) -> dict[str, Any]:
     """One scheme's ``deploy.sim_vs_real`` entry (module doc).
 
     Parameters
     ----------
     rng : numpy.random.Generator
-        The simulator's stream.
+        The simulator's stream (both predictions draw the same values from it).
     records : TokenRecords
         The deployed scheme's tokens.
     link : TwinLink
@@ -107,12 +115,36 @@ def scheme_sim_vs_real(
         The deployed edge's measured batch service (`tinylarge.deploy.server.service_fit`).
     settings : DeployConfig
         Batching and the reply deadline the deployment ran with.
+    transport_s : float
+        The measured transport per round trip, s (>= 0; half added to the backhaul each way).
+
+    Returns
+    -------
+    dict
+        `compare` of the prediction with the transport, ``transport_s``, and
+        ``without_transport``: `compare` of the radio alone's prediction.
+
+    Raises
+    ------
+    ValueError
+        A negative or non-finite ``transport_s``.
     """
+    if not (np.isfinite(transport_s) and transport_s >= 0):
+        raise ValueError(f"transport_s must be a finite number of seconds >= 0, got {transport_s}")
     schedule = token_schedule(records, reply_bytes, link.draft_macs, uses_draft)
-    token_link = TokenLink(link.cells, link.settings, deployed_edge(service_fit, settings),
-                           settings.reply_deadline_s, link.overhead)  # fmt: skip
-    streams = simulate_token_streams(
-        rng, schedule, token_link, tokens_per_device=records.tokens,
-        seconds_per_mac=link.seconds_per_mac, joules_per_mac=link.joules_per_mac,
-    )  # fmt: skip
-    return compare(records, streams)
+    edge = deployed_edge(service_fit, settings)
+
+    def simulate(stream: np.random.Generator, extra_s: float) -> TokenStreams:
+        radio = replace(link.settings, backhaul_s=link.settings.backhaul_s + extra_s / 2)
+        token_link = TokenLink(link.cells, radio, edge, settings.reply_deadline_s, link.overhead)
+        return simulate_token_streams(
+            stream, schedule, token_link, tokens_per_device=records.tokens,
+            seconds_per_mac=link.seconds_per_mac, joules_per_mac=link.joules_per_mac,
+        )  # fmt: skip
+
+    radio_only = simulate(copy.deepcopy(rng), 0.0)
+    return {
+        **compare(records, simulate(rng, transport_s)),
+        "transport_s": transport_s,
+        "without_transport": compare(records, radio_only),
+    }
