@@ -77,17 +77,15 @@ from tinylarge.integrate.hybrid_lm.wire import (
 )
 from tinylarge.models.cache import ModelCache
 from tinylarge.models.text.checkpoints import load_language_model
-from tinylarge.models.text.language_model import OurLanguageModel
-from tinylarge.net.cell import attach_devices
 from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import rng_for
+from tinylarge.sim.hybrid_lm_schemes import draft_cost, token_cells
 from tinylarge.sim.hybrid_lm_stage import check_text_config, language_models_stage
-from tinylarge.sim.net_stages import link_settings, network_profiles
+from tinylarge.sim.net_stages import link_settings
 from tinylarge.sim.progress import SilentReporter
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
 from tinylarge.sim.tiny_stages import mcu_profiles
-from tinylarge.tiny.lm_footprint import lm_mcu_cost
 
 #: Files of a text deployment's output directory besides `tinylarge.deploy.files`'.
 SPEC_FILE, TOKEN_RECORDS_FILE, LINKS_FILE = "hlm_spec.json", "token_records.npz", "links.npz"
@@ -288,24 +286,14 @@ def _plan_links(
 ) -> TwinLink:
     """Each scheme's link plan over the scenario's cell (saved to ``path``); the twin's link.
 
-    The cell is the simulator's for the hybrid LM (same stream, ``n`` devices, the first link
-    quality), the draft time the draft model's on ``tiny.target_mcu``."""
+    The devices are the simulator's (`token_cells`: ``n`` of them, the first link quality),
+    the draft's time its price on ``tiny.target_mcu`` in the simulator (`draft_cost`)."""
     config, net = scenario.hybrid_lm, scenario.network
     draft = load_language_model(config.draft, role="draft")
-    if not isinstance(draft, OurLanguageModel):
-        raise ValueError(
-            "emulating the link costs the draft model on the target MCU, which needs one of "
-            f"tinylarge's transformer language models; {config.draft!r} is not"
-        )
     mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
-    cost = lm_mcu_cost(draft, mcu, min(draft.context_tokens, 128))
-    rng = rng_for(scenario.seed, "hybrid_lm", "cells", net.profile)
-    cells = attach_devices(rng, network_profiles(scenario)[net.profile], n, n_cells=net.n_cells,
-                           indoor_fraction=net.indoor_fraction,
-                           device_height_m=net.device_height_m)  # fmt: skip
-    offset = config.link_quality_db[0]
-    cells = replace(cells, uplink_mean_snr_db=cells.uplink_mean_snr_db + offset,
-                    downlink_mean_snr_db=cells.downlink_mean_snr_db + offset)  # fmt: skip
+    cost = draft_cost(scenario, draft)  # the simulator's price of a drafted token
+    draft_s = cost.macs_per_token * cost.seconds_per_mac
+    cells = token_cells(scenario, net.profile, config.link_quality_db[0], devices=n)
     overhead = None
     if scenario.security.protect_messages:
         overhead = protocol_overhead(run_device_id(n - 1, n), mcu, scenario.security.aead)
@@ -316,7 +304,7 @@ def _plan_links(
             cells,
             settings,
             tokens_per_device=tokens,
-            draft_s_per_token=cost.latency_s,
+            draft_s_per_token=draft_s,
             request_bytes=_request_bytes(scheme, vocab),
             reply_bytes=ENVELOPE_BYTES + reply_bytes(vocab),
             overhead=overhead,
@@ -324,8 +312,8 @@ def _plan_links(
         for name, scheme in schemes.items()
     }
     save_link_plans(plans, path)
-    return TwinLink(cells, settings, overhead, cost.macs, cost.latency_s / cost.macs,
-                    cost.energy_j / cost.macs)  # fmt: skip
+    return TwinLink(cells, settings, overhead, cost.macs_per_token, cost.seconds_per_mac,
+                    cost.joules_per_mac)  # fmt: skip
 
 
 def _supervise(

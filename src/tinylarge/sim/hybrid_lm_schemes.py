@@ -93,9 +93,12 @@ COVERAGE_MARGIN_DB = 3.0
 _CANDIDATES = 8
 
 
-def token_cells(scenario: Scenario, profile: str, offset_db: float) -> CellDevices:
-    """The ``hybrid_lm.devices`` devices that generate text on ``profile``, with every mean SNR
-    moved by ``offset_db`` (link quality).
+def token_cells(
+    scenario: Scenario, profile: str, offset_db: float, devices: int | None = None
+) -> CellDevices:
+    """The ``devices`` (default ``hybrid_lm.devices``) devices that generate text on
+    ``profile``, with every mean SNR moved by ``offset_db`` (link quality); the simulator and
+    the deployment's link emulation draw the same ones.
 
     The same devices at every link quality: candidates dropped in the scenario's cells, keeping
     the first ones that stay in coverage at the weakest link quality of
@@ -105,21 +108,22 @@ def token_cells(scenario: Scenario, profile: str, offset_db: float) -> CellDevic
     does; how many devices a cell covers at all is the network stage's coverage. ``ValueError``
     when too few are covered."""
     config, net = scenario.hybrid_lm, scenario.network
+    count = config.devices if devices is None else devices
     radio = network_profiles(scenario)[profile]
     rng = rng_for(scenario.seed, "hybrid_lm", "cells", profile)
-    cells = attach_devices(rng, radio, _CANDIDATES * config.devices, n_cells=net.n_cells,
+    cells = attach_devices(rng, radio, _CANDIDATES * count, n_cells=net.n_cells,
                            indoor_fraction=net.indoor_fraction,
                            device_height_m=net.device_height_m)  # fmt: skip
     weakest = min(config.link_quality_db)
     margin = cells.uplink_mean_snr_db + weakest - radio.min_snr_db
     covered = np.flatnonzero(margin >= COVERAGE_MARGIN_DB)
-    if covered.size < config.devices:
+    if covered.size < count:
         raise ValueError(
             f"only {covered.size} of {cells.n_devices} devices dropped on {profile!r} keep "
             f"coverage at a mean-SNR offset of {weakest:g} dB; raise hybrid_lm.link_quality_db "
             "or choose another radio profile"
         )
-    kept = cells.take(covered[: config.devices])
+    kept = cells.take(covered[:count])
     return replace(kept, uplink_mean_snr_db=kept.uplink_mean_snr_db + offset_db,
                    downlink_mean_snr_db=kept.downlink_mean_snr_db + offset_db)  # fmt: skip
 
