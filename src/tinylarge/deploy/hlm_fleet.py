@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -225,6 +226,8 @@ class FleetEvents:
     rejected_messages: int = 0
     late_replies: int = 0
     syncs: int = 0
+    #: when the first scheme started, every device attached or given up on (`time.time`, s)
+    started_unix: float = math.nan
 
 
 class LmFleet:
@@ -249,11 +252,16 @@ class LmFleet:
         self.events = FleetEvents()
 
     async def run(
-        self, address: BrokerAddress, runs: Sequence[SchemeRun]
+        self,
+        address: BrokerAddress,
+        runs: Sequence[SchemeRun],
+        started_file: Path | None = None,
     ) -> dict[str, TokenRecords]:
         """Connect every device, attach (at most ``handshake_timeout_s``; a device still
         without a session keeps trying and meanwhile times out), then run each scheme in
-        turn; the records by scheme."""
+        turn; the records by scheme. When the first scheme starts, ``started_file`` (if
+        given) gets the instant (`time.time`), for whoever watches from outside; `events`
+        has it too (``started_unix``)."""
         stop = asyncio.Event()
         timer = PreciseTimer.acquire(asyncio.get_running_loop())
         connections = [asyncio.create_task(d.run(address, stop)) for d in self.devices]
@@ -262,6 +270,9 @@ class LmFleet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(attached, self.config.handshake_timeout_s)
             self.events.unattached_at_start = sum(d.session is None for d in self.devices)
+            self.events.started_unix = time.time()
+            if started_file is not None:
+                started_file.write_text(f"{self.events.started_unix!r}\n")
             gc.collect()  # see `tinylarge.deploy.fleet`: no full-collection stalls later
             gc.freeze()
             return {run.scheme.name: await self._scheme(run, timer) for run in runs}

@@ -76,6 +76,8 @@ class HlmSpec:
     records : str
         Where the fleet writes its records (`save_token_records`) and, beside them,
         ``*.events.json``.
+    started_file : str or None
+        The fleet writes the first scheme's start (`time.time`) here (`LmFleet.run`).
     """
 
     run_dir: str
@@ -95,6 +97,7 @@ class HlmSpec:
     sync_tokens: int = 128
     links: str | None = None
     records: str = "token_records.npz"
+    started_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
@@ -178,7 +181,8 @@ def run_fleet(spec: HlmSpec) -> None:
         SchemeRun(scheme, spec.prompts, spec.tokens_per_device, spec.seed, plans.get(name))
         for name, scheme in spec.make_schemes().items()
     ]
-    records = asyncio.run(fleet.run(parse_broker_url(spec.broker), runs))
+    started = None if spec.started_file is None else Path(spec.started_file)
+    records = asyncio.run(fleet.run(parse_broker_url(spec.broker), runs, started))
     save_token_records(records, spec.records)
     Path(f"{spec.records}.events.json").write_text(json.dumps(asdict(fleet.events)))
 

@@ -232,7 +232,7 @@ def _prepare(
         deploy=scenario.deploy.model_dump(), devices=n, tokens_per_device=t,
         prompts=[list(map(int, p)) for p in prompt_ids], seed=scenario.seed, retry_s=retry_s,
         links=str(out_dir / LINKS_FILE) if emulate_link else None,
-        records=str(out_dir / TOKEN_RECORDS_FILE),
+        records=str(out_dir / TOKEN_RECORDS_FILE), started_file=str(out_dir / STARTED_FILE),
     )  # fmt: skip
     spec.save(out_dir / SPEC_FILE)
     return spec, twin
@@ -385,7 +385,9 @@ def _collect(
         "schemes": spec.schemes, "broker": spec.broker,
         "thresholds": {k: v if math.isfinite(v) else None for k, v in spec.thresholds.items()},
         "settings": spec.deploy, "edge": stats, "fleet_events": events,
-        "edge_exit": None if edge.died is None else edge.died.metrics(float("nan")),
+        "edge_exit": None if edge.died is None else edge.died.metrics(
+            events.get("started_unix", math.nan)
+        ),
         "emulate_link": twin is not None,
         "transport_s": None if split is None else split["transport_s"],
         "round_trip_split": split,
