@@ -273,7 +273,9 @@ def test_hostile_input_is_counted_and_dropped_while_devices_are_served(
         "handshake_UnknownDevice": 1,
     }
     assert server.lm["syncs"] == 1
-    assert server.state.requests == 3 * 30 + 1  # the honest tokens and the SYNCed one
+    # the honest tokens and the SYNCed one (and re-sends a loaded machine's slow replies
+    # provoke, answered from the edge's cache)
+    assert server.state.requests - server.lm["repeats"] == 3 * 30 + 1
 
 
 def test_a_restarted_broker_loses_no_token(
