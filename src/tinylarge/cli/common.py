@@ -6,12 +6,15 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from tinylarge.config import Scenario, ScenarioError, load_preset, load_scenario, with_seed
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 console = Console()
 err_console = Console(stderr=True)
@@ -64,3 +67,22 @@ def run_directory(out: Path | None, scenario: Scenario, overwrite: bool) -> Path
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise fail(f"{out} exists and is not empty; choose another --out or pass --overwrite")
     return out
+
+
+def step_progress(label: str) -> Progress:
+    """A transient progress bar for a training loop of known steps: the label, the bar,
+    steps done, a ``status`` field (loss, throughput), elapsed and remaining time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )  # fmt: skip

@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from tinylarge.cli.common import console, errors_as_failures, fail
+from tinylarge.cli.common import console, errors_as_failures, fail, step_progress
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from tinylarge.cli.pretrain_text import TextOptions
     from tinylarge.models.pretraining.loop import PretrainConfig, PretrainResult
 
@@ -80,23 +78,6 @@ def command_line(settings: dict[str, object], out: Path, workers: int, address: 
     return " ".join(words)
 
 
-def _progress_bar() -> Progress:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    )  # fmt: skip
-
-
 def _train(
     config: PretrainConfig,
     out: Path,
@@ -107,7 +88,7 @@ def _train(
     command: str,
 ) -> PretrainResult:
     """Run `pretrain` (one process) or `pretrain_on_ray` under a progress bar."""
-    with _progress_bar() as progress:
+    with step_progress("pretrain") as progress:
         waiting = "starting Ray Train workers" if workers > 1 or address else "starting"
         bar = progress.add_task("pretrain", total=config.steps, status=waiting)
 

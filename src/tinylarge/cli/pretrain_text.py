@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tinylarge.cli.common import console, errors_as_failures, fail
+from tinylarge.cli.common import console, errors_as_failures, fail, step_progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,22 +112,9 @@ def steps_for(epochs: float, train_tokens: int, batch_size: int, context: int) -
 def _train_with_progress(
     config: LmTrainConfig, data: TextData, out: Path, command: str, teacher: Teacher | None
 ) -> LmTrainResult:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from tinylarge.models.text.training import train_language_model
 
-    with Progress(
-        TextColumn("[bold]pretrain text"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    ) as progress:  # fmt: skip
+    with step_progress("pretrain text") as progress:
         bar = progress.add_task("pretrain", total=config.steps, status="starting")
 
         def show(step: int, steps: int, loss: float, tokens_per_s: float) -> None:
