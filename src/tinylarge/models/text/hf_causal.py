@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tinylarge.models.text.language_model import DecodeState, check_token_batches
+from tinylarge.models.text.language_model import DecodeState, WindowState, check_token_batches
 
 #: Context used when the model's config names no ``max_position_embeddings``.
 DEFAULT_CONTEXT = 2048
@@ -39,24 +39,8 @@ def _require_dir(directory: str | Path) -> Path:
     return path
 
 
-class HfDecodeState:
-    """A sequence being decoded by an `HfLanguageModel`: its window, cache and last logits."""
-
-    def __init__(self, owner: HfLanguageModel, window: list[int], cache: Any, last: Tensor,
-                 length: int) -> None:  # fmt: skip
-        self.owner = owner
-        self.window = window
-        self.cache = cache
-        self._last_logits = last
-        self._length = length
-
-    @property
-    def length(self) -> int:
-        return self._length
-
-    @property
-    def last_logits(self) -> Tensor:
-        return self._last_logits
+#: A sequence being decoded by an `HfLanguageModel` (its cache is a ``transformers`` cache).
+HfDecodeState = WindowState[Any]
 
 
 class HfLanguageModel:
@@ -116,7 +100,7 @@ class HfLanguageModel:
         """Append ``tokens[i]`` to ``states[i]``; (len(states), V) float32 logits after each
         state's last token (see `LanguageModel.extend`)."""
         lists = check_token_batches(states, tokens, self.vocab_size)
-        ours = [s for s in states if isinstance(s, HfDecodeState) and s.owner is self]
+        ours = [s for s in states if isinstance(s, WindowState) and s.owner is self]
         if len(ours) != len(states):
             raise ValueError(f"every state must come from this model's start() ({self.name})")
         if len({id(s) for s in ours}) != len(ours):

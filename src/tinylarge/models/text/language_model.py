@@ -11,7 +11,7 @@ window), so decoding never stops.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -91,12 +91,17 @@ def check_token_batches(
     return lists
 
 
-class _OurState:
-    """A `DecodeState` of `OurLanguageModel`: the window the cache covers, per-layer keys and
-    values (H, W, d/H), the logits after the last token and the tokens consumed."""
+CacheT = TypeVar("CacheT")
 
-    def __init__(self, owner: OurLanguageModel, window: list[int], cache: list[LayerCache],
-                 last_logits: Tensor, length: int) -> None:  # fmt: skip
+
+class WindowState(Generic[CacheT]):
+    """A `DecodeState` of a model with a sliding window (`OurLanguageModel`,
+    `tinylarge.models.text.hf_causal.HfLanguageModel`): the model that owns it, the window of
+    tokens its cache covers, the cache itself (the model's own type), the logits after the last
+    token and the tokens consumed."""
+
+    def __init__(self, owner: object, window: list[int], cache: CacheT, last_logits: Tensor,
+                 length: int) -> None:  # fmt: skip
         self.owner = owner
         self.window = window
         self.cache = cache
@@ -110,6 +115,9 @@ class _OurState:
     @property
     def last_logits(self) -> Tensor:
         return self._last_logits
+
+
+_OurState = WindowState[list[LayerCache]]
 
 
 class OurLanguageModel:
@@ -177,7 +185,7 @@ class OurLanguageModel:
         return tokens[-(self.context_tokens // 2) :]
 
     def _own(self, states: Sequence[DecodeState]) -> list[_OurState]:
-        mine = [s for s in states if isinstance(s, _OurState) and s.owner is self]
+        mine = [s for s in states if isinstance(s, WindowState) and s.owner is self]
         if len(mine) != len(states):
             raise ValueError(f"every state must come from this model's start() ({self.name})")
         return mine
