@@ -23,7 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tinylarge.models.text.language_model import DecodeState, WindowState, check_token_batches
+from tinylarge.models.text.language_model import (
+    DecodeState,
+    WindowState,
+    check_token_batches,
+    prompt_window,
+    reprimed,
+)
 
 #: Context used when the model's config names no ``max_position_embeddings``.
 DEFAULT_CONTEXT = 2048
@@ -85,16 +91,10 @@ class HfLanguageModel:
     def start(self, prompt: Sequence[int]) -> HfDecodeState:
         """A state primed on ``prompt`` (non-empty; longer than the context: its last
         ``context_tokens // 2`` tokens)."""
-        (tokens,) = check_token_batches([None], [prompt], self.vocab_size)
-        if not tokens:
-            raise ValueError("the prompt must hold at least one token")
-        window = tokens if len(tokens) <= self.context_tokens else self._reprimed(tokens)
+        tokens, window = prompt_window(prompt, self.vocab_size, self.context_tokens)
         with torch.inference_mode():
             cache, last = self._prime(window)
         return HfDecodeState(self, window, cache, last, len(tokens))
-
-    def _reprimed(self, tokens: list[int]) -> list[int]:
-        return tokens[-(self.context_tokens // 2) :]
 
     def extend(self, states: Sequence[DecodeState], tokens: Sequence[Sequence[int]]) -> Tensor:
         """Append ``tokens[i]`` to ``states[i]``; (len(states), V) float32 logits after each
@@ -109,7 +109,7 @@ class HfLanguageModel:
             stepped = []
             for state, row in zip(ours, lists, strict=True):
                 if row and len(state.window) + len(row) > self.context_tokens:
-                    state.window = self._reprimed(state.window + row)
+                    state.window = reprimed(state.window + row, self.context_tokens)
                     state.cache, state._last_logits = self._prime(state.window)
                 elif row:
                     stepped.append((state, row))

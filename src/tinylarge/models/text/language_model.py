@@ -91,6 +91,24 @@ def check_token_batches(
     return lists
 
 
+def reprimed(tokens: list[int], context_tokens: int) -> list[int]:
+    """The window a sliding-window state keeps when ``tokens`` outgrow the context: the last
+    ``context_tokens // 2`` of them."""
+    return tokens[-(context_tokens // 2) :]
+
+
+def prompt_window(
+    prompt: Sequence[int], vocab_size: int, context_tokens: int
+) -> tuple[list[int], list[int]]:
+    """A checked prompt (non-empty, ids in the vocabulary) and the window a new state primes
+    on: the whole prompt, or `reprimed` when it is longer than the context."""
+    (tokens,) = check_token_batches([None], [prompt], vocab_size)
+    if not tokens:
+        raise ValueError("the prompt must hold at least one token")
+    window = tokens if len(tokens) <= context_tokens else reprimed(tokens, context_tokens)
+    return tokens, window
+
+
 CacheT = TypeVar("CacheT")
 
 
@@ -173,16 +191,10 @@ class OurLanguageModel:
     def start(self, prompt: Sequence[int]) -> _OurState:
         """A state primed on ``prompt`` (non-empty; longer than the context: its last
         ``context_tokens // 2`` tokens)."""
-        (tokens,) = check_token_batches([None], [prompt], self.vocab_size)
-        if not tokens:
-            raise ValueError("the prompt must hold at least one token")
-        window = tokens if len(tokens) <= self.context_tokens else self._reprimed(tokens)
+        tokens, window = prompt_window(prompt, self.vocab_size, self.context_tokens)
         with torch.inference_mode():
             ((cache, last),) = self._prime([window])
         return _OurState(self, window, cache, last, len(tokens))
-
-    def _reprimed(self, tokens: list[int]) -> list[int]:
-        return tokens[-(self.context_tokens // 2) :]
 
     def _own(self, states: Sequence[DecodeState]) -> list[_OurState]:
         mine = [s for s in states if isinstance(s, WindowState) and s.owner is self]
@@ -207,7 +219,7 @@ class OurLanguageModel:
         cached = [i for i, t in enumerate(lists) if t and i not in full]
         with torch.inference_mode():
             if full:
-                windows = [self._reprimed(ours[i].window + lists[i]) for i in full]
+                windows = [reprimed(ours[i].window + lists[i], self.context_tokens) for i in full]
                 for i, window, (cache, last) in zip(
                     full, windows, self._prime(windows), strict=True
                 ):
