@@ -70,6 +70,12 @@ class DeployConfig(Section):
         lost message becomes a timed-out request). Handshakes and model bundles are always 1.
     processes : int
         Processes the device agents of a fleet are spread over.
+    transport : {"mqtt-tls", "mqtt"}
+        How messages cross the broker: ``mqtt-tls`` (default) is MQTT over TLS 1.3 with a
+        certificate per device and per-device topic ACLs at the broker; ``mqtt`` is plain MQTT
+        (an open broker, for comparison). The simulator charges the chosen transport's framing,
+        record overhead and connection handshake too, so that a deployment and its simulated
+        twin count the same bytes.
     """
 
     edge_max_batch: int = Field(
@@ -87,6 +93,9 @@ class DeployConfig(Section):
     )
     qos: Literal[0, 1] = Field(1, description="MQTT QoS of offloads and replies")
     processes: int = Field(1, ge=1, le=256, description="processes the device agents run in")
+    transport: Literal["mqtt-tls", "mqtt"] = Field(
+        "mqtt-tls", description="MQTT over mutual TLS (default) or plain MQTT"
+    )
 
 
 def with_overrides(
