@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,7 @@ from tinylarge.net.overhead import ProtocolOverhead
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 #: Training MACs per sample ~ 3x the forward MACs (forward + backward w.r.t. activations and
 #: weights), the usual estimate (Kaplan et al., "Scaling Laws for Neural Language Models", 2020,
@@ -239,6 +240,55 @@ class LinkBudget(MeanRateLink):
         """Device compute energy of forward passes only (e.g. computing features), J."""
         n = np.asarray(samples, dtype=np.float64)
         return np.asarray(forward_macs_per_sample * n * self.joules_per_mac)
+
+
+@dataclass(frozen=True, eq=False)
+class SecureSumResult:
+    """What a secure sum gives the server, and what it cost each client of the round.
+
+    Attributes
+    ----------
+    total : ndarray of float64, shape (dim,)
+        The sum of the vectors of the clients in ``included`` (decoded; within the encoding's
+        precision of the exact sum).
+    included : ndarray of bool, shape (clients,)
+        Clients whose vectors are in ``total`` (the others dropped out mid-round).
+    bytes_up, bytes_down : ndarray of int64, shape (clients,)
+        Payload bytes each client sent / received for the protocol (its masked vector
+        included, the model download not).
+    messages_up, messages_down : ndarray of int64, shape (clients,)
+        How many messages carried them.
+    device_energy_j : ndarray of float64, shape (clients,)
+        Each client's compute energy for the protocol (key agreements, masks, encryption), J.
+    error_bound : float
+        Largest possible difference between ``total`` and the exact sum, per element, for
+        vectors inside the encoding's range.
+    """
+
+    total: FloatArray
+    included: BoolArray
+    bytes_up: IntArray
+    bytes_down: IntArray
+    messages_up: IntArray
+    messages_down: IntArray
+    device_energy_j: FloatArray
+    error_bound: float
+
+
+class SecureSum(Protocol):
+    """A secure aggregation protocol: the server learns only the sum of the clients' vectors
+    (implementation: `tinylarge.secure.secagg.SecAggPlus`).
+
+    It must raise (and change nothing) when it cannot finish a round, e.g. when too many
+    clients dropped out to remove their masks.
+    """
+
+    name: str
+
+    def secure_sum(self, vectors: FloatArray, rng: np.random.Generator) -> SecureSumResult:
+        """Sum ``vectors`` (clients, dim), one row per client of the round; ``rng`` draws the
+        round's protocol choices (communication graph, which clients drop out)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ from tinylarge.integrate.colearning.contract import (
     FederatedData,
     LinkBudget,
     RoundRecord,
+    SecureSum,
+    SecureSumResult,
+    Traffic,
     accuracy,
 )
 from tinylarge.integrate.colearning.local_training import (
@@ -136,6 +139,18 @@ class FedAvg(CoLearning):
         ``dp_noise_multiplier * dp_clip / clients`` to every coordinate of the aggregate
         (calibrated for the mean of equally weighted clients).
     dp_noise_multiplier : float
+    secure_sum : SecureSum, optional
+        Secure aggregation (e.g. `tinylarge.secure.secagg.SecAggPlus`): every client sends
+        ``[r, r * update]`` with ``r = held samples / samples_per_client`` through it, and the
+        server sets the global model to the mean ``sum(r * update) / sum(r)`` over the clients
+        whose input arrived, learning nothing else. Needs ``aggregator = "mean"`` and
+        ``compression = "none"``. Its bytes, messages and device energy are charged in place
+        of the plain upload; each record's ``extra`` gets ``secure_aggregation_dropped``,
+        ``secure_aggregation_bytes_per_client`` (protocol bytes up + down, mean over the
+        round's clients), ``secure_aggregation_plain_bytes_per_client`` (the plain upload it
+        replaces) and ``secure_aggregation_max_abs_error`` (largest difference from plain
+        FedAvg over the same clients). A round the protocol cannot finish raises its error
+        and leaves the model unchanged.
     ray_workers : int
         Split each round's local training over this many Ray tasks
         (`tinylarge.integrate.colearning.local_training_ray`; identical weights); 0 trains in this
@@ -167,6 +182,7 @@ class FedAvg(CoLearning):
         malicious: npt.ArrayLike | None = None,
         dp_clip: float | None = None,
         dp_noise_multiplier: float = 0.0,
+        secure_sum: SecureSum | None = None,
         ray_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -216,6 +232,13 @@ class FedAvg(CoLearning):
                 f"dp_clip must be > 0 and dp_noise_multiplier >= 0, got {dp_clip} and "
                 f"{dp_noise_multiplier}"
             )
+        if secure_sum is not None and (aggregator != "mean" or compression != "none"):
+            raise ValueError(
+                "secure aggregation reveals only the sum of the updates: it needs "
+                f"aggregator = 'mean' and compression = 'none', got {aggregator!r} and "
+                f"{compression!r}"
+            )
+        self.secure_sum = secure_sum
         self.attack, self.malicious = attack, bad
         self.dp_clip, self.dp_noise_multiplier = dp_clip, dp_noise_multiplier
         self.seed = seed
@@ -258,9 +281,62 @@ class FedAvg(CoLearning):
             k: global_state[k] + v if v.dtype.is_floating_point else v for k, v in decoded.items()
         }
         held = np.minimum(self.data.partition.sizes[clients], self.samples_per_client)
-        new_state = self.aggregate(received, held)
+        secure: SecureSumResult | None = None
+        extra: dict[str, float] = {}
+        if self.secure_sum is None:
+            new_state = self.aggregate(received, held)
+        else:
+            new_state, secure, extra = self._secure_aggregate(
+                self.secure_sum, global_state, received, held
+            )
+            extra["secure_aggregation_plain_bytes_per_client"] = float(np.mean(up_bytes))
+        summed = clients.size if secure is None else int(secure.included.sum())
+        new_state = self._server_step(new_state, global_state, params, summed)
+        load_state(
+            self.model,
+            {k: new_state[k] for k in params},
+            {k: new_state[k] for k in buffers},
+        )
+        traffic, protocol_j = self._traffic(clients, up_bytes, state_bytes(global_state), secure)
+        compute = self.links.training_energy_j(
+            self.forward_macs, self.samples_per_client * self.local_epochs
+        )
+        logits = predict_logits(self.model, self.data.x_test)
+        return RoundRecord(
+            round=number,
+            accuracy=accuracy(logits, self.data.y_test),
+            bytes_up=traffic.bytes_up,
+            bytes_down=traffic.bytes_down,
+            airtime_s=traffic.airtime_s,
+            device_energy_j=float(
+                traffic.device_energy_j.sum() + compute * clients.size + protocol_j
+            ),
+            clients=int(clients.size),
+            extra=extra,
+        )
+
+    def _traffic(
+        self, clients: IntArray, up_bytes: IntArray, down_bytes: int, secure: SecureSumResult | None
+    ) -> tuple[Traffic, float]:
+        """The round's traffic (the model down, the updates up, or the secure aggregation's
+        messages in their place) and the protocol's device compute energy, J."""
+        if secure is None:
+            return self.links.traffic(clients, up_bytes, down_bytes), 0.0
+        traffic = self.links.traffic(
+            clients,
+            secure.bytes_up,
+            down_bytes + secure.bytes_down,
+            messages_up=secure.messages_up,
+            messages_down=1 + secure.messages_down,
+        )
+        return traffic, float(secure.device_energy_j.sum())
+
+    def _server_step(
+        self, new_state: State, global_state: State, params: State, summed: int
+    ) -> State:
+        """DP noise on the aggregate of ``summed`` clients, then server momentum (in place)."""
         if self.dp_clip is not None and self.dp_noise_multiplier > 0:
-            std = self.dp_noise_multiplier * self.dp_clip / clients.size
+            std = self.dp_noise_multiplier * self.dp_clip / summed
             gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
             for key, value in new_state.items():
                 if value.dtype.is_floating_point:
@@ -273,26 +349,42 @@ class FedAvg(CoLearning):
                 v = step if v is None else self.server_momentum * v + step
                 self.velocity[key] = v
                 new_state[key] = global_state[key] + v
-        load_state(
-            self.model,
-            {k: new_state[k] for k in params},
-            {k: new_state[k] for k in buffers},
+        return new_state
+
+    def _secure_aggregate(
+        self, secure_sum: SecureSum, global_state: State, received: State, held: IntArray
+    ) -> tuple[State, SecureSumResult, dict[str, float]]:
+        """The weighted mean of the clients' updates through ``secure_sum`` (see the class
+        doc), and how far it is from plain FedAvg over the same clients."""
+        floats = [k for k, v in received.items() if v.dtype.is_floating_point]
+        n = int(held.size)
+        updates = torch.cat(
+            [(received[k].double() - global_state[k].double()).reshape(n, -1) for k in floats],
+            dim=1,
+        ).numpy()
+        ratio = (held / self.samples_per_client).astype(np.float64)[:, None]
+        result = secure_sum.secure_sum(np.hstack([ratio, ratio * updates]), self.rng)
+        inc = result.included
+        mean = torch.from_numpy(result.total[1:] / result.total[0])
+        plain = self.aggregate(
+            {k: v[torch.from_numpy(inc)] for k, v in received.items()}, held[inc]
         )
-        down_bytes = state_bytes(global_state)
-        traffic = self.links.traffic(clients, up_bytes, down_bytes)
-        compute = self.links.training_energy_j(
-            self.forward_macs, self.samples_per_client * self.local_epochs
-        )
-        logits = predict_logits(self.model, self.data.x_test)
-        return RoundRecord(
-            round=number,
-            accuracy=accuracy(logits, self.data.y_test),
-            bytes_up=traffic.bytes_up,
-            bytes_down=traffic.bytes_down,
-            airtime_s=traffic.airtime_s,
-            device_energy_j=float(traffic.device_energy_j.sum() + compute * clients.size),
-            clients=int(clients.size),
-        )
+        new_state: State = dict(plain)  # integer buffers (step counts) are not secret
+        offset, error = 0, 0.0
+        for key in floats:
+            ref = global_state[key]
+            step = mean[offset : offset + ref.numel()].reshape(ref.shape)
+            offset += ref.numel()
+            new_state[key] = (ref.double() + step).to(ref.dtype)
+            error = max(error, float((new_state[key].double() - plain[key].double()).abs().max()))
+        extra = {
+            "secure_aggregation_dropped": float(n - int(inc.sum())),
+            "secure_aggregation_bytes_per_client": float(
+                np.mean(result.bytes_up + result.bytes_down)
+            ),
+            "secure_aggregation_max_abs_error": error,
+        }
+        return new_state, result, extra
 
 
 class FedProx(FedAvg):
