@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tinylarge.config.base import Section
 from tinylarge.config.training_config import TrainingSpec
@@ -36,6 +36,46 @@ class FederatedConfig(Section):
         0, ge=0, le=4096,
         description="split each round's local training over this many Ray tasks (0: in-process)",
     )  # fmt: skip
+
+
+class SecureAggregationConfig(Section):
+    """SecAgg+ (Bell et al., CCS 2020) for FedAvg / FedProx rounds (`tinylarge.secure.secagg`):
+    the server learns only the sum of the updates. Off by default. The defaults of
+    ``clip_range``, ``quantization_levels`` and ``modulus_bits`` are those of Flower's
+    ``SecAggPlusWorkflow`` (``clipping_range = 8.0``, ``quantization_range = 2**22``,
+    ``modulus_range = 2**32``); Flower has no default neighbourhood size or threshold."""
+
+    enabled: bool = False
+    num_shares: int = Field(
+        21, ge=3, le=1_000_001,
+        description="neighbourhood size: each client and its neighbours (odd); all clients of "
+        "a smaller round",
+    )  # fmt: skip
+    threshold_fraction: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="shares that rebuild a secret, as a fraction of num_shares (rounded up, >= 2)",
+    )  # fmt: skip
+    clip_range: float = Field(8.0, gt=0.0, le=1e6, description="updates clipped to +-this")
+    quantization_levels: int = Field(2**22, ge=2, description="fixed-point levels")
+    modulus_bits: int = Field(32, ge=8, le=62, description="sums are taken modulo 2**this")
+    dropout_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="share of each round's clients that drop out after sharing their keys",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SecureAggregationConfig:
+        if self.num_shares % 2 == 0:
+            raise ValueError(
+                f"num_shares must be odd (each client links to (num_shares - 1) / 2 clients on "
+                f"either side of a ring), got {self.num_shares}"
+            )
+        if self.quantization_levels > 2**self.modulus_bits:
+            raise ValueError(
+                f"quantization_levels ({self.quantization_levels}) must not exceed "
+                f"2**modulus_bits ({2**self.modulus_bits})"
+            )
+        return self
 
 
 class FedGKTConfig(Section):
@@ -105,6 +145,7 @@ class ColearningConfig(Section):
     rounds: int = Field(10, ge=1, le=100_000, description="rounds of every scheme but the loop")
     eval_samples: int = Field(5000, ge=1, description="test frames each round is scored on")
     federated: FederatedConfig = Field(default_factory=FederatedConfig)
+    secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
     fedgkt: FedGKTConfig = Field(default_factory=FedGKTConfig)
     split: SplitLearningConfig = Field(default_factory=SplitLearningConfig)
     closed_loop: ClosedLoopConfig = Field(default_factory=ClosedLoopConfig)

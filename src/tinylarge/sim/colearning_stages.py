@@ -38,10 +38,12 @@ from tinylarge.models.blocks import BlockModel
 from tinylarge.models.evaluation import predict_logits
 from tinylarge.net.mean_rate import MeanRateLink
 from tinylarge.secure.robust import register_robust_aggregators
+from tinylarge.secure.secagg import FixedPoint, SecAggPlus
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.security_costs import run_overhead, signed_updates
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import TINY_LABELS_ROLE, RunState
+from tinylarge.sim.tiny_stages import mcu_profiles
 from tinylarge.tiny.distill import distill
 
 
@@ -55,6 +57,53 @@ def check_colearning_config(config: ColearningConfig) -> None:
         )
     if len(set(config.schemes)) != len(config.schemes):
         raise ValueError(f"colearning.schemes lists a scheme twice: {config.schemes}")
+    if config.secure_aggregation.enabled and {"fedavg", "fedprox"} & set(config.schemes):
+        check_secure_aggregation(config)
+
+
+def check_secure_aggregation(config: ColearningConfig) -> None:
+    """Fail early when SecAgg+ cannot work with the federated settings: a robust aggregator
+    or compressed updates (the server sees only the sum), a round too large for the modulus,
+    or more dropouts than any neighbourhood can lose."""
+    fl, sa = config.federated, config.secure_aggregation
+    if fl.aggregator != "mean" or fl.compression != "none":
+        raise ValueError(
+            "colearning.secure_aggregation needs colearning.federated.aggregator = 'mean' and "
+            f"compression = 'none' (the server sees only the sum), got {fl.aggregator!r} and "
+            f"{fl.compression!r}"
+        )
+    n = fl.clients_per_round
+    protocol = secure_sum_of(config)
+    if n < 2 or n > protocol.encoding.max_clients:
+        raise ValueError(
+            f"colearning.federated.clients_per_round = {n} must lie in [2, "
+            f"{protocol.encoding.max_clients}] with secure aggregation (sums of more clients "
+            f"could wrap around 2**{sa.modulus_bits})"
+        )
+    size, threshold = protocol.shape(n)
+    dropped = round(sa.dropout_fraction * n)
+    if n - dropped < threshold:
+        raise ValueError(
+            f"colearning.secure_aggregation.dropout_fraction = {sa.dropout_fraction} drops "
+            f"{dropped} of {n} clients per round, but rebuilding a client's secrets needs "
+            f"{threshold} of its {size} neighbourhood members: every round would abort"
+        )
+
+
+def secure_sum_of(config: ColearningConfig, state: RunState | None = None) -> SecAggPlus:
+    """SecAgg+ as ``colearning.secure_aggregation`` configures it, with device compute on the
+    run's target MCU (none without ``state``)."""
+    sa = config.secure_aggregation
+    mcu = None
+    if state is not None:
+        mcu = mcu_profiles(state.scenario)[state.scenario.tiny.target_mcu]
+    return SecAggPlus(
+        num_shares=sa.num_shares,
+        threshold_fraction=sa.threshold_fraction,
+        encoding=FixedPoint(sa.clip_range, sa.quantization_levels, sa.modulus_bits),
+        dropout_fraction=sa.dropout_fraction,
+        mcu=mcu,
+    )
 
 
 def federated_data(state: RunState) -> FederatedData:
@@ -180,6 +229,8 @@ def build_scheme(name: str, state: RunState, data: FederatedData, links: LinkBud
             "topk_fraction": fl.topk_fraction,
             "ray_workers": fl.ray_workers,
         }
+        if config.secure_aggregation.enabled:
+            common["secure_sum"] = secure_sum_of(config, state)
         model = fresh_tiny(state, name)
         if name == "fedprox":
             return FedProx(model, data, links, mu=fl.prox_mu, **common)
@@ -232,6 +283,32 @@ def scheme_summary(records: list[RoundRecord]) -> dict[str, Any]:
     }
 
 
+def secure_aggregation_summary(summary: dict[str, Any], config: ColearningConfig) -> dict[str, Any]:
+    """The ``secure_aggregation`` metrics of a FedAvg / FedProx run from its per-round lists:
+    client-rounds, dropouts, protocol bytes per client (mean over client-rounds, up + down,
+    the masked update included) beside the plain upload they replace, and the largest
+    difference of a secure aggregate from plain FedAvg over the same clients."""
+    sa = config.secure_aggregation
+    clients = np.asarray(summary["clients"], dtype=np.float64)
+
+    def per_client(key: str) -> float:
+        return float(np.dot(summary[key], clients) / clients.sum())
+
+    return {
+        "clients": int(clients.sum()),
+        "dropped": int(sum(summary["secure_aggregation_dropped"])),
+        "bytes_per_client": per_client("secure_aggregation_bytes_per_client"),
+        "plain_bytes_per_client": per_client("secure_aggregation_plain_bytes_per_client"),
+        "max_abs_error_vs_plain": float(max(summary["secure_aggregation_max_abs_error"])),
+        "quantization_step": FixedPoint(
+            sa.clip_range, sa.quantization_levels, sa.modulus_bits
+        ).step,
+        "num_shares": sa.num_shares,
+        "threshold_fraction": sa.threshold_fraction,
+        "dropout_fraction": sa.dropout_fraction,
+    }
+
+
 def run_scheme(
     name: str,
     state: RunState,
@@ -252,6 +329,8 @@ def run_scheme(
             on_round(record)
 
     summary = scheme_summary(scheme.run(n, progress=progress))
+    if isinstance(scheme, FedAvg) and scheme.secure_sum is not None:
+        summary["secure_aggregation"] = secure_aggregation_summary(summary, config)
     if links.overhead.enabled:
         summary["security"] = links.ledger.to_dict()
     central_role = TINY_LABELS_ROLE if TINY_LABELS_ROLE in state.models else "tiny"
