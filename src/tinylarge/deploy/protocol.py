@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinylarge.secure.messages import REPLY_HEADER_BYTES, reply_payload_bytes
+from tinylarge.secure.transport import publish_bytes
 
 #: Logits travel as int8 at this fixed scale (0.25 per step, range -32 .. 31.75).
 REPLY_LOGIT_SCALE = 0.25
@@ -109,14 +110,8 @@ def decode_reply(payload: bytes, num_classes: int) -> tuple[int, int, npt.NDArra
     return request, answer, logits * np.float32(REPLY_LOGIT_SCALE)
 
 
-def _varint_bytes(n: int) -> int:
-    """Bytes of MQTT's variable byte integer for ``n`` (MQTT 5.0 section 1.5.5)."""
-    return 1 if n < 128 else 2 if n < 16_384 else 3 if n < 2_097_152 else 4
-
-
 def publish_packet_bytes(topic: str, payload_bytes: int, *, qos: int = 1) -> int:
     """Bytes on the TCP stream of an MQTT 5.0 PUBLISH without properties: fixed header (1 +
     remaining-length varint), topic (2 + UTF-8 length), packet id (2, QoS > 0), property length
-    (1), payload (MQTT 5.0 sections 3.3.1-3.3.3)."""
-    remaining = 2 + len(topic.encode()) + (2 if qos > 0 else 0) + 1 + payload_bytes
-    return 1 + _varint_bytes(remaining) + remaining
+    (1), payload (MQTT 5.0 sections 3.3.1-3.3.3; `tinylarge.secure.transport.publish_bytes`)."""
+    return int(publish_bytes(len(topic.encode()), payload_bytes, qos=qos))
