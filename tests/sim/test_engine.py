@@ -225,3 +225,45 @@ def test_the_offload_estimate_is_the_mean_rate_link_model() -> None:
     assert latency[0] == pytest.approx(crypto_s + slot + up_s[0] + 0.0015 + down_s[0])
     assert energy[0] == pytest.approx(crypto_j + up_j[0] + down_j[0])
     assert np.isinf(latency[1]) and np.isinf(energy[1])  # out of range: never offloaded
+
+
+def test_transport_framing_goes_on_air_and_one_connection_per_device_is_charged() -> None:
+    from tinylarge.net.mean_rate import MeanRateLink
+    from tinylarge.net.overhead import ProtocolOverhead, combine
+    from tinylarge.secure.transport import MqttFraming, publish_bytes, tls_record_bytes
+
+    cells = _cells(10.0, 3)
+    # devices 0 and 1 offload twice each, device 2 never talks
+    device, arrival = np.array([0, 1, 0, 1]), np.array([0.0, 0.01, 0.02, 5.0])
+    requests = Requests(device, arrival, np.arange(4))
+    security = ProtocolOverhead(message_bytes=39)
+    transport = ProtocolOverhead(
+        framing=MqttFraming(20, 22, qos=1, tls=True), connection_up_bytes=1200,
+        connection_down_bytes=2400, connection_round_trips=3, connection_device_j=0.02,
+    )  # fmt: skip
+    both = combine(security, transport)
+    out = run_policy(np.random.default_rng(0), LargeOnly(256), _trace(), requests,
+                     _path(cells, both), deadline_s=1.0, session_lifetime_s=1.0)  # fmt: skip
+    on_air = int(tls_record_bytes(publish_bytes(20, 295, qos=1)))
+    reply_on_air = int(tls_record_bytes(publish_bytes(22, 47, qos=1)))
+    assert out.bytes_up.tolist() == [295] * 4  # the message
+    assert out.wire_bytes_up.tolist() == [on_air] * 4  # what the radio carried
+    direct = send_messages(
+        np.random.default_rng(0), cells, NO_FADING, EDGE, device=device,
+        arrival_s=arrival, bytes_up=on_air, bytes_down=reply_on_air,
+    )  # fmt: skip
+    link = MeanRateLink.of_cells(cells, NO_FADING)
+    _, up_j = link.send(1200, np.array([0, 1]))
+    _, down_j = link.receive(2400, np.array([0, 1]))
+    first = np.array([True, True, False, False])  # once per device, whatever the lifetime
+    np.testing.assert_allclose(
+        out.radio_energy_j, direct.energy_j + np.where(first, np.tile(up_j + down_j, 2), 0)
+    )
+    np.testing.assert_allclose(out.compute_energy_j, np.where(first, 0.02, 0.0))
+    s = out.summary()
+    assert s["transport_bytes_up_per_inference"] == on_air
+    t = s["transport"]
+    assert t["connections"] == 2 and t["round_trips_per_connection"] == 3
+    assert t["connection_bytes_per_inference"] == 2 * 3600 / 4
+    assert t["framing_bytes_per_inference"] == ((on_air - 295) * 4 + (reply_on_air - 47) * 4) / 4
+    assert s["security"]["overhead_bytes_per_inference"] == 2 * 39

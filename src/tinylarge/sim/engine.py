@@ -18,6 +18,12 @@ energy to seal the request and open the reply, and one session set-up (handshake
 that offloads at all: its public-key work and its two flights at the device's mean link rates,
 charged to the device's first offload. The set-up is off the latency path (a device opens its
 session when it attaches, before its first request).
+
+When the overhead has a transport (`tinylarge.secure.transport`: MQTT packets, TLS records), the
+radio carries each message in its framing (``transport_bytes_up``; ``bytes_up`` stays the
+message: payload + header + tag), the device protects the records too, and each device pays
+one connection set-up (its handshake bytes both ways at its mean link rates and its public-key
+work) at its first offload, off the latency path like the session.
 """
 
 from __future__ import annotations
@@ -37,7 +43,12 @@ from tinylarge.net.message_stats import percentile_summary
 from tinylarge.net.overhead import ProtocolOverhead
 from tinylarge.net.request_timeline import RequestTimeline, request_timeline
 from tinylarge.net.shards import ShardRunner
-from tinylarge.sim.session_costs import SecurityCost, charge_sessions
+from tinylarge.sim.session_costs import (
+    SecurityCost,
+    TransportCost,
+    charge_connections,
+    charge_sessions,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -201,6 +212,15 @@ class PolicyOutcome:
     radio_energy_j: FloatArray
     deadline_met: npt.NDArray[np.bool_]
     security: SecurityCost | None = None
+    #: what each request put on air through the transport's framing (None: no transport,
+    #: the same as ``bytes_up``), bytes
+    transport_bytes_up: IntArray | None = None
+    transport: TransportCost | None = None
+
+    @property
+    def wire_bytes_up(self) -> IntArray:
+        """Uplink bytes on air of each request: through the transport if any, bytes."""
+        return self.bytes_up if self.transport_bytes_up is None else self.transport_bytes_up
 
     @property
     def payload_bytes_up(self) -> IntArray:
@@ -228,8 +248,10 @@ class PolicyOutcome:
             "compute_energy_j_per_inference": float(self.compute_energy_j.sum() / n),
             "radio_energy_j_per_inference": float(self.radio_energy_j.sum() / n),
             "bytes_up_per_inference": float(self.bytes_up.sum() / n),
+            "transport_bytes_up_per_inference": float(self.wire_bytes_up.sum() / n),
             "deadline_met_fraction": float(self.deadline_met.mean()) if self.correct.size else 0.0,
             **({"security": self.security.summary(n)} if self.security is not None else {}),
+            **({"transport": self.transport.summary(n)} if self.transport is not None else {}),
         }
 
 
@@ -250,14 +272,16 @@ def run_policy(
     """Decide every request with ``policy`` and cost it on the device and the network.
 
     ``path`` is what an offload goes through (`OffloadPath`). With ``limits``, offloads
-    predicted (`estimate_offload_cost`) to miss the deadline or to
-    overdraw a device's energy budget stay on the device before anything is sent. With
-    ``overhead`` (e.g. the security layer's), messages and devices pay it as the module doc
-    says, and the outcome's ``security`` records what it added; ``bytes_up`` is then what is
-    on air (payload + header + tag). A session lasts ``session_lifetime_s`` (None: the whole
-    run); a run of ``duration_s`` shorter than that pays ``duration_s / session_lifetime_s`` of
-    each handshake (amortized), a longer one a new handshake per lifetime. ``shards`` and
-    ``runner`` split the offloads' network costing by cell (`send_messages`; same result).
+    predicted (`estimate_offload_cost`) to miss the deadline or to overdraw a device's
+    energy budget stay on the device before anything is sent. With ``overhead`` (e.g. the
+    security layer's), messages and devices pay it as the module doc says, and the outcome's
+    ``security`` records what it added; ``bytes_up`` is then the message (payload + header +
+    tag); with a transport in the overhead, ``transport_bytes_up`` is what is on air and
+    ``transport`` what the transport added. A session lasts ``session_lifetime_s`` (None:
+    the whole run); a run of ``duration_s`` shorter than that pays ``duration_s /
+    session_lifetime_s`` of each handshake (amortized), a longer one a new handshake per
+    lifetime. ``shards`` and ``runner`` split the offloads' network costing by cell
+    (`send_messages`; same result).
     """
     if not deadline_s > 0:
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
@@ -268,15 +292,21 @@ def run_policy(
     sent = _send_offloads(
         rng, timeline, requests, decision.offload, path, shards=shards, runner=runner
     )
-    security = None
-    if path.overhead is not None:
+    security = transport = None
+    overhead = path.overhead
+    if overhead is not None and (overhead.secures or not overhead.transport_enabled):
         security = _charge_security(
-            path.overhead, timeline, requests, decision.offload, sent,
+            overhead, timeline, requests, decision.offload, sent,
             reply_bytes=path.reply_bytes, link=MeanRateLink.of_cells(path.cells, path.settings),
             lifetime_s=session_lifetime_s, duration_s=duration_s,
         )  # fmt: skip
+    if overhead is not None and overhead.transport_enabled:
+        transport = _charge_transport(
+            overhead, timeline, requests, decision.offload, sent,
+            MeanRateLink.of_cells(path.cells, path.settings),
+        )  # fmt: skip
     return _outcome(policy.name, decision, trace.y[requests.sample], timeline, sent,
-                    deadline_s=deadline_s, security=security)  # fmt: skip
+                    deadline_s=deadline_s, security=security, transport=transport)  # fmt: skip
 
 
 def _within_limits(
@@ -375,15 +405,41 @@ def _charge_security(
         duration_s=duration_s,
     )
     replies = int(sent.delivered.sum())
-    wire_reply = timeline.reply_wire_bytes
+    sealed_reply = timeline.reply_sealed_bytes
     return SecurityCost(
-        message_overhead_bytes=int(timeline.wire_up.sum() - timeline.payload_up.sum())
-        + replies * (wire_reply - reply_bytes),
+        message_overhead_bytes=int(timeline.sealed_up.sum() - timeline.payload_up.sum())
+        + replies * (sealed_reply - reply_bytes),
         handshake_bytes=handshakes * (overhead.session_up_bytes + overhead.session_down_bytes),
         crypto_energy_j=float(timeline.seal_j.sum()) + replies * timeline.open_j + handshake_j,
         handshake_radio_energy_j=handshake_radio_j,
         handshakes=handshakes,
         bytes_per_message=overhead.message_bytes,
+    )
+
+
+def _charge_transport(
+    overhead: ProtocolOverhead,
+    timeline: RequestTimeline,
+    requests: Requests,
+    offload: npt.NDArray[np.bool_],
+    sent: _Sent,
+    link: MeanRateLink,
+) -> TransportCost:
+    """Charge the connection set-ups (in place on ``sent``'s energies) and total what the
+    transport added."""
+    connections, connect_j, connect_radio_j = charge_connections(
+        overhead, requests.device, offload, link, sent.compute_j, sent.radio_j
+    )
+    replies = int(sent.delivered.sum())
+    framing_reply = timeline.reply_wire_bytes - timeline.reply_sealed_bytes
+    return TransportCost(
+        framing_bytes=int(timeline.wire_up.sum() - timeline.sealed_up.sum())
+        + replies * framing_reply,
+        connection_bytes=connections * overhead.connection_bytes,
+        connection_energy_j=connect_j,
+        connection_radio_energy_j=connect_radio_j,
+        connections=connections,
+        round_trips_per_connection=overhead.connection_round_trips,
     )
 
 
@@ -396,6 +452,7 @@ def _outcome(
     *,
     deadline_s: float,
     security: SecurityCost | None,
+    transport: TransportCost | None = None,
 ) -> PolicyOutcome:
     """Each request's answer: the edge's when its reply came, else the device's own at once
     (if it has one); no answer at all is wrong and never in time."""
@@ -412,10 +469,12 @@ def _outcome(
         correct=answer == y,
         offloaded=decision.offload,
         delivered=sent.delivered,
-        bytes_up=timeline.wire_up,
+        bytes_up=timeline.sealed_up,
         latency_s=latency,
         compute_energy_j=sent.compute_j.astype(np.float64),
         radio_energy_j=sent.radio_j,
         deadline_met=np.isfinite(latency) & (latency <= deadline_s),
         security=security,
+        transport_bytes_up=timeline.wire_up if transport is not None else None,
+        transport=transport,
     )

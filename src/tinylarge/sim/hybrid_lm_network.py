@@ -84,7 +84,10 @@ class TokenStreams:
     fallback : ndarray of bool
         The scheme would have sent the token, but the device was in outage and kept its draft.
     bytes_up, bytes_down : ndarray of int64
-        On air each way for the token, bytes (header and tag included, HARQ not).
+        The token's messages each way, bytes (header and tag included, HARQ not).
+    transport_bytes_up, transport_bytes_down : ndarray of int64, optional
+        On air each way: those messages in the transport's framing (MQTT packets, TLS
+        records), bytes; None without a transport (the same as the messages).
     """
 
     latency_s: FloatArray
@@ -94,6 +97,8 @@ class TokenStreams:
     fallback: BoolArray
     bytes_up: IntArray
     bytes_down: IntArray
+    transport_bytes_up: IntArray | None = None
+    transport_bytes_down: IntArray | None = None
 
     def summary(self) -> dict[str, Any]:
         """Per-token figures over all devices (`HybridLmFigures` keys)."""
@@ -111,6 +116,15 @@ class TokenStreams:
             "bytes_down_per_token": float(self.bytes_down.sum() / n),
             "bytes_per_token": float((self.bytes_up.sum() + self.bytes_down.sum()) / n),
             "device_energy_per_token_j": float(self.energy_j.sum() / n),
+            **self._transport_summary(n),
+        }
+
+    def _transport_summary(self, n: int) -> dict[str, float]:
+        up = self.bytes_up if self.transport_bytes_up is None else self.transport_bytes_up
+        down = self.bytes_down if self.transport_bytes_down is None else self.transport_bytes_down
+        return {
+            "transport_bytes_up_per_token": float(up.sum() / n),
+            "transport_bytes_down_per_token": float(down.sum() / n),
         }
 
 
@@ -118,7 +132,8 @@ class TokenStreams:
 class TokenLink:
     """What a sent token goes through: the cell, its link settings, the edge's batching
     server (its service time is the target LM's verification), the reply deadline (s) and the
-    protocol overhead (None: no security layer)."""
+    protocol overhead (None: none; the security layer and / or the deployment's transport,
+    `tinylarge.sim.security_costs.message_overhead`)."""
 
     cells: CellDevices
     settings: LinkSettings
@@ -158,6 +173,7 @@ def simulate_token_streams(
     uploaded, timed_out = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
     fallback = np.zeros(shape, np.bool_)
     bytes_up, bytes_down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    wire_up, wire_down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
     now = np.zeros(devices)
     every = np.arange(devices)
     for t in range(tokens_per_device):
@@ -183,8 +199,12 @@ def simulate_token_streams(
             on_air = ~result.outage
             uploaded[sent, t], timed_out[sent, t] = on_air, ~ok & ~local
             fallback[sent, t] = local
-            bytes_up[sent, t] = np.where(on_air, timeline.wire_up[sent], 0)
-            bytes_down[sent, t] = np.where(result.delivered, timeline.reply_wire_bytes, 0)
+            bytes_up[sent, t] = np.where(on_air, timeline.sealed_up[sent], 0)
+            bytes_down[sent, t] = np.where(result.delivered, timeline.reply_sealed_bytes, 0)
+            wire_up[sent, t] = np.where(on_air, timeline.wire_up[sent], 0)
+            wire_down[sent, t] = np.where(result.delivered, timeline.reply_wire_bytes, 0)
         latency[:, t], energy[:, t] = took, spent
         now += took
-    return TokenStreams(latency, energy, uploaded, timed_out, fallback, bytes_up, bytes_down)
+    framed = link.overhead is not None and link.overhead.transport_enabled
+    return TokenStreams(latency, energy, uploaded, timed_out, fallback, bytes_up, bytes_down,
+                        wire_up if framed else None, wire_down if framed else None)  # fmt: skip

@@ -37,7 +37,6 @@ from tinylarge.models.text.checkpoints import builtin_lm_dir, is_our_checkpoint,
 from tinylarge.models.text.language_model import LanguageModel, OurLanguageModel
 from tinylarge.net.cell import CellDevices, attach_devices
 from tinylarge.net.edge_service import EdgeServiceModel
-from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import derive_seed, rng_for
 from tinylarge.sim.hybrid_lm_edge import measure_verification
 from tinylarge.sim.hybrid_lm_network import (
@@ -47,6 +46,7 @@ from tinylarge.sim.hybrid_lm_network import (
 )
 from tinylarge.sim.hybrid_lm_results import GOAL_QUALITY, HybridLmResult, LanguageRun, link_label
 from tinylarge.sim.net_stages import link_settings, network_profiles
+from tinylarge.sim.security_costs import LM_PREFIX, message_overhead
 from tinylarge.sim.tiny_stages import mcu_profiles
 from tinylarge.tiny.lm_footprint import lm_mcu_cost, lm_mcu_table
 
@@ -137,11 +137,7 @@ def _network(
     """Network figures per link quality (main profile) and per compared profile (first link
     quality), every scheme over the same devices and draws."""
     config, net = scenario.hybrid_lm, scenario.network
-    mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
-    overhead = None
-    if scenario.security.protect_messages:
-        n = config.devices
-        overhead = protocol_overhead(run_device_id(n - 1, n), mcu, scenario.security.aead)
+    overhead = message_overhead(scenario, config.devices, prefix=LM_PREFIX)
     profiles = network_profiles(scenario)
     settings = link_settings(net)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +29,11 @@ from tinylarge.net import (
 )
 from tinylarge.net.draws import stream_seed
 from tinylarge.net.edge_service import fit_batch_service
+from tinylarge.net.overhead import ProtocolOverhead
+from tinylarge.secure.transport import transport_summary
 from tinylarge.seeding import rng_for
 from tinylarge.sim.ray_shards import shard_plan
+from tinylarge.sim.security_costs import security_overhead, transport_costs
 from tinylarge.sim.stage_results import NetworkResult
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
@@ -145,6 +149,21 @@ def link_settings(config: NetworkConfig) -> LinkSettings:
     )
 
 
+def transport_metrics(scenario: Scenario, reply_bytes: int) -> dict[str, Any]:
+    """``network.transport``: the deployment's transport (``deploy.transport``) around one
+    message of ``network.traffic.message_bytes`` and one reply of ``reply_bytes`` (sealed by
+    the security layer when it is on), and one connection set-up
+    (`tinylarge.secure.transport.transport_summary`)."""
+    n = scenario.devices.count
+    security = security_overhead(scenario, n) or ProtocolOverhead()
+    return transport_summary(
+        scenario.deploy.transport,
+        transport_costs(scenario, n),
+        int(security.sealed_bytes(scenario.network.traffic.message_bytes)),
+        int(security.sealed_bytes(reply_bytes)),
+    )
+
+
 def network_stage(state: RunState, ctx: StageContext) -> str:
     """Coverage per profile; Poisson uplink messages of every device over the chosen cell."""
     scenario = state.scenario
@@ -206,6 +225,7 @@ def network_stage(state: RunState, ctx: StageContext) -> str:
         sleep_s_per_message=sleep_s,
         shards=shards,
         runner=runner,
+        transport=transport_metrics(scenario, reply_bytes),
     )
     summary = messages.summary()
     p99 = summary["latency_s"]["p99"]

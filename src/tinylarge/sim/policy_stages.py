@@ -44,7 +44,7 @@ from tinylarge.sim.engine import (
     draw_requests,
     run_policy,
 )
-from tinylarge.sim.security_costs import run_overhead
+from tinylarge.sim.security_costs import message_overhead, run_overhead
 from tinylarge.sim.split_exit_stages import (
     SplitPlan,
     early_exit_policy,
@@ -243,8 +243,9 @@ def _test_trace(state: RunState) -> tuple[Trace, SplitPlan | None, SplitPolicy |
 def _run_policies(
     state: RunState, policies: list[Policy], test: Trace, requests: Requests
 ) -> tuple[dict[str, PolicyOutcome], dict[str, dict[str, Any]]]:
-    """Each policy's outcome over the run's network (with the security layer when it is on),
-    and the summaries of `UNPROTECTED_REFERENCES` run again without it (same draws)."""
+    """Each policy's outcome over the run's network and the deployment's transport (with the
+    security layer when it is on), and the summaries of `UNPROTECTED_REFERENCES` run again
+    without the security layer (same draws, same transport)."""
     scenario, network = state.scenario, state.require_network()
     config = scenario.policies
     fp = state.footprints[scenario.tiny.target_mcu]
@@ -254,7 +255,10 @@ def _run_policies(
         if config.resource_aware
         else None
     )
-    overhead = run_overhead(state)
+    security = run_overhead(state)
+    n_devices = scenario.devices.count
+    protected = message_overhead(scenario, n_devices)
+    transport_only = message_overhead(scenario, n_devices, protect=False)
     outcomes: dict[str, PolicyOutcome] = {}
     unprotected: dict[str, dict[str, Any]] = {}
     for policy in policies:
@@ -271,7 +275,7 @@ def _run_policies(
                     edge=network.edge,
                     compute=compute,
                     reply_bytes=state.reply_bytes(),
-                    overhead=overhead if protect else None,
+                    overhead=protected if protect else transport_only,
                 ),
                 deadline_s=config.deadline_s,
                 limits=limits,
@@ -282,7 +286,7 @@ def _run_policies(
             )
 
         outcomes[_key(policy)] = run(True)
-        if overhead is not None and _key(policy) in UNPROTECTED_REFERENCES:
+        if security is not None and _key(policy) in UNPROTECTED_REFERENCES:
             unprotected[_key(policy)] = run(False).summary()  # same draws, no security layer
     return outcomes, unprotected
 

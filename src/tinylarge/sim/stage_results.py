@@ -158,6 +158,9 @@ class NetworkResult:
         Shards of cells the messages were computed in (1: in this process).
     runner : ShardRunner or None
         What ran the shards (None: in this process); later stages reuse it.
+    transport : dict or None
+        The deployment's message transport as the policies charge it (``network.transport``:
+        `tinylarge.secure.transport.transport_summary`), None when not computed.
     """
 
     settings: LinkSettings
@@ -170,6 +173,7 @@ class NetworkResult:
     sleep_s_per_message: float
     shards: int
     runner: ShardRunner | None
+    transport: dict[str, Any] | None = None
 
     def metrics(self, config: NetworkConfig) -> dict[str, Any]:
         """``network``: coverage per profile and the uplink messages' summary.
@@ -198,6 +202,7 @@ class NetworkResult:
             },
             "cells": config.n_cells,
             "ray_shards": config.ray_shards,
+            **({"transport": self.transport} if self.transport is not None else {}),
         }
 
 
