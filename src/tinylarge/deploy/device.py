@@ -7,6 +7,11 @@ after ``handshake_timeout_s``, then after twice as long each time up to
 ``hello_retry_max_s`` (exponential back-off: a dead edge is not flooded, one that comes back
 is found). Until a session exists the device answers every request itself, so a device never
 waits on an edge that is not there and nothing crashes for want of one.
+
+Over a locked-down broker (``mqtts://``) a device connects with its own certificate (CN = its
+device id); after a broker restart it reconnects with the same certificate and client id, so
+its MQTT session and queued messages are found again. A connection that keeps failing is
+diagnosed and its reason logged (`tinylarge.deploy.refusal`), then retried.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from tinylarge.config.deploy_config import DeployConfig
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.mqtt import persistent_client
+from tinylarge.deploy.pki import TlsFiles
 from tinylarge.deploy.protocol import Topics, request_id
+from tinylarge.deploy.refusal import RefusalWatch
 from tinylarge.secure.bundle import bundle_version, verify_bundle
 from tinylarge.secure.errors import Rollback, SecurityError
 from tinylarge.secure.handshake import DeviceHandshake
@@ -96,7 +103,8 @@ class ModelStore:
 
 
 class Device:
-    """One device's connection, session and outstanding offloads."""
+    """One device's connection, session and outstanding offloads; ``tls``: its certificate
+    for a locked-down broker (None: a plain one)."""
 
     def __init__(
         self,
@@ -105,9 +113,10 @@ class Device:
         topics: Topics,
         config: FleetConfig,
         models: ModelStore | None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.identity, self.edge_key, self.topics, self.config = identity, edge_key, topics, config
-        self.models = models
+        self.models, self.tls = models, tls
         #: Installed model version (0: the one the device shipped with) and when each came.
         self.version = 0
         self.installs: list[tuple[float, int]] = []
@@ -129,6 +138,8 @@ class Device:
         self._replied: set[int] = set()
         #: `time.monotonic` of each authenticated reply to no request or to one answered before
         self.unexpected: list[float] = []
+        #: why the broker refused this device's connection, if it did (last run of failures)
+        self.refusal: str | None = None
 
     def _new_edge(self) -> asyncio.Task[None]:
         """A (re)started edge: its sessions are gone; handshake with it until attached."""
@@ -231,14 +242,20 @@ class Device:
 
     async def run(self, address: BrokerAddress, stop: asyncio.Event) -> None:
         """Stay connected (reconnecting after a broker restart) until ``stop``; cancelled
-        without ``stop`` (a disconnection), a handshake in progress goes on retrying."""
+        without ``stop`` (a disconnection), a handshake in progress goes on retrying. A run of
+        failed connections is diagnosed once and its reason logged (`RefusalWatch`)."""
+        watch = RefusalWatch(address, self.tls, f"device {self.id}")
         try:
             while not stop.is_set():
+                watch.begin()
                 try:
-                    await self._connection(address)
+                    await self._connection(address, watch)
                 except aiomqtt.MqttError:
                     self.client = None
                     self.attached.clear()
+                    refused = await watch.failed()
+                    if refused is not None:
+                        self.refusal = refused.reason
                     await asyncio.sleep(0.2)
                 finally:
                     self.client = None  # cancelled or reconnecting: nothing to send on
@@ -246,10 +263,12 @@ class Device:
             if stop.is_set() and self._handshaking is not None:
                 self._handshaking.cancel()
 
-    async def _connection(self, address: BrokerAddress) -> None:
+    async def _connection(self, address: BrokerAddress, watch: RefusalWatch) -> None:
         """One connection to the broker: subscribe, then handle messages until it drops."""
         identifier = f"{self.topics.prefix}-{self.id}"
-        async with persistent_client(address, identifier) as client:
+        async with persistent_client(address, identifier, tls=self.tls) as client:
+            watch.connected()
+            self.refusal = None
             self.client = client
             for topic in (self.topics.welcome(self.id), self.topics.down(self.id)):
                 await client.subscribe(topic, qos=1)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import gc
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -31,10 +32,12 @@ from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.clock import PreciseTimer
 from tinylarge.deploy.device import Device, FleetConfig, ModelStore
 from tinylarge.deploy.link_emulator import LinkPlan
+from tinylarge.deploy.pki import TlsFiles
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT, FleetEvents, FleetRecords
 from tinylarge.integrate.inference.contract import Decision, Policy, Trace
 from tinylarge.secure.identity import Identity
+from tinylarge.secure.transport import Transport, stream_bytes
 from tinylarge.secure.wire import overhead_bytes
 from tinylarge.tiny import runtime
 from tinylarge.tiny.graph import TinyModel
@@ -54,6 +57,20 @@ class Disconnection:
     devices: tuple[int, ...]
     for_s: float
     trigger: Path | None = None
+
+
+def device_certificates(
+    identities: Sequence[Identity], tls: Sequence[TlsFiles] | None
+) -> list[TlsFiles | None]:
+    """Each device's certificate (all None without ``tls``); ``ValueError`` unless there is
+    one per identity (device i's is ``tls[i]``)."""
+    if tls is None:
+        return [None] * len(identities)
+    if len(tls) != len(identities):
+        raise ValueError(
+            f"one TLS certificate per device: got {len(tls)} for {len(identities)} devices"
+        )
+    return list(tls)
 
 
 def device_decisions(
@@ -86,7 +103,8 @@ def _reordered(link: LinkPlan, order: npt.NDArray[np.int64]) -> LinkPlan:
 
 
 class Fleet:
-    """Run a request schedule over ``identities`` (device i = ``identities[i]``)."""
+    """Run a request schedule over ``identities`` (device i = ``identities[i]``); ``tls``
+    (over a locked-down broker): device i's certificate is ``tls[i]``."""
 
     def __init__(
         self,
@@ -98,12 +116,15 @@ class Fleet:
         *,
         topics: Topics | None = None,
         config: FleetConfig | None = None,
+        tls: Sequence[TlsFiles] | None = None,
     ) -> None:
         self.model, self.policy, self.frames = model, policy, frames
         self.topics, self.config = topics or Topics(), config or FleetConfig()
         self.models = ModelStore(model)
+        certificates = device_certificates(identities, tls)
         self.devices = [
-            Device(i, edge_key, self.topics, self.config, self.models) for i in identities
+            Device(i, edge_key, self.topics, self.config, self.models, c)
+            for i, c in zip(identities, certificates, strict=True)
         ]
         self.num_classes = int(np.prod(model.output_spec.shape))
         #: `time.monotonic` at the start of the last schedule (records' times count from it)
@@ -115,6 +136,8 @@ class Fleet:
         self._timer: PreciseTimer | None = None
         self._disconnected: set[int] = set()
         self._unattached_at_start = 0
+        #: the transport of the running schedule (its records' ``transport_bytes_*``)
+        self._transport: Transport = "mqtt"
 
     def events(self) -> FleetEvents:
         """What the devices saw besides their requests in the last schedule (`FleetEvents`)."""
@@ -157,14 +180,20 @@ class Fleet:
             if link is None or not link.lost[i]:  # lost on the air: the device answers itself
                 result = await self._over_the_link(device, frame, i, ready, records)
                 records.mqtt_bytes_up[i] = publish_packet_bytes(
-                    self.topics.up(device.id), int(records.bytes_up[i])
+                    self.topics.up(device.id), int(records.bytes_up[i]), qos=self.config.qos
+                )
+                records.transport_bytes_up[i] = stream_bytes(
+                    self._transport, records.mqtt_bytes_up[i]
                 )
         records.answered_s[i] = time.monotonic() - t0
         if result is not None:
             records.route[i], records.answer[i] = BY_EDGE, result[0]
             records.bytes_down[i] = result[2]
             records.mqtt_bytes_down[i] = publish_packet_bytes(
-                self.topics.down(device.id), result[2]
+                self.topics.down(device.id), result[2], qos=self.config.qos
+            )
+            records.transport_bytes_down[i] = stream_bytes(
+                self._transport, records.mqtt_bytes_down[i]
             )
         else:
             records.route[i] = TIMED_OUT if offload else ON_DEVICE
@@ -286,6 +315,7 @@ class Fleet:
         records = FleetRecords(device[order], sample[order], arrival_s[order].astype(np.float64))
         self._decided = {}  # decisions belong to one schedule
         self._link = None if link is None else _reordered(link, order)
+        self._transport = "mqtt-tls" if address.tls else "mqtt"
         stop = asyncio.Event()
         self._timer = PreciseTimer.acquire(asyncio.get_running_loop())
         connections = [asyncio.create_task(d.run(address, stop)) for d in self.devices]

@@ -99,8 +99,10 @@ def run_fleet_job(
     on_start: Callable[[int], None] | None = None,
 ) -> FleetJobResult:
     """Run ``job`` against the edge at ``address`` and save its records; ``on_start(requests)``
-    (if given) once the schedule is drawn. ``ValueError`` for a bad job or a run directory the
-    devices cannot use (no such policy, no edge public key)."""
+    (if given) once the schedule is drawn. Over a locked-down broker (``mqtts://``) each device
+    connects with its certificate from the run directory (`DeployLayout.tls_for`).
+    ``ValueError`` for a bad job or a run directory the devices cannot use (no such policy, no
+    edge public key, no certificates for an ``mqtts://`` broker)."""
     chosen = run.policy(job.policy)
     if job.rate_per_device_hz <= 0 or job.duration_s <= 0:
         raise ValueError(
@@ -123,8 +125,10 @@ def run_fleet_job(
     if job.emulate_link:
         decision = device_decisions(run.tiny, chosen, frames[requests.sample], requests.device)
         link = link_plan(
-            run, job.policy, job.devices, requests, decision.offload, decision.device_macs
-        )
+            run, job.policy, job.devices, requests, decision.offload, decision.device_macs,
+            settings=job.settings, prefix=job.prefix,
+        )  # fmt: skip
+    tls = tuple(layout.tls_for(i.device_id) for i in identities) if address.tls else None
     if on_start is not None:
         on_start(int(requests.device.size))
     settings = job.settings
@@ -136,7 +140,7 @@ def run_fleet_job(
         FleetRun(run.tiny, chosen, identities, edge_public_key(layout.edge_public), frames,
                  requests.device, requests.sample, requests.arrival_s, address,
                  Topics(job.prefix), config, link=link, disconnections=faults,
-                 started_file=job.started_file),
+                 started_file=job.started_file, tls=tls),
         settings.processes,
     )  # fmt: skip
     path = job.out or layout.root / RECORDS_FILE

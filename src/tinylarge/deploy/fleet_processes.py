@@ -2,7 +2,8 @@
 
 Device ``i`` goes to process ``i % processes``; every process gets its devices' requests, runs
 its own `Fleet`, and the records are merged. Arguments cross the process boundary as bytes and
-arrays (keys as raw bytes, the model in its file format, the policy as its JSON state).
+arrays (keys as raw bytes, the model in its file format, the policy as its JSON state; the
+broker's address and the devices' certificate paths as they are).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.device import FleetConfig
 from tinylarge.deploy.fleet import Disconnection, Fleet
 from tinylarge.deploy.link_emulator import LinkPlan
+from tinylarge.deploy.pki import TlsFiles
 from tinylarge.deploy.protocol import Topics
 from tinylarge.deploy.records import FleetEvents, FleetRecords
 from tinylarge.deploy.summary import merge_records
@@ -58,6 +60,8 @@ class FleetRun:
     disconnections: tuple[Disconnection, ...] = ()
     #: Gets the schedule's start (`time.time`) when it starts.
     started_file: Path | None = None
+    #: Over a locked-down broker: device i's certificate (`tinylarge.deploy.fleet.Fleet`).
+    tls: tuple[TlsFiles, ...] | None = None
 
 
 def _raw_private(identity: Identity) -> tuple[str, bytes]:
@@ -77,10 +81,11 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
         args["frames"],
         topics=Topics(args["prefix"]),
         config=args["config"],
+        tls=args["tls"],
     )
     records = asyncio.run(
         fleet.run(
-            BrokerAddress(*args["address"]),
+            args["address"],
             args["device"],
             args["sample"],
             args["arrival_s"],
@@ -113,7 +118,7 @@ def run_fleet(run: FleetRun, processes: int = 1) -> tuple[FleetRecords, list[int
         raise ValueError(f"processes must be >= 1, got {processes}")
     if processes == 1:
         fleet = Fleet(run.model, run.policy, run.identities, run.edge_key, run.frames,
-                      topics=run.topics, config=run.config)  # fmt: skip
+                      topics=run.topics, config=run.config, tls=run.tls)  # fmt: skip
         records = asyncio.run(
             fleet.run(run.address, run.device, run.sample, run.arrival_s, link=run.link,
                       disconnections=run.disconnections, started_file=run.started_file)
@@ -136,7 +141,8 @@ def run_fleet(run: FleetRun, processes: int = 1) -> tuple[FleetRecords, list[int
                 "device": np.array([local[int(d)] for d in run.device[pick]], np.int64),
                 "sample": run.sample[pick],
                 "arrival_s": run.arrival_s[pick],
-                "address": (run.address.host, run.address.port),
+                "address": run.address,
+                "tls": None if run.tls is None else [run.tls[d] for d in mine],
                 "prefix": run.topics.prefix,
                 "config": run.config,
                 "start_at": start_at,

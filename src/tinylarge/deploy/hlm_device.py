@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tinylarge.deploy.device import Device, FleetConfig
 from tinylarge.deploy.hlm_protocol import SYNC, TokenEnvelope, decode_reply
+from tinylarge.deploy.pki import TlsFiles
 from tinylarge.deploy.protocol import Topics, publish_packet_bytes, request_id
 from tinylarge.integrate.hybrid_lm.wire import TokenReply, decode
 from tinylarge.secure.errors import SecurityError
@@ -80,8 +81,9 @@ class LmDevice(Device):
         topics: Topics,
         config: FleetConfig,
         vocab_size: int,
+        tls: TlsFiles | None = None,
     ) -> None:
-        super().__init__(identity, edge_key, topics, config, None)
+        super().__init__(identity, edge_key, topics, config, None, tls)
         self.vocab_size = vocab_size
         #: the session under which the edge follows this device's sequence (None: send FULL)
         self.in_step: Session | None = None

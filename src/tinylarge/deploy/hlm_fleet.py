@@ -35,10 +35,12 @@ from torch import Tensor
 from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.clock import PreciseTimer
 from tinylarge.deploy.device import FleetConfig
+from tinylarge.deploy.fleet import device_certificates
 from tinylarge.deploy.hlm_device import Exchange, LmDevice
 from tinylarge.deploy.hlm_link import TokenLinkPlan
 from tinylarge.deploy.hlm_protocol import TokenEnvelope
 from tinylarge.deploy.hlm_records import FALLBACK, TokenRecords
+from tinylarge.deploy.pki import TlsFiles
 from tinylarge.deploy.protocol import Topics
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT
 from tinylarge.integrate.hybrid_lm.schemes import Draft, HybridScheme, Request, SlmOnly
@@ -231,7 +233,8 @@ class FleetEvents:
 
 
 class LmFleet:
-    """Device ``i`` = ``identities[i]``, drafting with ``model`` (see the module doc)."""
+    """Device ``i`` = ``identities[i]``, drafting with ``model`` (see the module doc); over a
+    locked-down broker its certificate is ``tls[i]``."""
 
     def __init__(
         self,
@@ -242,12 +245,15 @@ class LmFleet:
         topics: Topics,
         config: FleetConfig | None = None,
         settings: StreamSettings | None = None,
+        tls: Sequence[TlsFiles] | None = None,
     ) -> None:
         self.model, self.topics = model, topics
         self.config = config or FleetConfig()
         self.settings = settings or StreamSettings(deadline_s=self.config.deadline_s)
+        certificates = device_certificates(identities, tls)
         self.devices = [
-            LmDevice(i, edge_key, topics, self.config, model.vocab_size) for i in identities
+            LmDevice(i, edge_key, topics, self.config, model.vocab_size, c)
+            for i, c in zip(identities, certificates, strict=True)
         ]
         self.events = FleetEvents()
 

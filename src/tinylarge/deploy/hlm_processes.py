@@ -50,7 +50,9 @@ class HlmSpec:
     run_dir : str
         Holds the identities and the edge's state (`DeployLayout`).
     broker : str
-        ``mqtt://HOST:PORT``.
+        ``mqtt://HOST:PORT``, or ``mqtts://HOST:PORT`` for a locked-down broker: the edge and
+        the devices then connect with their certificates from ``run_dir``
+        (`DeployLayout.tls_for`).
     prefix : str
         Topic prefix (`tinylarge.deploy.hlm_protocol.lm_topics`).
     draft, target : str
@@ -168,13 +170,15 @@ def run_fleet(spec: HlmSpec) -> None:
     layout = DeployLayout(Path(spec.run_dir))
     settings = spec.settings
     config = FleetConfig(deadline_s=settings.reply_deadline_s, qos=settings.qos)
+    address, identities = parse_broker_url(spec.broker), layout.enroll(spec.devices)
     fleet = LmFleet(
         load_language_model(spec.draft, role="draft"),
-        layout.enroll(spec.devices),
+        identities,
         edge_public_key(layout.edge_public),
         topics=lm_topics(spec.prefix),
         config=config,
         settings=StreamSettings(settings.reply_deadline_s, spec.retry_s, spec.sync_tokens),
+        tls=[layout.tls_for(i.device_id) for i in identities] if address.tls else None,
     )
     plans = load_link_plans(spec.links) if spec.links is not None else {}
     runs = [
@@ -182,7 +186,7 @@ def run_fleet(spec: HlmSpec) -> None:
         for name, scheme in spec.make_schemes().items()
     ]
     started = None if spec.started_file is None else Path(spec.started_file)
-    records = asyncio.run(fleet.run(parse_broker_url(spec.broker), runs, started))
+    records = asyncio.run(fleet.run(address, runs, started))
     save_token_records(records, spec.records)
     Path(f"{spec.records}.events.json").write_text(json.dumps(asdict(fleet.events)))
 

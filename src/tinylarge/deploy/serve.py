@@ -19,7 +19,7 @@ from tinylarge.deploy.broker import BrokerAddress
 from tinylarge.deploy.edge_model import OnnxPredict, export_large_onnx
 from tinylarge.deploy.files import ANSWERED_FILE, READY_FILE, STATS_FILE
 from tinylarge.deploy.keys import load_registry
-from tinylarge.deploy.layout import DeployLayout
+from tinylarge.deploy.layout import EDGE_ID, DeployLayout
 from tinylarge.deploy.live_loop import LiveLoop
 from tinylarge.deploy.metrics_endpoint import EdgeMetrics
 from tinylarge.deploy.protocol import Topics
@@ -115,8 +115,12 @@ def serve(
     on_ready: Callable[[EdgeServer], None] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; ``on_ready`` once connected (the ready file then holds
-    the boot id). On the way out, whatever the reason: the counters and the per-reply log
-    are written, the ready file removed."""
+    the boot id). Over a locked-down broker (``address.tls``) the edge connects with its
+    certificate (CN ``edge``, `DeployLayout.tls_for`; ``ValueError`` saying how to make it when
+    it is missing); a broker that refuses it for good ends the serving with
+    `tinylarge.deploy.mqtt.BrokerRefused` (`EdgeServer.serve`). On the way out, whatever the
+    reason: the counters and the per-reply log are written, the ready file removed."""
+    tls = layout.tls_for(EDGE_ID) if address.tls else None
     layout.edge_state.mkdir(parents=True, exist_ok=True)
     ready = layout.edge_state / READY_FILE
     ready.unlink(missing_ok=True)
@@ -126,7 +130,7 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        serving = asyncio.create_task(server.serve(address, stop))
+        serving = asyncio.create_task(server.serve(address, stop, tls))
         connected = asyncio.create_task(server.connected.wait())
         await asyncio.wait({serving, connected}, return_when=asyncio.FIRST_COMPLETED)
         if server.connected.is_set():

@@ -41,7 +41,9 @@ from tinylarge.deploy.keys import load_registry
 from tinylarge.deploy.live_loop import LiveLoop
 from tinylarge.deploy.metrics_endpoint import EdgeMetrics
 from tinylarge.deploy.mqtt import persistent_client
+from tinylarge.deploy.pki import TlsFiles
 from tinylarge.deploy.protocol import Topics, encode_reply, request_id
+from tinylarge.deploy.refusal import RefusalWatch
 from tinylarge.integrate.inference.frame_codec import dequantize_input
 from tinylarge.net.edge_service import fit_batch_service
 from tinylarge.net.message_stats import percentile_summary
@@ -425,10 +427,14 @@ class EdgeServer:
             for task in tasks:
                 task.cancel()
 
-    async def _session(self, address: BrokerAddress) -> None:
+    async def _session(
+        self, address: BrokerAddress, tls: TlsFiles | None, watch: RefusalWatch
+    ) -> None:
         identifier = f"{self.topics.prefix}-edge"
         # paho's default in-flight window is 20 messages
-        async with persistent_client(address, identifier, max_inflight=MAX_IN_FLIGHT) as client:
+        client = persistent_client(address, identifier, max_inflight=MAX_IN_FLIGHT, tls=tls)
+        async with client:
+            watch.connected()
             await client.subscribe(f"{self.topics.prefix}/hello/+", qos=1)
             await client.subscribe(f"{self.topics.prefix}/up/+", qos=1)
             await client.publish(self.topics.edge, self.boot_id.encode(), qos=1, retain=True)
@@ -443,14 +449,21 @@ class EdgeServer:
                 self.connected.clear()
                 publisher.cancel()
 
-    async def serve(self, address: BrokerAddress, stop: asyncio.Event) -> None:
+    async def serve(
+        self, address: BrokerAddress, stop: asyncio.Event, tls: TlsFiles | None = None
+    ) -> None:
         """Serve until ``stop`` is set, reconnecting (0.1 s .. 2 s back-off) when the broker
-        goes away."""
+        goes away; over a locked-down broker (``address.tls``) with the edge's certificate
+        ``tls``. A run of failed connections is diagnosed (`RefusalWatch`): a refusal that
+        retrying cannot cure (no certificate, revoked, another CA) ends the serving with
+        `tinylarge.deploy.mqtt.BrokerRefused` naming it, instead of a silent retry loop."""
         batcher = asyncio.create_task(self._batcher())
+        watch = RefusalWatch(address, tls, "the edge")
         backoff = 0.1
         try:
             while not stop.is_set():
-                session = asyncio.create_task(self._session(address))
+                watch.begin()
+                session = asyncio.create_task(self._session(address, tls, watch))
                 stopper = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait(
                     {session, stopper}, return_when=asyncio.FIRST_COMPLETED
@@ -460,6 +473,9 @@ class EdgeServer:
                     if session.exception() is None or isinstance(
                         session.exception(), aiomqtt.MqttError
                     ):
+                        refused = await watch.failed()
+                        if refused is not None and watch.permanent:
+                            raise refused
                         await asyncio.sleep(backoff)
                         backoff = min(2.0, 2 * backoff)
                         continue
