@@ -68,6 +68,10 @@ def test_every_scheme_is_measured_over_the_emulated_link_beside_the_simulator(
     assert figures["slm"]["bytes_up_per_token"] == 0.0
     deploy = written["deploy"]
     assert deploy["edge_exit"] is None and deploy["edge"]["rejected"] == {}
+    # the run's own broker was locked down (the default transport), and refused nobody
+    assert deploy["transport"] == "mqtt-tls" and deploy["broker"].startswith("mqtts://")
+    assert deploy["broker_refused"] == {"no_certificate": 0, "revoked": None, "acl_denied": 0}
+    assert deploy["broker_refused_sources"]["adversary"] is None
     assert deploy["edge"]["replies"] == int(sum(r.attempts.sum() for r in result.records.values()))
     twin = deploy["sim_vs_real"]
     assert set(twin) == {"slm", "llm", "u_hlm"}

@@ -15,8 +15,16 @@ every process is stopped whatever happens. An edge that dies on its own is recor
     hybrid_lm_deploy.<scheme>.{tokens_per_s, p50_token_latency_s, p99_token_latency_s,
         uplink_fraction, bytes_up_per_token, bytes_down_per_token, lost, timed_out, ...}
     deploy.{task, devices, tokens_per_device, schemes, thresholds (None: skips nothing),
-        broker, settings, edge, fleet_events, edge_exit, emulate_link,
-        transport_s, round_trip_split, sim_vs_real.<scheme> | sim_vs_real_skipped}
+        broker, transport, broker_refused, broker_refused_sources, settings, edge,
+        fleet_events, edge_exit, emulate_link, transport_s, round_trip_split,
+        sim_vs_real.<scheme> | sim_vs_real_skipped}
+
+``deploy.transport`` is what the processes connected over: ``mqtt-tls`` (the scenario's
+``[deploy] transport`` by default: the run's broker is locked down, with the language-model
+topics of this run in its ACL, and the edge and the devices connect with their certificates)
+or ``mqtt``; a broker given by URL is used as it says (``mqtts://``: TLS).
+``deploy.broker_refused`` counts what the broker refused (`tinylarge.deploy.result.broker_refused`:
+from the run's own broker's log; None for a broker given by URL).
 
 ``deploy.transport_s`` is what the message transport (the broker's two relays, both clients'
 stacks) adds to a token's round trip beyond the radio: percentiles (s) of the device's round
@@ -64,7 +72,7 @@ from tinylarge.deploy.hlm_records import (
 from tinylarge.deploy.hlm_twin import TwinLink, scheme_sim_vs_real
 from tinylarge.deploy.layout import DeployLayout
 from tinylarge.deploy.progress import DeployProgress, SilentProgress
-from tinylarge.deploy.result import edge_stats
+from tinylarge.deploy.result import broker_refused, edge_stats
 from tinylarge.deploy.runner import DeployError
 from tinylarge.deploy.supervisor import EdgeExit, EdgeProcess, FleetProcess
 from tinylarge.integrate.hybrid_lm.quality import calibrate
@@ -77,15 +85,14 @@ from tinylarge.integrate.hybrid_lm.wire import (
 )
 from tinylarge.models.cache import ModelCache
 from tinylarge.models.text.checkpoints import load_language_model
-from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import rng_for
 from tinylarge.sim.hybrid_lm_schemes import draft_cost, token_cells
 from tinylarge.sim.hybrid_lm_stage import check_text_config, language_models_stage
 from tinylarge.sim.net_stages import link_settings
 from tinylarge.sim.progress import SilentReporter
+from tinylarge.sim.security_costs import LM_PREFIX, message_overhead
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
-from tinylarge.sim.tiny_stages import mcu_profiles
 
 #: Files of a text deployment's output directory besides `tinylarge.deploy.files`'.
 SPEC_FILE, TOKEN_RECORDS_FILE, LINKS_FILE = "hlm_spec.json", "token_records.npz", "links.npz"
@@ -144,7 +151,9 @@ def run_hybrid_lm(
     schemes : sequence of str, optional
         Run in this order (default: ``[hybrid_lm] schemes``).
     broker : str, optional
-        ``mqtt://HOST:PORT`` of a running broker; None: start a Mosquitto for the run.
+        ``mqtt://HOST:PORT`` of a running broker, ``mqtts://HOST:PORT`` of a locked-down one
+        (certificates from ``run_dir``); None: start a Mosquitto for the run, locked down
+        unless the scenario's ``[deploy] transport`` is ``mqtt``.
     emulate_link : bool
         Delay each device's messages by its 6G link and its drafting by the MCU's time, as
         the simulator models them, and set the simulator's prediction beside the measurement
@@ -172,8 +181,8 @@ def run_hybrid_lm(
         scenario, out_dir, devices, tokens_per_device, schemes, broker, emulate_link,
         thresholds, prompts, retry_s,
     )  # fmt: skip
-    spec, edge = _supervise(spec, out_dir, progress or SilentProgress())
-    return _collect(scenario, spec, out_dir, edge, twin)
+    spec, edge, broker_log = _supervise(spec, out_dir, progress or SilentProgress())
+    return _collect(scenario, spec, out_dir, edge, twin, broker_log)
 
 
 def _check(scenario: Scenario, devices: int, tokens: int, schemes: list[HybridSchemeName]) -> None:
@@ -290,13 +299,10 @@ def _plan_links(
     the draft's time its price on ``tiny.target_mcu`` in the simulator (`draft_cost`)."""
     config, net = scenario.hybrid_lm, scenario.network
     draft = load_language_model(config.draft, role="draft")
-    mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
     cost = draft_cost(scenario, draft)  # the simulator's price of a drafted token
     draft_s = cost.macs_per_token * cost.seconds_per_mac
     cells = token_cells(scenario, net.profile, config.link_quality_db[0], devices=n)
-    overhead = None
-    if scenario.security.protect_messages:
-        overhead = protocol_overhead(run_device_id(n - 1, n), mcu, scenario.security.aead)
+    overhead = message_overhead(scenario, n, prefix=LM_PREFIX)
     settings, vocab = link_settings(net), draft.vocab_size
     plans: dict[str, TokenLinkPlan] = {
         name: plan_token_links(
@@ -316,19 +322,31 @@ def _plan_links(
                     cost.joules_per_mac)  # fmt: skip
 
 
+def _start_broker(spec: HlmSpec, out_dir: Path) -> Broker:
+    """The run's own Mosquitto, started: locked down (this run's language-model topics in its
+    ACL) unless the ``[deploy] transport`` is plain ``mqtt``."""
+    security = None
+    if spec.settings.transport == "mqtt-tls":
+        prefix = lm_topics(spec.prefix).prefix
+        security = DeployLayout(out_dir).broker_security(prefixes=(prefix,))
+    broker = Broker(out_dir / BROKER_DIR, security=security)
+    try:
+        broker.start()
+    except (FileNotFoundError, RuntimeError, TimeoutError) as error:
+        raise DeployError(str(error)) from None
+    return broker
+
+
 def _supervise(
     spec: HlmSpec, out_dir: Path, progress: DeployProgress
-) -> tuple[HlmSpec, EdgeProcess]:
+) -> tuple[HlmSpec, EdgeProcess, dict[str, int] | None]:
     """Broker, edge and fleet: run the fleet to its end, then stop them all (every step runs
-    even if one fails: no broker or edge left behind); the spec with its broker, and the
-    edge's process."""
+    even if one fails: no broker or edge left behind); the spec with its broker, the edge's
+    process, and the refusals in the broker's log (None: a broker given by URL)."""
     broker = None
     if not spec.broker:
-        broker = Broker(out_dir / BROKER_DIR)
-        try:
-            spec = replace(spec, broker=broker.start().url)
-        except (FileNotFoundError, RuntimeError, TimeoutError) as error:
-            raise DeployError(str(error)) from None
+        broker = _start_broker(spec, out_dir)
+        spec = replace(spec, broker=broker.address.url)
         spec.save(out_dir / SPEC_FILE)
     command = [sys.executable, "-m", "tinylarge.deploy.hlm_processes"]
     spec_path = str(out_dir / SPEC_FILE)
@@ -360,7 +378,7 @@ def _supervise(
                 cleanup.callback(broker.stop)
             cleanup.callback(edge.stop)
             cleanup.callback(fleet.stop)
-    return spec, edge
+    return spec, edge, None if broker is None else broker.log_counts()
 
 
 def _collect(
@@ -369,6 +387,7 @@ def _collect(
     out_dir: Path,
     edge: EdgeProcess,
     twin: TwinLink | None,
+    broker_log: dict[str, int] | None,
 ) -> HybridLmDeployResult:
     """``metrics.json`` from the fleet's records, the edge's counters and the twin."""
     records_path = Path(spec.records)
@@ -383,6 +402,8 @@ def _collect(
     section: dict[str, Any] = {
         "task": "text", "devices": spec.devices, "tokens_per_device": spec.tokens_per_device,
         "schemes": spec.schemes, "broker": spec.broker,
+        "transport": "mqtt-tls" if parse_broker_url(spec.broker).tls else "mqtt",
+        **broker_refused(broker_log, None),
         "thresholds": {k: v if math.isfinite(v) else None for k, v in spec.thresholds.items()},
         "settings": spec.deploy, "edge": stats, "fleet_events": events,
         "edge_exit": None if edge.died is None else edge.died.metrics(

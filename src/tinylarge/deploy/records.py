@@ -20,7 +20,10 @@ class FleetRecords:
 
     Times are seconds on the fleet's monotonic clock from the run's start. ``bytes_up`` and
     ``bytes_down`` are the protected messages (payload + header + tag), as the simulator
-    counts them; ``mqtt_bytes_up`` / ``_down`` the MQTT PUBLISH packets around them.
+    counts them; ``mqtt_bytes_up`` / ``_down`` the MQTT PUBLISH packets around them;
+    ``transport_bytes_up`` / ``_down`` what those packets put on the TCP stream over the
+    deployment's transport (TLS records included; `tinylarge.secure.transport.stream_bytes`),
+    as the simulator charges the radio.
     """
 
     device: npt.NDArray[np.int64]
@@ -36,6 +39,8 @@ class FleetRecords:
     bytes_down: npt.NDArray[np.int64] = field(init=False)
     mqtt_bytes_up: npt.NDArray[np.int64] = field(init=False)
     mqtt_bytes_down: npt.NDArray[np.int64] = field(init=False)
+    transport_bytes_up: npt.NDArray[np.int64] = field(init=False)
+    transport_bytes_down: npt.NDArray[np.int64] = field(init=False)
     #: offloads: the request id (-1: none), when the frame was handed to MQTT and when the
     #: reply came back (before any emulated downlink)
     request_id: npt.NDArray[np.int64] = field(init=False)
@@ -56,7 +61,8 @@ class FleetRecords:
         self.ready_s = np.full(m, np.nan)
         self.published_s = np.full(m, np.nan)
         self.replied_s = np.full(m, np.nan)
-        for name in ("bytes_up", "bytes_down", "mqtt_bytes_up", "mqtt_bytes_down"):
+        for name in ("bytes_up", "bytes_down", "mqtt_bytes_up", "mqtt_bytes_down",
+                     "transport_bytes_up", "transport_bytes_down"):  # fmt: skip
             setattr(self, name, np.zeros(m, np.int64))
 
     @property

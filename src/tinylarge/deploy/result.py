@@ -8,12 +8,14 @@ died for good leaves no counters behind, so its part of ``deploy.edge`` is empty
 Keys added beside those of `tinylarge.deploy.summary.deploy_metrics`: ``settings`` (the
 ``[deploy]`` values the run used), ``edge_exit`` (None when the edge ended as asked),
 ``devices_unattached_at_start`` and ``hello_retries`` (`FleetEvents`), and when the twin
-could not run (no measured edge), ``sim_vs_real_skipped`` with the reason.
+could not run (no measured edge), ``sim_vs_real_skipped`` with the reason; ``transport`` and
+``broker_refused`` (`broker_refused`), in the text deployment's ``deploy`` too.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from tinylarge.deploy.summary import deploy_metrics, round_trip_split
 from tinylarge.deploy.supervisor import EdgeExit
 from tinylarge.deploy.twin import deployed_edge, sim_vs_real, simulate_deployment
 from tinylarge.sim.engine import PolicyOutcome
+from tinylarge.sim.security_costs import DEFAULT_PREFIX
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,38 @@ def edge_stats(layout: DeployLayout) -> dict[str, Any]:
     return dict(json.loads(path.read_text())) if path.is_file() else {}
 
 
+#: The refusals ``deploy.broker_refused`` counts.
+REFUSALS = ("no_certificate", "revoked", "acl_denied")
+
+
+def broker_refused(
+    log: Mapping[str, int] | None, adversary: Mapping[str, int] | None
+) -> dict[str, Any]:
+    """``deploy.broker_refused.{no_certificate, revoked, acl_denied}`` and
+    ``deploy.broker_refused_sources``: what the broker refused during the run.
+
+    Two witnesses see the refusals. ``log``: the run's own broker's log
+    (`tinylarge.deploy.broker.Broker.log_counts`; None when the broker was given by URL): every
+    client's refusals, as far as the log names their reason (Mosquitto logs a TLS handshake
+    that ended for want of a certificate, and refused publishes; a revoked certificate and a
+    bad one may both read "certificate verify failed"). ``adversary``: what the fault run's
+    adversary saw refused itself (`tinylarge.deploy.adversary.Adversary.refused`; None without
+    one): its connection attempts without a certificate and with a revoked one, named by
+    `tinylarge.deploy.mqtt.diagnose_refusal`, and its publishes the ACL refused (MQTT 5 PUBACK
+    0x87). Both count the same events where they overlap, so each figure is the larger of the
+    two that count it (a lower bound of the refusals; None when no witness can count it: the
+    log has no ``revoked``, so without an adversary that figure is None); the two sources
+    stand beside it.
+    """
+    sources = {"broker_log": None if log is None else dict(log),
+               "adversary": None if adversary is None else dict(adversary)}  # fmt: skip
+    counts: dict[str, int | None] = {}
+    for reason in REFUSALS:
+        seen = [int(w[reason]) for w in (log, adversary) if w is not None and reason in w]
+        counts[reason] = max(seen) if seen else None
+    return {"broker_refused": counts, "broker_refused_sources": sources}
+
+
 def fault_section(
     injector: FaultInjector, records: FleetRecords, events: FleetEvents, edge_starts: int
 ) -> dict[str, Any]:
@@ -111,6 +146,8 @@ class TwinInputs:
     rate_per_device_hz: float
     duration_s: float
     settings: DeployConfig
+    #: the deployment's topic prefix (the transport's bytes depend on its topics' lengths)
+    prefix: str = DEFAULT_PREFIX
 
 
 def twin_section(
@@ -132,7 +169,7 @@ def twin_section(
         _, outcome = simulate_deployment(
             twin.run, twin.policy, twin.devices, rate_per_device_hz=twin.rate_per_device_hz,
             duration_s=twin.duration_s, edge=edge, deadline_s=twin.settings.reply_deadline_s,
-            transport_s=transport_s,
+            transport_s=transport_s, settings=twin.settings, prefix=twin.prefix,
         )  # fmt: skip
         return outcome
 

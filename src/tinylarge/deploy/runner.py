@@ -2,11 +2,18 @@
 processes on this machine, run, stopped and measured (what `tinylarge deploy` does).
 
 The steps: the models (a run directory given, or made by the main job's first stages), device
-and edge identities, a Mosquitto (unless a broker is given), the edge (``tinylarge serve``),
-optionally the fault injector, then the fleet (``tinylarge fleet``) replaying the simulator's
-requests in real time; every process is stopped whatever happens; then ``metrics.json`` from
-what the devices recorded (`tinylarge.deploy.result`). An edge that dies on its own is a
-recorded fault (``deploy.edge_exit``), never a failed run.
+and edge identities and certificates, a Mosquitto (unless a broker is given), the edge
+(``tinylarge serve``), optionally the fault injector, then the fleet (``tinylarge fleet``)
+replaying the simulator's requests in real time; every process is stopped whatever happens;
+then ``metrics.json`` from what the devices recorded (`tinylarge.deploy.result`). An edge that
+dies on its own is a recorded fault (``deploy.edge_exit``), never a failed run.
+
+The scenario's ``[deploy] transport`` chooses the broker the run starts: ``mqtt-tls`` (the
+default) a locked-down one (`tinylarge.deploy.broker.BrokerSecurity`: mutual TLS with the run
+directory's certificates, the per-device ACL for this run's topic prefix, the CRL), ``mqtt`` an
+open one. A broker given by URL is used as it says (``mqtts://``: TLS). A fault run over TLS
+revokes a spare certificate (`REVOKED_SPARE`) before the broker starts and hands its adversary
+one real device's certificate (`tinylarge.deploy.adversary.StolenCredentials`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylarge.config import Scenario
+from tinylarge.deploy.adversary import StolenCredentials
 from tinylarge.deploy.artefacts import RunArtefacts, load_run, make_models
 from tinylarge.deploy.broker import Broker, parse_broker_url
 from tinylarge.deploy.fault_injector import FaultInjector
@@ -40,6 +48,7 @@ from tinylarge.deploy.protocol import Topics
 from tinylarge.deploy.result import (
     DeployResult,
     TwinInputs,
+    broker_refused,
     deploy_section,
     edge_stats,
     fault_section,
@@ -49,6 +58,10 @@ from tinylarge.deploy.summary import load_events, load_records
 from tinylarge.deploy.supervisor import EdgeProcess, FleetProcess, python_cli
 from tinylarge.sim.engine import PolicyOutcome
 from tinylarge.tiny.model_file import to_bytes
+
+#: The certificate a fault run over TLS revokes before its broker starts, for its adversary to
+#: try (it names no device: `tinylarge.secure.costs.run_device_id` never makes it).
+REVOKED_SPARE = "revoked-spare"
 
 
 class DeployError(RuntimeError):
@@ -71,6 +84,8 @@ class _Spec:
     emulate_link: bool
     update_every: int
     prefix: str
+    #: what the processes connect over: ``mqtt-tls`` or ``mqtt``
+    transport: str
 
     @property
     def started_file(self) -> Path:
@@ -116,7 +131,10 @@ def run(
         make them (the main job up to the policies, trained models from the cache) in
         ``run_dir/run``.
     broker : str, optional
-        ``mqtt://HOST:PORT`` of a broker to use; None: start a Mosquitto for the run.
+        ``mqtt://HOST:PORT`` of a broker to use, ``mqtts://HOST:PORT`` of a locked-down one
+        (the edge and the devices then connect with their certificates from the models' run
+        directory); None: start a Mosquitto for the run, locked down unless the scenario's
+        ``[deploy] transport`` is ``mqtt``.
     faults : FaultPlan, optional
         Inject these faults during the run (``deploy.faults``; not with ``emulate_link``).
     emulate_link : bool
@@ -150,11 +168,31 @@ def run(
         scenario, spec.out_dir / MODELS_DIR
     )  # fmt: skip
     artefacts.policy(policy)  # fails now, not in the fleet process
-    layout = DeployLayout(artefacts.run_dir)
+    credentials = _enroll(spec, DeployLayout(artefacts.run_dir))
+    edge, injector, url, started = _supervise(
+        spec, artefacts, progress or SilentProgress(), credentials
+    )
+    return _collect(spec, artefacts, url, edge, injector, started)
+
+
+def _enroll(spec: _Spec, layout: DeployLayout) -> StolenCredentials | None:
+    """The edge's and the devices' identities and certificates; for a fault run over TLS, the
+    adversary's credentials (`_stolen_credentials`)."""
     layout.edge()
-    layout.enroll(spec.devices)
-    edge, injector, url = _supervise(spec, artefacts, progress or SilentProgress())
-    return _collect(spec, artefacts, url, edge, injector)
+    identities = layout.enroll(spec.devices)
+    if spec.faults is None or spec.transport != "mqtt-tls":
+        return None
+    return _stolen_credentials(layout, [i.device_id for i in identities])
+
+
+def _stolen_credentials(layout: DeployLayout, device_ids: list[str]) -> StolenCredentials:
+    """The adversary's credentials: the first device's certificate and `REVOKED_SPARE`'s,
+    revoked now (before the broker reads the CRL)."""
+    layout.pki.issue_client(REVOKED_SPARE)
+    layout.pki.revoke(REVOKED_SPARE)
+    others = tuple(device_ids[1:]) or (REVOKED_SPARE,)
+    return StolenCredentials(device_ids[0], layout.tls_for(device_ids[0]),
+                             layout.tls_for(REVOKED_SPARE), others)  # fmt: skip
 
 
 def _spec(
@@ -181,11 +219,12 @@ def _spec(
             "faults and an emulated link measure different things (reliability under faults; "
             "the simulator's accuracy on a healthy system): run them separately"
         )
+    transport = scenario.deploy.transport
     if broker is not None:
-        parse_broker_url(broker)
+        transport = "mqtt-tls" if parse_broker_url(broker).tls else "mqtt"
     prefix = f"tinylarge-{os.getpid()}-{secrets.token_hex(3)}"  # no retained leftovers
     return _Spec(scenario, out_dir, n, hz, duration_s, policy, broker, faults, emulate_link,
-                 update_every, prefix)  # fmt: skip
+                 update_every, prefix, transport)  # fmt: skip
 
 
 def _edge_process(spec: _Spec, artefacts: RunArtefacts, broker_url: str) -> EdgeProcess:
@@ -231,7 +270,12 @@ def _fleet_process(spec: _Spec, artefacts: RunArtefacts, broker_url: str) -> Fle
 
 
 def _injector(
-    spec: _Spec, artefacts: RunArtefacts, edge: EdgeProcess, broker: Broker | None, url: str
+    spec: _Spec,
+    artefacts: RunArtefacts,
+    edge: EdgeProcess,
+    broker: Broker | None,
+    url: str,
+    credentials: StolenCredentials | None,
 ) -> FaultInjector | None:
     if spec.faults is None:
         return None
@@ -246,23 +290,39 @@ def _injector(
         target=artefacts.scenario.tiny.target_mcu,
         started_file=spec.started_file,
         disconnect_trigger=spec.out_dir / DISCONNECT_TRIGGER_FILE,
+        credentials=credentials,
     )
     injector.start()
     return injector
 
 
+def _start_broker(spec: _Spec, artefacts: RunArtefacts) -> Broker:
+    """The run's own Mosquitto, started: locked down (this run's topic prefix in its ACL)
+    unless the transport is plain ``mqtt``."""
+    security = None
+    if spec.transport == "mqtt-tls":
+        security = DeployLayout(artefacts.run_dir).broker_security(prefixes=(spec.prefix,))
+    broker = Broker(spec.out_dir / BROKER_DIR, security=security)
+    try:
+        broker.start()
+    except (FileNotFoundError, RuntimeError, TimeoutError) as error:
+        raise DeployError(str(error)) from None
+    return broker
+
+
 def _supervise(
-    spec: _Spec, artefacts: RunArtefacts, progress: DeployProgress
-) -> tuple[EdgeProcess, FaultInjector | None, str]:
+    spec: _Spec,
+    artefacts: RunArtefacts,
+    progress: DeployProgress,
+    credentials: StolenCredentials | None,
+) -> tuple[EdgeProcess, FaultInjector | None, str, Broker | None]:
     """Broker, edge, injector and fleet: run the fleet to its end, then stop them all (every
-    step runs even if one fails: no broker or edge left behind); the broker's URL."""
+    step runs even if one fails: no broker or edge left behind); the broker's URL, and the
+    broker when the run started it."""
     broker, url = None, spec.broker
     if url is None:
-        broker = Broker(spec.out_dir / BROKER_DIR)
-        try:
-            url = broker.start().url
-        except (FileNotFoundError, RuntimeError, TimeoutError) as error:
-            raise DeployError(str(error)) from None
+        broker = _start_broker(spec, artefacts)
+        url = broker.address.url
     edge, fleet = _edge_process(spec, artefacts, url), _fleet_process(spec, artefacts, url)
     injector = None
     try:
@@ -271,7 +331,7 @@ def _supervise(
         except RuntimeError as error:
             raise DeployError(str(error)) from None
         progress.edge_ready(edge.pid or 0, Topics(spec.prefix))
-        injector = _injector(spec, artefacts, edge, broker, url)
+        injector = _injector(spec, artefacts, edge, broker, url, credentials)
         progress.message(
             f"edge server up; fleet of {spec.devices} devices for {spec.duration_s:g} s ..."
         )
@@ -293,7 +353,7 @@ def _supervise(
             if injector is not None:
                 cleanup.callback(injector.join)
             cleanup.callback(fleet.stop)
-    return edge, injector, url
+    return edge, injector, url, broker
 
 
 def _collect(
@@ -302,9 +362,10 @@ def _collect(
     broker_url: str,
     edge: EdgeProcess,
     injector: FaultInjector | None,
+    broker: Broker | None,
 ) -> DeployResult:
     """``metrics.json`` from the fleet's records, the edge's counters (if it wrote them), the
-    twin and the faults; the `DeployResult`."""
+    twin, the faults and the broker's refusals; the `DeployResult`."""
     records_path = spec.out_dir / RECORDS_FILE
     records, labels, installed = load_records(records_path)
     events = load_events(records_path)
@@ -316,13 +377,18 @@ def _collect(
         "rate_per_device_hz": spec.rate_per_device_hz,
         "run_dir": str(artefacts.run_dir),
         "settings": spec.scenario.deploy.model_dump(),
+        "transport": spec.transport,
+        **broker_refused(
+            None if broker is None else broker.log_counts(),
+            None if injector is None or injector.credentials is None else injector.refused,
+        ),
     }
     section = deploy_section(records, labels, installed, events, stats, devices=spec.devices,
                              extra=extra, edge_exit=edge.died)  # fmt: skip
     simulated: PolicyOutcome | None = None
     if spec.emulate_link and stats:
         twin = TwinInputs(artefacts, spec.policy, spec.devices, spec.rate_per_device_hz,
-                          spec.duration_s, spec.scenario.deploy)  # fmt: skip
+                          spec.duration_s, spec.scenario.deploy, spec.prefix)  # fmt: skip
         section["sim_vs_real"], simulated = twin_section(twin, records, labels, stats)
     elif spec.emulate_link:
         section["sim_vs_real_skipped"] = (

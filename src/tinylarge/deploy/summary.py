@@ -17,7 +17,8 @@ from tinylarge.net.message_stats import percentile_summary
 RECORD_FIELDS = (
     "device", "sample", "scheduled_s", "offload", "sent_s", "answered_s", "route", "answer",
     "model_version", "bytes_up", "bytes_down", "mqtt_bytes_up", "mqtt_bytes_down",
-    "request_id", "ready_s", "published_s", "replied_s",
+    "request_id", "ready_s", "published_s", "replied_s", "transport_bytes_up",
+    "transport_bytes_down",
 )  # fmt: skip
 
 
@@ -132,6 +133,8 @@ def deploy_metrics(
         "bytes_down_per_inference": float(records.bytes_down.sum() / per),
         "mqtt_bytes_up_per_inference": float(records.mqtt_bytes_up.sum() / per),
         "mqtt_bytes_down_per_inference": float(records.mqtt_bytes_down.sum() / per),
+        "transport_bytes_up_per_inference": float(records.transport_bytes_up.sum() / per),
+        "transport_bytes_down_per_inference": float(records.transport_bytes_down.sum() / per),
         "edge": {
             "requests_per_s": server.get("requests_per_s"),
             "mean_batch": server.get("mean_batch"),

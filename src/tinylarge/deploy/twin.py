@@ -32,7 +32,6 @@ from tinylarge.models.evaluation import predict_logits
 from tinylarge.net import EdgeServiceModel
 from tinylarge.net.message_stats import percentile_summary
 from tinylarge.net.overhead import ProtocolOverhead
-from tinylarge.secure.costs import protocol_overhead, run_device_id
 from tinylarge.seeding import rng_for
 from tinylarge.sim.engine import (
     DeviceCompute,
@@ -44,6 +43,7 @@ from tinylarge.sim.engine import (
 from tinylarge.sim.net_stages import network_stage
 from tinylarge.sim.policy_stages import policy_requests
 from tinylarge.sim.progress import SilentReporter
+from tinylarge.sim.security_costs import DEFAULT_PREFIX, message_overhead
 from tinylarge.sim.stages import StageContext, devices_stage, task_stage
 from tinylarge.sim.state import RunState
 from tinylarge.sim.tiny_stages import mcu_profiles
@@ -76,18 +76,20 @@ def deployment_requests(
 
 
 def device_costs(
-    run: RunArtefacts, n_devices: int
-) -> tuple[DeviceCompute, ProtocolOverhead | None]:
-    """The target MCU's compute per MAC (footprint model) and the security layer's per-message
-    costs (None when messages are not protected), as the simulator charges a device."""
+    run: RunArtefacts,
+    n_devices: int,
+    *,
+    settings: DeployConfig | None = None,
+    prefix: str = DEFAULT_PREFIX,
+) -> tuple[DeviceCompute, ProtocolOverhead]:
+    """The target MCU's compute per MAC (footprint model) and what every message pays: the
+    security layer's costs (when messages are protected) carried by the deployment's transport
+    (``settings.transport`` at ``settings.qos``, default the scenario's ``[deploy]``; topics
+    under ``prefix``), as the simulator charges a device."""
     scenario = run.scenario
     mcu = mcu_profiles(scenario)[scenario.tiny.target_mcu]
     fp = footprint(run.tiny, mcu)
-    overhead = None
-    if scenario.security.protect_messages:
-        overhead = protocol_overhead(
-            run_device_id(n_devices - 1, n_devices), mcu, scenario.security.aead
-        )
+    overhead = message_overhead(scenario, n_devices, deploy=settings, prefix=prefix)
     return DeviceCompute.from_footprint(int(fp.macs), fp.latency_s, fp.energy_j), overhead
 
 
@@ -98,14 +100,19 @@ def link_plan(
     requests: Requests,
     offload: npt.NDArray[np.bool_],
     device_macs: npt.NDArray[np.int64],
+    *,
+    settings: DeployConfig | None = None,
+    prefix: str = DEFAULT_PREFIX,
 ) -> LinkPlan:
     """Each request's device time and radio delays for a deployment with link emulation: the
     scenario's cell for ``n_devices`` devices, the target MCU's inference time, the security
-    layer's bytes and crypto time, and the random stream the simulator's ``run_policy`` uses
-    for ``policy_name``, so the emulated radio is the simulated one, draw for draw."""
+    layer's bytes and crypto time carried by the transport (`device_costs` with ``settings``
+    and ``prefix``: the bytes on air include the MQTT packet and TLS records), and the random
+    stream the simulator's ``run_policy`` uses for ``policy_name``, so the emulated radio is
+    the simulated one, draw for draw."""
     scenario = run.scenario
     state = deployment_state(scenario, n_devices, network=True)
-    compute, overhead = device_costs(run, n_devices)
+    compute, overhead = device_costs(run, n_devices, settings=settings, prefix=prefix)
     return plan_links(
         rng_for(scenario.seed, "policies", "network", policy_name),
         state.require_network().cells,
@@ -145,6 +152,8 @@ def simulate_deployment(
     edge: EdgeServiceModel,
     deadline_s: float,
     transport_s: float = 0.0,
+    settings: DeployConfig | None = None,
+    prefix: str = DEFAULT_PREFIX,
 ) -> tuple[Requests, PolicyOutcome]:
     """What the simulator predicts for a deployment: the same requests, policy, cell, MCU and
     security layer (`run_policy` with the stream `link_plan` uses), and ``edge`` the deployed
@@ -155,7 +164,9 @@ def simulate_deployment(
     answered later does not count as met. ``transport_s`` is what the deployment's message
     transport adds to a round trip beyond the radio (the MQTT broker's two relays and the
     clients' stacks, measured on the running system): half of it is added to the backhaul
-    each way. 0 models the radio alone."""
+    each way. 0 models the radio alone. ``settings`` (the ``[deploy]`` the deployment ran
+    with; default the scenario's) and ``prefix`` (its topic prefix) set the transport's bytes
+    (`device_costs`)."""
     scenario = run.scenario
     state = deployment_state(scenario, n_devices, network=True)
     requests = policy_requests(state, rate_per_device_hz=rate_per_device_hz, duration_s=duration_s)
@@ -168,8 +179,8 @@ def simulate_deployment(
         large_logits=predict_logits(run.model("large"), x_edge),
         y=task.y_test,
     )
-    compute, overhead = device_costs(run, n_devices)
-    settings = state.require_network().settings
+    compute, overhead = device_costs(run, n_devices, settings=settings, prefix=prefix)
+    link = state.require_network().settings
     outcome = run_policy(
         rng_for(scenario.seed, "policies", "network", policy_name),
         run.policy(policy_name),
@@ -177,7 +188,7 @@ def simulate_deployment(
         requests,
         OffloadPath(
             cells=state.require_network().cells,
-            settings=replace(settings, backhaul_s=settings.backhaul_s + transport_s / 2),
+            settings=replace(link, backhaul_s=link.backhaul_s + transport_s / 2),
             edge=edge,
             compute=compute,
             reply_bytes=state.reply_bytes(),
@@ -224,6 +235,9 @@ def sim_vs_real(
     out["offload_fraction"] = _both(float(outcome.offloaded.mean()), float(records.offload.mean()))
     out["bytes_up_per_inference"] = _both(
         float(outcome.bytes_up.mean()), float(records.bytes_up.mean())
+    )
+    out["transport_bytes_up_per_inference"] = _both(
+        float(outcome.wire_bytes_up.mean()), float(records.transport_bytes_up.mean())
     )
     out["fell_back_fraction"] = _both(
         float((outcome.offloaded & ~outcome.delivered).mean()),
