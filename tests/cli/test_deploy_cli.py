@@ -36,6 +36,9 @@ def test_deploy_writes_every_contract_key_and_loses_nothing(deployed: Path) -> N
     assert d["devices"] == 12 and d["lost"] == 0 and d["answered"] == d["requests"] > 20
     assert d["answered_by_edge"] > 0 and d["timed_out"] == 0 and d["rejected"] == {}
     assert sum(d["model_versions"].values()) == 12
+    # over the locked-down broker (the default transport), which refused nobody
+    assert d["transport"] == "mqtt-tls" and d["broker"].startswith("mqtts://")
+    assert d["broker_refused"] == {"no_certificate": 0, "revoked": None, "acl_denied": 0}
     assert (deployed / "report.html").read_text().count("data:image/png;base64") >= 2
 
 
@@ -95,8 +98,12 @@ def test_with_the_link_emulated_the_simulator_predicts_the_running_system(emulat
     assert d["lost"] == 0 and c["requests"] == d["requests"] > 20
     # the same requests decided, delivered (or lost on the air), answered and paid for
     assert c["same_decisions"] and c["same_deliveries"]
-    for key in ("accuracy", "offload_fraction", "fell_back_fraction", "bytes_up_per_inference"):
+    for key in ("accuracy", "offload_fraction", "fell_back_fraction", "bytes_up_per_inference",
+                "transport_bytes_up_per_inference"):  # fmt: skip
         assert c[key]["sim"] == c[key]["real"], key
+    # over TCP: the MQTT PUBLISH packets (in TLS records over mqtts://) around the messages
+    tcp = c["transport_bytes_up_per_inference"]["real"]
+    assert tcp > c["bytes_up_per_inference"]["real"] > 0
     # latency: with the transport (broker relays) measured on the running system, the
     # simulator predicts the distribution (the issue's goal is 15 %). Tolerance for 240 requests
     # on a loaded 2-core machine: the p50 falls among on-device answers, whose simulated
@@ -214,15 +221,21 @@ def test_the_edge_server_process_killed_with_sigkill_mid_run_loses_nothing(
     assert stats["requests"] == stats["replies"] and stats["handshakes"] == 6
 
 
+@pytest.mark.parametrize("transport", ["mqtt-tls", "mqtt"])
 def test_deploy_with_faults_loses_nothing_and_accepts_no_bad_input(
-    deployed: Path, tmp_path: Path
+    deployed: Path, tmp_path: Path, transport: str
 ) -> None:
-    """Every fault of `tinylarge deploy --faults`, injected into one run of real processes."""
+    """Every fault of `tinylarge deploy --faults`, injected into one run of real processes;
+    over the locked-down broker (the default) and over an open one."""
+    from tinylarge.deploy.adversary import ACL_DENIED_KINDS, FLOOD_KINDS, STOLEN_FLOOD_KINDS
+
     n = 12
     args = f"deploy --preset smoke --devices {n} --duration 30 --policy large --faults"
     result = CliRunner().invoke(
-        app, [*args.split(), "--run", str(deployed / "run"), "--out", str(tmp_path / "f")]
-    )
+        app,
+        [*args.split(), "--run", str(deployed / "run"), "--out", str(tmp_path / "f"),
+         "--transport", transport],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     d: dict[str, Any] = json.loads((tmp_path / "f" / "metrics.json").read_text())["deploy"]
     faults = d["faults"]
@@ -241,9 +254,44 @@ def test_deploy_with_faults_loses_nothing_and_accepts_no_bad_input(
     assert faults["disconnect"]["recovery_s"] >= 2.0  # the devices were off for 2 s
     sent = faults["flood_replay"]["sent"]
     assert sum(sent.values()) == 500 and d["unexpected_replies"] == 0
-    assert d["rejected"]["handshake_UnknownDevice"] == sent["unenrolled_hello"]
-    # every device refused every bad bundle, each for its reason
-    assert d["refused_bundles"] == {"HashMismatch": n, "BadSignature": n, "Malformed": n}
     assert d["model_versions"].keys() <= {"0", "1", "2", "3"}  # none of the bad versions
+    assert d["transport"] == transport
+    if transport == "mqtt":
+        assert set(sent) == set(FLOOD_KINDS)
+        assert d["rejected"]["handshake_UnknownDevice"] == sent["unenrolled_hello"]
+        # every device refused every bad bundle, each for its reason
+        assert d["refused_bundles"] == {"HashMismatch": n, "BadSignature": n, "Malformed": n}
+        assert d["broker_refused"] == {"no_certificate": 0, "revoked": None, "acl_denied": 0}
+    else:
+        _check_the_locked_down_broker(d, n, STOLEN_FLOOD_KINDS, ACL_DENIED_KINDS)
     report = (tmp_path / "f" / "report.html").read_text()
     assert "Faults injected during the run" in report
+
+
+def _check_the_locked_down_broker(
+    d: dict[str, Any], n: int, kinds: tuple[str, ...], denied_kinds: tuple[str, ...]
+) -> None:
+    """With a stolen device certificate the adversary reached only that device's topics: the
+    edge refused what it forged there, the broker refused the rest, and its connections
+    without a certificate and with a revoked one."""
+    flood, bundle = d["faults"]["flood_replay"], d["faults"]["corrupt_bundle"]
+    sent = flood["sent"]
+    assert set(sent) == set(kinds)
+    assert flood["overheard"] == 0  # nothing of another device's traffic reached it
+    # what reached the edge: forged hellos and garbage on the stolen device's own topics
+    assert "handshake_UnknownDevice" not in d["rejected"]
+    assert d["rejected"]["handshake_BadSignature"] == sent["forged_hello"]
+    assert sum(d["rejected"].values()) >= sent["forged_hello"] + sent["garbage_own_up"]
+    # what the ACL refused (PUBACK 0x87, one per publish), and the two connection attempts
+    denied = sum(sent[k] for k in denied_kinds)
+    assert flood["broker_refused"] == {"no_certificate": 1, "revoked": 1, "acl_denied": denied}
+    bundles = len(bundle["bundles"])
+    assert bundle["broker_refused"] == {"no_certificate": 0, "revoked": 0, "acl_denied": bundles}
+    assert d["refused_bundles"] == {}  # no bad bundle reached a device
+    refused = d["broker_refused"]
+    assert refused["no_certificate"] >= 1 and refused["revoked"] >= 1
+    assert refused["acl_denied"] >= denied + bundles
+    assert d["broker_refused_sources"]["adversary"] == {
+        "no_certificate": 1, "revoked": 1, "acl_denied": denied + bundles
+    }  # fmt: skip
+    assert d["broker_refused_sources"]["broker_log"]["no_certificate"] >= 1

@@ -1,6 +1,12 @@
 """The fault injector of a fault run (`tinylarge deploy --faults`): it breaks things on the
 fleet's schedule, one after the other (`tinylarge.deploy.faults` says what and when), from a
-thread of its own beside the supervisor."""
+thread of its own beside the supervisor.
+
+On a locked-down broker its adversary holds stolen credentials
+(`tinylarge.deploy.adversary.StolenCredentials`); the records of ``flood_replay`` and
+``corrupt_bundle`` then say what the broker refused it meanwhile (``broker_refused``, by
+reason) and, for the flood, how many messages of other devices it overheard (``overheard``).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,11 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from tinylarge.deploy.adversary import Adversary, bad_bundles
+from tinylarge.deploy.adversary import Adversary, StolenCredentials, bad_bundles
 from tinylarge.deploy.broker import Broker, BrokerAddress
 from tinylarge.deploy.faults import FaultPlan, FaultRecord
 from tinylarge.deploy.layout import DeployLayout
@@ -36,11 +44,15 @@ class FaultInjector:
         target: str,
         started_file: Path,
         disconnect_trigger: Path,
+        credentials: StolenCredentials | None = None,
     ) -> None:
         self.plan, self.edge, self.broker, self.address = plan, edge, broker, address
         self.topics, self.layout, self.started_file = topics, layout, started_file
         self.disconnect_trigger = disconnect_trigger
         self.model_bytes, self.target = model_bytes, target
+        self.credentials = credentials
+        #: the adversary's observations (`Adversary.refused`) at the end
+        self.refused: dict[str, int] = {}
         self.records: list[FaultRecord] = []
         self.skipped: dict[str, str] = {}
         #: faults whose injection failed, with the error (the others still run)
@@ -77,7 +89,7 @@ class FaultInjector:
 
     async def _inject(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        adversary = Adversary(self.address, self.topics)
+        adversary = Adversary(self.address, self.topics, credentials=self.credentials)
         listening = asyncio.create_task(adversary.run(self._stop))
         try:
             t0 = await self._started()
@@ -105,6 +117,14 @@ class FaultInjector:
             self._stop.set()
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
+            self.refused = dict(adversary.refused)
+
+    def _refused_since(self, adversary: Adversary, before: Counter[str]) -> dict[str, Any]:
+        """What the broker refused the adversary since ``before`` (locked-down broker only)."""
+        if self.credentials is None:
+            return {}
+        now = adversary.refused
+        return {"broker_refused": {k: now[k] - before[k] for k in now}}
 
     async def _one(self, name: str, adversary: Adversary) -> FaultRecord | None:
         """Inject fault ``name``; its record with ``restored_s`` on the wall clock."""
@@ -130,25 +150,25 @@ class FaultInjector:
                 time.time(),
                 {"fraction": plan.disconnect_fraction, "off_s": plan.disconnect_s},
             )
+        refused = Counter(adversary.refused)
         if name == "flood_replay":
             before = adversary.answered
             sent = dict(await adversary.flood(plan.flood_s, plan.flood_rate_hz))
             await asyncio.sleep(0.5)  # replies to anything accepted arrive meanwhile
-            return FaultRecord(
-                name,
-                0.0,
-                time.time(),
-                {"sent": sent, "rate_hz": plan.flood_rate_hz},
-                attacker_accepted=adversary.answered - before,
-            )
+            detail = {"sent": sent, "rate_hz": plan.flood_rate_hz,
+                      **self._refused_since(adversary, refused)}  # fmt: skip
+            if self.credentials is not None:
+                detail["overheard"] = adversary.overheard
+            return FaultRecord(name, 0.0, time.time(), detail,
+                               attacker_accepted=adversary.answered - before)  # fmt: skip
         if name == "corrupt_bundle":
             bundles = bad_bundles(
                 self.model_bytes, self.target, self.layout.edge(), self._pushed_version()
             )
             await adversary.publish(self.topics.model, [b for b, _ in bundles.values()], name)
             bad = tuple(v for kind, (_, v) in bundles.items() if kind != "rollback")
-            return FaultRecord(name, 0.0, time.time(), {"bundles": sorted(bundles)},
-                               bad_versions=bad)  # fmt: skip
+            detail = {"bundles": sorted(bundles), **self._refused_since(adversary, refused)}
+            return FaultRecord(name, 0.0, time.time(), detail, bad_versions=bad)
         raise ValueError(f"unknown fault {name!r}")
 
     def _pushed_version(self) -> int:
