@@ -1,14 +1,15 @@
-"""`tinylarge broker | serve | fleet`: the parts of the integrated system running for real over
-MQTT, each on its own (`tinylarge deploy` runs them together: `tinylarge.cli.deploy_run`).
+"""`tinylarge serve | fleet`: the parts of the integrated system running for real over MQTT,
+each on its own (`tinylarge broker | revoke`: `tinylarge.cli.broker`; `tinylarge deploy` runs
+them together: `tinylarge.cli.deploy_run`).
 
 Options left unset take the run's scenario's ``[deploy]`` section
-(`tinylarge.config.deploy_config`); given, they override it for this process.
+(`tinylarge.config.deploy_config`); given, they override it for this process. A broker URL
+``mqtts://HOST:PORT`` means a locked-down broker: the edge and the devices connect with their
+certificates from the run directory (`tinylarge.deploy.layout.DeployLayout.tls_for`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,7 +22,14 @@ if TYPE_CHECKING:
     from tinylarge.config.deploy_config import DeployConfig
     from tinylarge.deploy.artefacts import RunArtefacts
 
-BrokerOption = Annotated[str, typer.Option("--broker", help="The MQTT broker, mqtt://HOST:PORT.")]
+BrokerOption = Annotated[
+    str,
+    typer.Option(
+        "--broker",
+        help="The MQTT broker, mqtt://HOST:PORT, or mqtts://HOST:PORT for a locked-down one "
+        "(then this run directory's certificates are used).",
+    ),
+]
 PrefixOption = Annotated[str, typer.Option(help="Topic prefix of this deployment.")]
 EmulateLinkOption = Annotated[
     bool,
@@ -79,7 +87,10 @@ ProcessesOption = Annotated[
 PolicyOption = Annotated[str, typer.Option(help="Fitted policy of the run the devices use.")]
 EnrollOnlyOption = Annotated[
     bool,
-    typer.Option(help="Only make the devices' keys and registry.json (for the edge), then stop."),
+    typer.Option(
+        help="Only make the devices' keys, certificates and registry.json (for the edge), then "
+        "stop."
+    ),
 ]
 DisconnectOption = Annotated[
     tuple[float, float, float] | None,
@@ -125,6 +136,7 @@ def deploy_settings(
     deadline_ms: float | None = None,
     qos: int | None = None,
     processes: int | None = None,
+    transport: str | None = None,
 ) -> DeployConfig:
     """The scenario's ``[deploy]`` section with the options given (not None) in its place."""
     from tinylarge.config import ScenarioError
@@ -137,39 +149,10 @@ def deploy_settings(
             "reply_deadline_s": None if deadline_ms is None else deadline_ms / 1e3,
             "qos": qos,
             "processes": processes,
+            "transport": transport,
         }
         source = "the command's options (--max-batch, --max-wait-ms, --deadline-ms, ...)"
         return with_overrides(config, source, options)
-
-
-def broker(
-    port: Annotated[int, typer.Option(help="Loopback port.", min=1, max=65535)] = 1883,
-    data_dir: Annotated[Path, typer.Option(help="Config, persistence database and log.")] = Path(
-        "mosquitto-data"
-    ),
-) -> None:
-    """Start a local Mosquitto broker and keep it until Ctrl-C (or SIGTERM)."""
-    from tinylarge.deploy.broker import Broker
-
-    with errors_as_failures(FileNotFoundError, RuntimeError, TimeoutError):
-        running = Broker(data_dir, port=port)
-        address = running.start()
-    console.print(
-        f"Mosquitto listening at [bold]{address.url}[/] (data in {data_dir}); Ctrl-C stops"
-    )
-
-    async def wait() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-
-    try:
-        asyncio.run(wait())
-    finally:
-        running.stop()
-        console.print("Mosquitto stopped (database saved)")
 
 
 def serve(
@@ -192,6 +175,7 @@ def serve(
 ) -> None:
     """Serve the run's large model to enrolled devices until Ctrl-C (or SIGTERM)."""
     from tinylarge.deploy.layout import DeployLayout
+    from tinylarge.deploy.mqtt import BrokerRefused
     from tinylarge.deploy.serve import EdgeOptions, build_edge
     from tinylarge.deploy.serve import serve as serve_edge
     from tinylarge.deploy.server import EdgeServer
@@ -208,7 +192,8 @@ def serve(
         console.print(f"edge serving {run_dir} at {address.url} (boot id {server.boot_id})")
 
     try:
-        serve_edge(server, address, DeployLayout(run_dir), ready)
+        with errors_as_failures(ValueError, BrokerRefused):
+            serve_edge(server, address, DeployLayout(run_dir), ready)
     finally:
         console.print(
             f"edge stopped: {server.state.replies:,} replies; rejected: "
@@ -260,15 +245,33 @@ def fleet(
 
 
 def _enroll(run_dir: Path, devices: int) -> None:
-    """Make (or keep) the first ``devices`` identities and the registry."""
-    from tinylarge.deploy.layout import DeployLayout
+    """Make (or keep) the first ``devices`` identities, their certificates, the edge's
+    certificate and the registry; say what goes to which machine."""
+    from tinylarge.deploy.layout import EDGE_ID, DeployLayout
 
     layout = DeployLayout(run_dir)
-    made = layout.enroll(devices)
+    with errors_as_failures(ValueError):
+        made = layout.enroll(devices)
+        edge = layout.pki.issue_client(EDGE_ID)
+    pki = layout.pki
     console.print(
-        f"{len(made)} device identities in {layout.devices} (private); copy "
-        f"{layout.registry} to the edge's run directory"
+        f"{len(made)} device identities in {layout.devices} (private) and their certificates "
+        f"in {pki.root / 'certs'} (keys in {pki.root / 'private'}, mode 0600); the project CA "
+        f"is {pki.ca_cert} (its key {pki.ca_key} stays on this machine)",
+        highlight=False,
     )
+    console.print("On separate machines, copy (same paths under the run directory):")
+    console.print(
+        f"  to the edge: {layout.registry}, {pki.ca_cert}, {edge.cert}, {edge.key}",
+        highlight=False,
+    )
+    console.print(
+        f"  to the broker: {pki.ca_cert}, {pki.crl} and its certificate and key in "
+        f"{pki.root / 'server'} (`tinylarge broker --run-dir {run_dir}` makes them), and "
+        "crl.pem again after each `tinylarge revoke`",
+        highlight=False,
+    )
+    console.print("  the devices' keys and certificates stay with the fleet", highlight=False)
 
 
 def _fleet_table(summary: dict[str, Any]) -> Table:

@@ -50,7 +50,19 @@ DurationOption = Annotated[
 ]
 BrokerUrlOption = Annotated[
     str | None,
-    typer.Option("--broker", help="Use this broker (mqtt://HOST:PORT) instead of starting one."),
+    typer.Option(
+        "--broker",
+        help="Use this broker (mqtt://HOST:PORT, or mqtts://HOST:PORT for a locked-down one: "
+        "the run's certificates) instead of starting one.",
+    ),
+]
+TransportOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The broker the run starts: mqtt-tls (mutual TLS, per-device ACL, CRL) or mqtt "
+        "(open, plaintext). Default: the scenario's \\[deploy] transport (mqtt-tls).",
+        show_default=False,
+    ),
 ]
 ModelsRunOption = Annotated[
     Path | None, typer.Option(help="Use this run directory's models instead of making them.")
@@ -138,6 +150,7 @@ def deploy(
     qos: QosOption = None,
     emulate_link: EmulateLinkOption = False,
     faults: FaultsOption = False,
+    transport: TransportOption = None,
 ) -> None:
     """Broker, edge server and device fleet as separate processes on this machine: run, stop,
     and write metrics.json (deploy.*) and a report. A text scenario deploys its hybrid
@@ -158,7 +171,8 @@ def deploy(
         raise fail(f"--duration: {error}") from None
     scenario = resolve_scenario(preset, config, seed)
     settings = deploy_settings(scenario.deploy, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                               deadline_ms=deadline_ms, qos=qos, processes=processes)  # fmt: skip
+                               deadline_ms=deadline_ms, qos=qos, processes=processes,
+                               transport=transport)  # fmt: skip
     scenario = scenario.model_copy(update={"deploy": settings})
     out_dir = run_directory(out, scenario, overwrite)
     if scenario.task.name == "text":
@@ -225,6 +239,9 @@ def _print_result(result: DeployResult, title: str) -> None:
         f"p50 {_ms(lat['p50'])} ms, p99 {_ms(lat['p99'])} ms; accuracy "
         f"{100 * (d['accuracy'] or 0):.1f} %"
     )
+    refused = d.get("broker_refused") or {}
+    counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in refused.items() if v is not None)
+    console.print(f"transport {d.get('transport')}; the broker refused: {counts or 'n/a'}")
     if d.get("edge_exit") is not None:
         died = d["edge_exit"]
         console.print(

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from tinylarge.cli import broker as broker_commands
 from tinylarge.cli import deploy as deploy_commands
 from tinylarge.cli import deploy_run
 from tinylarge.cli import pretrain as pretrain_command
@@ -44,9 +45,10 @@ config_app = typer.Typer(help="Inspect scenario configurations.", no_args_is_hel
 app.add_typer(config_app, name="config")
 app.add_typer(tiny_app, name="tiny")
 app.add_typer(net_app, name="net")
-app.command()(deploy_commands.broker)
+app.command()(broker_commands.broker)
 app.command()(deploy_commands.serve)
 app.command()(deploy_commands.fleet)
+app.command()(broker_commands.revoke)
 app.command()(deploy_run.deploy)
 app.command()(sweep_command.sweep)
 app.command()(pretrain_command.pretrain)
