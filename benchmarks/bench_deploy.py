@@ -7,6 +7,10 @@ Run by hand::
         [--duration 10] [--policy large] [--processes 1]
     python benchmarks/bench_deploy.py --large rf_transformer:size=s --policy router \
         --search --devices 250 --batching 32 --qos 1      # largest fleet, foundation model
+    python benchmarks/bench_deploy.py --devices 1000 --transport mqtt-tls,mqtt --qos 1 \
+        --batching 32                                     # TLS vs plaintext, broker CPU
+    python benchmarks/bench_deploy.py --soak-minutes 30 --devices 500 --batching 32 --qos 1
+    python benchmarks/bench_deploy.py --storm --devices 1000 --duration 30 --batching 32 --qos 1
 
 ``--model`` times the large models per batch in ONNX Runtime and in PyTorch (one thread
 each): why the edge serves with ONNX Runtime. It times the preset's large model (as changed by
@@ -25,6 +29,14 @@ per second per device, with dynamic batching (largest batch 32, 2 ms wait) and w
 end-to-end latency, lost and timed-out requests,
 the edge's throughput and mean batch; then the highest load with p99 < 50 ms and 0 lost for
 each. ``--policy large`` (the default) offloads every request: the edge sees the full rate.
+
+``--transport mqtt-tls,mqtt`` runs each fleet size over the locked-down broker (mutual TLS,
+per-device ACLs, CRL) and over plain MQTT and prints p50/p99 and the CPU seconds of the broker,
+the edge and the fleet (`process_usage`). ``--soak-minutes M`` runs one fleet for M minutes and
+prints, each minute, the resident memory and open file descriptors of the broker, the edge and
+the fleet, and the p99 of the requests scheduled in that minute. ``--storm`` restarts the
+broker in the middle of a run (every device reconnects at once, each with its TLS handshake)
+and prints how long until every device was answered by the edge again.
 """
 
 from __future__ import annotations
@@ -131,8 +143,10 @@ def time_model(runtimes: dict[str, Any], shape: tuple[int, ...]) -> None:
 
 
 def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.Namespace,
-                max_batch: int, qos: int, out: Path) -> dict[str, Any]:  # fmt: skip
-    """One `tinylarge.deploy.run` (broker, edge and fleet as processes); its ``deploy`` metrics."""
+                max_batch: int, qos: int, out: Path, *, transport: str | None = None,
+                duration_s: float | None = None, faults: Any = None) -> dict[str, Any]:  # fmt: skip
+    """One `tinylarge.deploy.run` (broker, edge and fleet as processes); its ``deploy`` metrics
+    (the result itself under the key ``"_result"``)."""
     from tinylarge.config.deploy_config import with_overrides
     from tinylarge.deploy import DeployError
     from tinylarge.deploy import run as deploy_run
@@ -141,17 +155,139 @@ def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.
     settings = with_overrides(
         scenario.deploy,
         "bench_deploy.py",
-        {"edge_max_batch": max_batch, "qos": qos, "processes": args.processes},
-    )
+        {"edge_max_batch": max_batch, "qos": qos, "processes": args.processes,
+         "transport": transport or args.transport.split(",")[0]},
+    )  # fmt: skip
     try:
         result = deploy_run(
             scenario.model_copy(update={"deploy": settings}), run_dir=out, devices=devices,
-            rate_per_device_hz=1.0, duration_s=args.duration, policy=args.policy,
+            rate_per_device_hz=1.0, duration_s=duration_s or args.duration, policy=args.policy,
             models=run_dir, emulate_link=args.emulate_link, update_every=1_000_000,
+            faults=faults,
         )  # fmt: skip
     except DeployError as error:
         raise SystemExit(f"deploy failed for {devices} devices: {error}") from None
-    return result.deploy
+    return {**result.deploy, "_result": result}
+
+
+def bench_transport(args: argparse.Namespace, work: Path) -> None:
+    """TLS against plaintext: each ``--transport`` at each ``--devices`` (1 request/s per
+    device), p50/p99 of the answers and the broker's CPU seconds over the run."""
+    from process_usage import ProcessMonitor
+
+    max_batch, qos = int(args.batching.split(",")[0]), int(args.qos.split(",")[0])
+    print(f"\ntransport comparison: policy {args.policy}, max_batch {max_batch}, QoS {qos}, "
+          f"{args.duration:g} s per run, {args.processes} fleet process(es)")  # fmt: skip
+    run_dir: Path | None = None
+    p99: dict[tuple[str, int], float] = {}
+    for devices in (int(d) for d in args.devices.split(",")):
+        for transport in args.transport.split(","):
+            monitor = ProcessMonitor(every_s=3600).start()
+            out = work / f"{transport}-{devices}"
+            d = deploy_once(run_dir, args.preset, devices, args, max_batch, qos, out,
+                            transport=transport)  # fmt: skip
+            usage = monitor.stop()[-1]
+            run_dir = run_dir or out / "run"
+            lat = d["latency_s"]
+            p99[(transport, devices)] = lat["p99"]
+            refused = d.get("broker_refused", {})
+            print(f"  {transport:8s} {devices:5d} devices: {d['requests']:6d} requests, p50 "
+                  f"{1e3 * lat['p50']:.1f} p99 {1e3 * lat['p99']:.1f} ms, lost {d['lost']}, timed "
+                  f"out {d['timed_out']}, broker CPU {usage.cpu_s['broker']:.1f} s, edge CPU "
+                  f"{usage.cpu_s['edge']:.1f} s, fleet CPU {usage.cpu_s['fleet']:.1f} s, broker "
+                  f"RSS {usage.rss_mb['broker']:.1f} MB, unattached at start "
+                  f"{d.get('devices_unattached_at_start')}, refused {refused or 'none'}"
+                  f"{'' if goal_met(d) else '  <- misses the goal'}", flush=True)  # fmt: skip
+        if ("mqtt", devices) in p99 and ("mqtt-tls", devices) in p99:
+            ratio = p99[("mqtt-tls", devices)] / p99[("mqtt", devices)]
+            print(f"  {devices} devices: TLS p99 / plaintext p99 = {ratio:.2f} "
+                  f"(goal < 1.20)")  # fmt: skip
+
+
+def per_minute_p99(result: Any) -> list[tuple[int, int, float | None]]:
+    """(minute, requests, p99 latency in s) of the requests scheduled in each minute."""
+    records = result.records
+    minute = (records.scheduled_s // 60).astype(int)
+    out = []
+    for m in range(int(minute.max()) + 1 if minute.size else 0):
+        lat = records.latency_s[(minute == m) & np.isfinite(records.latency_s)]
+        out.append(
+            (m, int((minute == m).sum()), float(np.percentile(lat, 99)) if lat.size else None)
+        )
+    return out
+
+
+def made_models(args: argparse.Namespace, work: Path) -> Path:
+    """The preset's models (trained models from the cache), made before anything is timed."""
+    from tinylarge.deploy.artefacts import make_models
+
+    return make_models(load_scenario(args.preset, args.large), work / "models").run_dir
+
+
+def bench_soak(args: argparse.Namespace, work: Path) -> None:
+    """``--soak-minutes`` of ``--devices`` (first value) at 1 request/s: RSS and open file
+    descriptors of the broker, the edge and the fleet and the p99 of each minute, 0 lost."""
+    from process_usage import ProcessMonitor
+
+    devices, minutes = int(args.devices.split(",")[0]), args.soak_minutes
+    transport = args.transport.split(",")[0]
+    max_batch, qos = int(args.batching.split(",")[0]), int(args.qos.split(",")[0])
+    print(f"\nsoak: {devices} devices x 1 request/s for {minutes:g} min, {transport}, policy "
+          f"{args.policy}, max_batch {max_batch}, QoS {qos}", flush=True)  # fmt: skip
+    models = made_models(args, work)
+    monitor = ProcessMonitor(every_s=60).start()
+    d = deploy_once(models, args.preset, devices, args, max_batch, qos, work / "soak",
+                    transport=transport, duration_s=60 * minutes)  # fmt: skip
+    samples = [s for s in monitor.stop() if any(s.rss_mb.values())]
+    print("  minute | broker RSS MB, fds | edge RSS MB, fds | fleet RSS MB, fds | CPU s b/e/f"
+          "  (minutes since the broker, edge and fleet were started)")  # fmt: skip
+    for s in samples:
+        print(f"  {s.t_s / 60:6.1f} | {s.rss_mb['broker']:7.1f} {s.fds['broker']:5d} | "
+              f"{s.rss_mb['edge']:7.1f} {s.fds['edge']:5d} | {s.rss_mb['fleet']:7.1f} "
+              f"{s.fds['fleet']:5d} | {s.cpu_s['broker']:.0f}/{s.cpu_s['edge']:.0f}/"
+              f"{s.cpu_s['fleet']:.0f}")  # fmt: skip
+    print("  minute | requests | p99 ms")
+    for m, n, q in per_minute_p99(d["_result"]):
+        print(f"  {m:6d} | {n:8d} | {'-' if q is None else f'{1e3 * q:.1f}'}")
+    lat = d["latency_s"]
+    print(f"  whole run: {d['requests']:,} requests, p50 {1e3 * lat['p50']:.1f} p99 "
+          f"{1e3 * lat['p99']:.1f} ms, lost {d['lost']}, timed out {d['timed_out']}")  # fmt: skip
+
+
+def bench_storm(args: argparse.Namespace, work: Path) -> None:
+    """Every device reconnects at once: the broker is restarted (SIGTERM, down 1 s) in the
+    middle of a run of ``--devices`` (first value); the time from the broker's return until
+    every device that sent a request since was answered by the edge again."""
+    from tinylarge.deploy.faults import FaultPlan
+    from tinylarge.deploy.records import BY_EDGE
+
+    devices = int(args.devices.split(",")[0])
+    transport = args.transport.split(",")[0]
+    max_batch, qos = int(args.batching.split(",")[0]), int(args.qos.split(",")[0])
+    at_s = args.duration / 2
+    plan = FaultPlan({"broker_restart": at_s}, broker_down_s=1.0)
+    print(f"\nreconnect storm: {devices} devices, {transport}, broker restarted at {at_s:g} s "
+          f"of {args.duration:g} s", flush=True)  # fmt: skip
+    d = deploy_once(made_models(args, work), args.preset, devices, args, max_batch, qos,
+                    work / "storm",
+                    transport=transport, faults=plan)  # fmt: skip
+    records = d["_result"].records
+    fault = d["faults"]["broker_restart"]
+    back = fault["restored_s"]
+    after = (records.route == BY_EDGE) & (records.sent_s >= back)
+    first: dict[int, float] = {}
+    for dev, t in zip(records.device[after], records.answered_s[after], strict=True):
+        first[int(dev)] = min(first.get(int(dev), np.inf), float(t))
+    waits = np.array(sorted(first.values())) - back
+    print(f"  broker back at {back:.2f} s; devices answered by the edge again: {len(first)} of "
+          f"{devices}; time until all were: {waits.max():.2f} s (p50 {np.median(waits):.2f} s); "
+          f"recovery (first answer) {fault['recovery_s']:.2f} s; in the fault's window: "
+          f"{fault['requests']} requests, {fault['answered']} answered by the edge, "
+          f"{fault['fell_back']} fell back, {fault['lost']} lost")  # fmt: skip
+    print(
+        "  (a device is counted when its first request after the broker's return is "
+        "answered: at 1 request/s that adds up to a few seconds of waiting for a request)"
+    )
 
 
 def goal_met(d: dict[str, Any]) -> bool:
@@ -233,6 +369,11 @@ def main() -> None:
     parser.add_argument("--search", action="store_true", help="find the largest fleet")
     parser.add_argument("--resolution", type=float, default=0.1, help="of the fleet search")
     parser.add_argument("--max-devices", type=int, default=20_000, help="fleet search bound")
+    parser.add_argument(
+        "--transport", default="mqtt-tls", help="mqtt-tls and/or mqtt; two: compare them"
+    )
+    parser.add_argument("--soak-minutes", type=float, default=0.0, help="soak test length")
+    parser.add_argument("--storm", action="store_true", help="broker restart: reconnect storm")
     args = parser.parse_args()
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -243,6 +384,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     if args.search:
         search_fleet(args, work)
+        return
+    if args.soak_minutes > 0:
+        bench_soak(args, work)
+        return
+    if args.storm:
+        bench_storm(args, work)
+        return
+    if "," in args.transport:
+        bench_transport(args, work)
         return
     run_dir: Path | None = None
     best: dict[str, int] = {}
