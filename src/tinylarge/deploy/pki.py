@@ -431,6 +431,18 @@ class Pki:
         _write(key_path, _key_pem(key), 0o640, broker_group=True)
         _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
+    def client_paths(self, common_name: str) -> TlsFiles:
+        """Where the files of device or edge ``common_name`` are, or would be once issued or
+        copied here (nothing is checked but the name)."""
+        cert_path, key_path = self._client_paths(check_common_name(common_name))
+        return TlsFiles(self.ca_cert, cert_path, key_path)
+
+    def server_paths(self, host: str = "127.0.0.1") -> TlsFiles:
+        """Where the broker's files for ``host`` are, or would be (nothing is checked but the
+        host)."""
+        cert_path, key_path = self._server_paths(_check_host(host))
+        return TlsFiles(self.ca_cert, cert_path, key_path)
+
     def files(self, common_name: str) -> TlsFiles:
         """The files of a certificate already issued; ``ValueError`` saying how to make it."""
         cert_path, key_path = self._client_paths(check_common_name(common_name))
