@@ -423,11 +423,15 @@ def test_a_plaintext_broker_reloads_and_refuses_to_reload_when_stopped(
     tmp_path: Path, mosquitto: str
 ) -> None:
     broker = Broker(tmp_path, executable=mosquitto)
+    assert broker.pid is None
     with pytest.raises(RuntimeError, match="start it before reloading it"):
         broker.reload()
     with broker:
         assert broker.address.url.startswith("mqtt://")
+        assert broker.pid is not None
+        assert b"mosquitto" in Path(f"/proc/{broker.pid}/cmdline").read_bytes()
         broker.reload()
         broker.reload()
         assert broker.log_counts()["no_certificate"] == 0
+    assert broker.pid is None
     assert broker.log.read_text().count("Reloading config.") == 2

@@ -10,7 +10,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -58,10 +58,10 @@ def broker(
         running = Broker(data_dir, port=port or default_port, security=security)
         address = running.start()
     pid_file = data_dir / PID_FILE
-    pid_file.write_text(f"{_broker_pid(running)}\n")
+    pid_file.write_text(f"{running.pid}\n")
     console.print(
         f"Mosquitto listening at [bold]{address.url}[/] (data in {data_dir}, pid "
-        f"{_broker_pid(running)}); Ctrl-C stops"
+        f"{running.pid}); Ctrl-C stops"
     )
     console.print("[bold]It enforces:[/]" if security else "[yellow]An open broker:[/]")
     for line in enforcement_lines(security):
@@ -85,12 +85,6 @@ def broker(
         running.stop()
         pid_file.unlink(missing_ok=True)
         console.print("Mosquitto stopped (database saved)")
-
-
-def _broker_pid(running: Any) -> int:
-    """The pid of a started `tinylarge.deploy.broker.Broker`'s Mosquitto."""
-    process = running._process
-    return int(process.pid) if process is not None else 0
 
 
 def _managed_broker(data_dir: Path) -> int | None:

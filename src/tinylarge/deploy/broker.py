@@ -388,6 +388,11 @@ class Broker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The process id of the running Mosquitto; None when it is not running."""
+        return self._process.pid if self._process is not None and self.running else None
+
     def start(self, timeout_s: float = 10.0) -> BrokerAddress:
         """Start the broker and wait until it listens; ``RuntimeError`` if it exits."""
         if self.running:
