@@ -15,11 +15,13 @@ import torch
 from tinylarge.config import Scenario
 from tinylarge.deploy.clock import MAX_LEAD_S
 from tinylarge.deploy.hlm_records import TokenRecords
-from tinylarge.deploy.hlm_run import run_hybrid_lm
+from tinylarge.deploy.hlm_run import SPEC_FILE, run_hybrid_lm
+from tinylarge.deploy.layout import DeployLayout
 from tinylarge.deploy.records import BY_EDGE, ON_DEVICE, TIMED_OUT
 from tinylarge.models.text.causal_transformer import CausalTransformer, lm_architecture
 from tinylarge.models.text.checkpoints import save_lm_checkpoint
 from tinylarge.models.text.tokenizer import train_bpe
+from tinylarge.secure.transport import publish_bytes
 
 KEYS = ("tokens_per_s", "p50_token_latency_s", "p99_token_latency_s", "uplink_fraction",
         "bytes_up_per_token", "bytes_down_per_token", "lost", "timed_out")  # fmt: skip
@@ -87,6 +89,7 @@ def test_every_scheme_is_measured_over_the_emulated_link_beside_the_simulator(
     slm = twin["slm"]["p50_token_latency_s"]
     assert slm["real"] >= slm["sim"] - MAX_LEAD_S
     _check_transport(deploy, result.records)
+    _check_transport_bytes(deploy, result.records, tmp_path)
 
 
 def _check_transport(deploy: dict[str, Any], records: dict[str, TokenRecords]) -> None:
@@ -112,6 +115,38 @@ def _check_transport(deploy: dict[str, Any], records: dict[str, TokenRecords]) -
     assert twin["slm"]["without_transport"] == {
         k: v for k, v in twin["slm"].items() if k not in ("transport_s", "without_transport")
     }
+
+
+def _check_transport_bytes(
+    deploy: dict[str, Any], records: dict[str, TokenRecords], run_dir: Path
+) -> None:
+    """Every message's bytes on the TCP stream: its MQTT 5 PUBLISH on this run's own topics
+    (not the default prefix) in one TLS 1.3 record, 22 bytes more (5-byte header, content
+    type, 16-byte tag: RFC 8446 section 5.2); the simulator charges the same per token."""
+    prefix = json.loads((run_dir / SPEC_FILE).read_text())["prefix"]
+    ids = [identity.device_id for identity in DeployLayout(run_dir).enroll(2)]
+    for name, r in records.items():
+        np.testing.assert_array_equal(r.transport_bytes_up, r.mqtt_bytes_up + 22 * r.attempts)
+        extra = r.transport_bytes_down - r.mqtt_bytes_down  # 22 per reply received
+        assert ((extra % 22 == 0) & ((extra > 0) == (r.bytes_down > 0))).all(), name
+        once = r.attempts == 1  # one request, one reply: framed as computed here
+        for way, sealed, mqtt in (("up", r.bytes_up, r.mqtt_bytes_up),
+                                  ("down", r.bytes_down, r.mqtt_bytes_down)):  # fmt: skip
+            topic = np.array([[len(f"{prefix}/lm/{way}/{d}".encode())] for d in ids])
+            framed = publish_bytes(np.broadcast_to(topic, sealed.shape), sealed, qos=1)
+            np.testing.assert_array_equal(mqtt[once & (sealed > 0)], framed[once & (sealed > 0)])
+        row = deploy["sim_vs_real"][name]
+        up, down = row["transport_bytes_up_per_token"], row["transport_bytes_down_per_token"]
+        assert up["real"] == r.transport_bytes_up.sum() / r.route.size, name
+        assert down["real"] == r.transport_bytes_down.sum() / r.route.size, name
+        # the twin sends one request per token and gets one reply, over the link plan's
+        # outages: when the running system did the same (as here, unless the loaded machine
+        # delays a reply past the retry timer) the bytes agree exactly; a retry adds bytes
+        if r.attempts.max() <= 1 and not (r.route == TIMED_OUT).any():
+            assert up["sim"] == up["real"] and down["sim"] == down["real"], (name, up, down)
+        else:
+            assert up["real"] > up["sim"], (name, up)
+    assert deploy["sim_vs_real"]["llm"]["transport_bytes_up_per_token"]["real"] > 0
 
 
 def test_a_scenario_that_is_not_text_is_refused_before_any_work(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from tinylarge.secure.errors import SecurityError
 from tinylarge.secure.identity import Identity
 from tinylarge.secure.messages import MessageType
 from tinylarge.secure.session import Session
+from tinylarge.secure.transport import Transport, stream_bytes
 
 
 @dataclass
@@ -48,6 +49,10 @@ class Exchange:
         Sealed messages sent (all attempts the broker took) and received, bytes.
     mqtt_bytes_up, mqtt_bytes_down : int
         The MQTT PUBLISH packets around them, bytes.
+    transport_bytes_up, transport_bytes_down : int
+        What those packets put on the TCP stream over the device's transport (in TLS 1.3
+        records over a locked-down broker; `tinylarge.secure.transport.stream_bytes` per
+        packet), bytes.
     attempts, full : int
         Requests sent, and how many of them were FULL.
     request_id : int
@@ -64,6 +69,8 @@ class Exchange:
     bytes_down: int = 0
     mqtt_bytes_up: int = 0
     mqtt_bytes_down: int = 0
+    transport_bytes_up: int = 0
+    transport_bytes_down: int = 0
     attempts: int = 0
     full: int = 0
     request_id: int = -1
@@ -92,6 +99,13 @@ class LmDevice(Device):
         self.syncs = 0
         #: per sequence index awaited: (status, reply, sealed size in bytes, arrival monotonic s)
         self._waiting: dict[int, asyncio.Future[tuple[int, TokenReply | None, int, float]]] = {}
+
+    @property
+    def transport(self) -> Transport:
+        """What the device's MQTT packets travel in: ``mqtt-tls`` with a certificate (a
+        locked-down broker, which `tinylarge.deploy.mqtt.persistent_client` insists on), else
+        ``mqtt``."""
+        return "mqtt" if self.tls is None else "mqtt-tls"
 
     def _on_message(self, topic: str, payload: bytes) -> asyncio.Task[None] | None:
         if topic == self.topics.down(self.id):
@@ -141,7 +155,9 @@ class LmDevice(Device):
         out.attempts += 1
         out.full += envelope.full
         out.bytes_up += len(wire)
-        out.mqtt_bytes_up += publish_packet_bytes(topic, len(wire), qos=self.config.qos)
+        packet = publish_packet_bytes(topic, len(wire), qos=self.config.qos)
+        out.mqtt_bytes_up += packet
+        out.transport_bytes_up += int(stream_bytes(self.transport, packet))
         return True
 
     async def exchange(
@@ -175,7 +191,11 @@ class LmDevice(Device):
                 except TimeoutError:
                     continue
                 out.bytes_down += size
-                out.mqtt_bytes_down += publish_packet_bytes(self.topics.down(self.id), size)
+                # delivered at the edge's QoS (the device subscribes at 1, the edge publishes
+                # at the run's qos: MQTT 5.0 section 3.8.3.1, the lower of the two)
+                packet = publish_packet_bytes(self.topics.down(self.id), size, qos=self.config.qos)
+                out.mqtt_bytes_down += packet
+                out.transport_bytes_down += int(stream_bytes(self.transport, packet))
                 if status == SYNC:
                     self.syncs += 1
                     self.in_step = None

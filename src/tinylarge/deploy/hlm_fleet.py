@@ -212,6 +212,8 @@ def _record(records: TokenRecords, row: int, k: int, exchange: Exchange, t0: flo
     records.bytes_up[row, k], records.bytes_down[row, k] = exchange.bytes_up, exchange.bytes_down
     records.mqtt_bytes_up[row, k] = exchange.mqtt_bytes_up
     records.mqtt_bytes_down[row, k] = exchange.mqtt_bytes_down
+    records.transport_bytes_up[row, k] = exchange.transport_bytes_up
+    records.transport_bytes_down[row, k] = exchange.transport_bytes_down
     records.attempts[row, k], records.full[row, k] = exchange.attempts, exchange.full
     if exchange.attempts == 1 and math.isfinite(exchange.replied_s):
         records.request_id[row, k] = exchange.request_id

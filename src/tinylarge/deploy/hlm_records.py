@@ -37,7 +37,9 @@ class TokenRecords:
     Times are seconds on the fleet's monotonic clock from the run's start. ``payload_up`` is
     the first request's payload (the scheme's message and the envelope); ``bytes_up`` and
     ``bytes_down`` are the sealed messages of all attempts (payload + the session's header and
-    tag), ``mqtt_bytes_*`` the MQTT PUBLISH packets around them.
+    tag), ``mqtt_bytes_*`` the MQTT PUBLISH packets around them, ``transport_bytes_*`` what
+    those packets put on the TCP stream over the deployment's transport (TLS 1.3 records over
+    a locked-down broker; `tinylarge.secure.transport.stream_bytes` per packet).
     """
 
     devices: int
@@ -53,6 +55,8 @@ class TokenRecords:
     bytes_down: npt.NDArray[np.int64] = field(init=False)
     mqtt_bytes_up: npt.NDArray[np.int64] = field(init=False)
     mqtt_bytes_down: npt.NDArray[np.int64] = field(init=False)
+    transport_bytes_up: npt.NDArray[np.int64] = field(init=False)
+    transport_bytes_down: npt.NDArray[np.int64] = field(init=False)
     attempts: npt.NDArray[np.int64] = field(init=False)
     full: npt.NDArray[np.int64] = field(init=False)
     #: the emulated radio had no uplink for the request (nothing sent)
@@ -75,7 +79,8 @@ class TokenRecords:
         for name in ("uploaded", "accepted", "outage", "radio_lost"):
             setattr(self, name, np.zeros(shape, np.bool_))
         for name in ("payload_up", "bytes_up", "bytes_down", "mqtt_bytes_up",
-                     "mqtt_bytes_down", "attempts", "full"):  # fmt: skip
+                     "mqtt_bytes_down", "transport_bytes_up", "transport_bytes_down",
+                     "attempts", "full"):  # fmt: skip
             setattr(self, name, np.zeros(shape, np.int64))
 
     @property
@@ -120,7 +125,8 @@ def token_metrics(records: TokenRecords) -> dict[str, Any]:
     """``hybrid_lm_deploy.<scheme>``: tokens/s per device (mean over devices of tokens over
     the sum of their latencies, s), per-token latency percentiles (s), the fraction of tokens
     whose request went on air (``uplink_fraction``), bytes per token each way (sealed
-    messages, all attempts), and the routes."""
+    messages, all attempts; ``transport_bytes_*``: on the TCP stream, MQTT and TLS framing
+    included), and the routes."""
     latency = records.latency_s
     done = records.route != UNFINISHED
     n = max(1, int(done.sum()))
@@ -140,6 +146,8 @@ def token_metrics(records: TokenRecords) -> dict[str, Any]:
         "mqtt_bytes_per_token": float(
             (records.mqtt_bytes_up.sum() + records.mqtt_bytes_down.sum()) / n
         ),
+        "transport_bytes_up_per_token": float(records.transport_bytes_up.sum() / n),
+        "transport_bytes_down_per_token": float(records.transport_bytes_down.sum() / n),
         "tokens": int(records.route.size),
         "on_device": int(np.sum(records.route == ON_DEVICE)),
         "by_edge": int(np.sum(records.route == BY_EDGE)),

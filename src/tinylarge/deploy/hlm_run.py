@@ -13,7 +13,8 @@ every process is stopped whatever happens. An edge that dies on its own is recor
 ``metrics.json``::
 
     hybrid_lm_deploy.<scheme>.{tokens_per_s, p50_token_latency_s, p99_token_latency_s,
-        uplink_fraction, bytes_up_per_token, bytes_down_per_token, lost, timed_out, ...}
+        uplink_fraction, bytes_up_per_token, bytes_down_per_token,
+        transport_bytes_up_per_token, transport_bytes_down_per_token, lost, timed_out, ...}
     deploy.{task, devices, tokens_per_device, schemes, thresholds (None: skips nothing),
         broker, transport, broker_refused, broker_refused_sources, settings, edge,
         fleet_events, edge_exit, emulate_link, transport_s, round_trip_split,
@@ -34,6 +35,9 @@ request (`tinylarge.deploy.hlm_records.round_trip_split`, whose figures are
 ``deploy.sim_vs_real.<scheme>`` predicts with that scheme's median transport added (half to
 the backhaul each way; the median over all schemes when the scheme had no round trip) and
 holds the radio alone's prediction under ``without_transport`` (`tinylarge.deploy.hlm_twin`).
+Its messages are framed as the deployment's: MQTT packets on this run's language-model topics
+(not the default ``tinylarge/lm``) over the transport the processes connected with, so that
+``transport_bytes_*_per_token`` compare to the byte (`tinylarge.secure.transport`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylarge.config import Scenario
+from tinylarge.config.deploy_config import DeployConfig
 from tinylarge.config.hybrid_lm_config import HYBRID_SCHEMES, HybridSchemeName
 from tinylarge.deploy.broker import Broker, parse_broker_url
 from tinylarge.deploy.files import (
@@ -90,7 +95,7 @@ from tinylarge.sim.hybrid_lm_schemes import draft_cost, token_cells
 from tinylarge.sim.hybrid_lm_stage import check_text_config, language_models_stage
 from tinylarge.sim.net_stages import link_settings
 from tinylarge.sim.progress import SilentReporter
-from tinylarge.sim.security_costs import LM_PREFIX, message_overhead
+from tinylarge.sim.security_costs import message_overhead
 from tinylarge.sim.stages import StageContext
 from tinylarge.sim.state import RunState
 
@@ -231,12 +236,13 @@ def _prepare(
     layout.edge()
     layout.enroll(n)
     built = {s: make_scheme(s, config, found.get(s)) for s in names}
-    twin = None
+    prefix, twin = f"tinylarge-{os.getpid()}-{secrets.token_hex(3)}", None
     if emulate_link:
-        twin = _plan_links(scenario, built, n, t, out_dir / LINKS_FILE)
+        framing = _Framing(lm_topics(prefix).prefix, _connected_settings(scenario, broker))
+        twin = _plan_links(scenario, built, n, t, out_dir / LINKS_FILE, framing)
     spec = HlmSpec(
-        run_dir=str(out_dir), broker=broker or "", prefix=f"tinylarge-{os.getpid()}-"
-        f"{secrets.token_hex(3)}", draft=config.draft, target=config.target,
+        run_dir=str(out_dir), broker=broker or "", prefix=prefix,
+        draft=config.draft, target=config.target,
         hybrid=config.model_dump(), schemes=names, thresholds=found,
         deploy=scenario.deploy.model_dump(), devices=n, tokens_per_device=t,
         prompts=[list(map(int, p)) for p in prompt_ids], seed=scenario.seed, retry_s=retry_s,
@@ -286,23 +292,44 @@ def _request_bytes(scheme: HybridScheme, vocab: int) -> int:
     return ENVELOPE_BYTES + request_bytes(0, codec.payload_bytes(vocab, kept), vocab)
 
 
+@dataclass(frozen=True)
+class _Framing:
+    """How the run's messages travel: under which topic prefix (the language-model topics of
+    the run's own prefix, `lm_topics`) and with which ``[deploy]`` settings (transport, QoS)."""
+
+    prefix: str
+    settings: DeployConfig
+
+
+def _connected_settings(scenario: Scenario, broker: str | None) -> DeployConfig:
+    """The scenario's ``[deploy]`` with the transport the processes will connect over: what a
+    given broker's URL says (``mqtts://``: TLS), else the scenario's (the run's own broker)."""
+    if broker is None:
+        return scenario.deploy
+    transport = "mqtt-tls" if parse_broker_url(broker).tls else "mqtt"
+    return scenario.deploy.model_copy(update={"transport": transport})
+
+
 def _plan_links(
     scenario: Scenario,
     schemes: dict[HybridSchemeName, HybridScheme],
     n: int,
     tokens: int,
     path: Path,
+    framing: _Framing,
 ) -> TwinLink:
     """Each scheme's link plan over the scenario's cell (saved to ``path``); the twin's link.
 
     The devices are the simulator's (`token_cells`: ``n`` of them, the first link quality),
-    the draft's time its price on ``tiny.target_mcu`` in the simulator (`draft_cost`)."""
+    the draft's time its price on ``tiny.target_mcu`` in the simulator (`draft_cost`), each
+    message's bytes those of the deployment's topics and transport (``framing``), so that the
+    simulator's ``transport_bytes_*`` are the deployment's to the byte."""
     config, net = scenario.hybrid_lm, scenario.network
     draft = load_language_model(config.draft, role="draft")
     cost = draft_cost(scenario, draft)  # the simulator's price of a drafted token
     draft_s = cost.macs_per_token * cost.seconds_per_mac
     cells = token_cells(scenario, net.profile, config.link_quality_db[0], devices=n)
-    overhead = message_overhead(scenario, n, prefix=LM_PREFIX)
+    overhead = message_overhead(scenario, n, deploy=framing.settings, prefix=framing.prefix)
     settings, vocab = link_settings(net), draft.vocab_size
     plans: dict[str, TokenLinkPlan] = {
         name: plan_token_links(

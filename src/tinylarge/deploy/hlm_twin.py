@@ -6,8 +6,9 @@ The deployed tokens are replayed through the simulator's token streams
 positions with the payloads the devices sent (`token_schedule`), over the cell the link was
 emulated on, with the deployed edge's batch service time as measured on the running server
 (`tinylarge.deploy.twin.deployed_edge`), the devices' reply deadline and the security layer's
-overhead. The simulator draws its own fading and HARQ outcomes, so the two agree in
-distribution, not token by token.
+overhead carried by the deployment's transport (its topics, QoS, TLS or not), so that a message
+costs the simulator the bytes it cost the devices on the TCP stream. The simulator draws its
+own fading and HARQ outcomes, so the two agree in distribution, not token by token.
 
 What the message transport adds to a round trip beyond the radio (the MQTT broker's two
 relays and the clients' stacks, measured on the running system as the device's round trip
@@ -42,8 +43,8 @@ from tinylarge.sim.hybrid_lm_network import (
 @dataclass(frozen=True)
 class TwinLink:
     """What the link emulation ran on: the cell (device ``i`` = deployed device ``i``), its
-    link settings, the security layer's overhead (None: none) and the draft model's cost on
-    the target MCU (MACs per token, s and J per MAC)."""
+    link settings, the messages' overhead (security layer and transport; None: none) and the
+    draft model's cost on the target MCU (MACs per token, s and J per MAC)."""
 
     cells: CellDevices
     settings: LinkSettings
@@ -78,7 +79,8 @@ def compare(records: TokenRecords, streams: TokenStreams) -> dict[str, Any]:
     out = {
         key: _both(sim[key], real[key])
         for key in ("tokens_per_s", "p50_token_latency_s", "p99_token_latency_s",
-                    "bytes_up_per_token", "bytes_down_per_token")
+                    "bytes_up_per_token", "bytes_down_per_token",
+                    "transport_bytes_up_per_token", "transport_bytes_down_per_token")
     }  # fmt: skip
     out["uplink_fraction"] = _both(sim["sent_fraction"], real["uplink_fraction"])
     tokens = max(1, real["tokens"])
