@@ -113,3 +113,41 @@ def test_revoke_without_a_running_broker_says_how_to_reload_yours(tmp_path: Path
     assert DeployLayout(tmp_path).pki.revoked() == {"device-00001"}
     unknown = runner.invoke(app, ["revoke", str(tmp_path), "device-99999"])
     assert unknown.exit_code == 2 and "no certificate for 'device-99999'" in unknown.output
+
+
+def test_enroll_only_with_a_tls_broker_url_issues_the_broker_certificate_for_its_host(
+    tmp_path: Path,
+) -> None:
+    """The broker on another machine gets a certificate naming the host the clients dial."""
+    from cryptography import x509
+
+    result = CliRunner().invoke(
+        app,
+        ["fleet", str(tmp_path), "--enroll-only", "--devices", "1",
+         "--broker", "mqtts://broker.example:8883"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    server = DeployLayout(tmp_path).pki.server_paths("broker.example")
+    cert = x509.load_pem_x509_certificate(server.cert.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "broker.example" in names.get_values_for_type(x509.DNSName)
+    assert server.key.stat().st_mode & 0o007 == 0  # nobody but its owner (and the broker's group)
+
+
+def test_broker_listening_on_every_interface_is_reached_at_its_certificate_name(
+    tmp_path: Path,
+) -> None:
+    """``--host 0.0.0.0``: the config listens on every interface; clients on this machine reach
+    it at 127.0.0.1 with TLS (the default name the certificate carries)."""
+    assert CliRunner().invoke(app, ["fleet", str(tmp_path), "--enroll-only", "--devices", "1"])
+    port, data = free_port(), tmp_path / "broker-data"
+    process, out = _start_broker(["--run-dir", str(tmp_path), "--host", "0.0.0.0",
+                                  "--port", str(port), "--data-dir", str(data)])  # fmt: skip
+    try:
+        assert f"listener {port} 0.0.0.0" in (data / "mosquitto.conf").read_text()
+        assert f"0.0.0.0:{port}" in "".join(out.split())
+        layout = DeployLayout(tmp_path)
+        address = BrokerAddress("127.0.0.1", port, tls=True)
+        assert diagnose_refusal(address, layout.tls_for("device-00000")) is None
+    finally:
+        _stop(process)

@@ -24,7 +24,22 @@ PID_FILE = "mosquitto.pid"
 def broker(
     port: Annotated[
         int | None,
-        typer.Option(help="Loopback port (default 1883; 8883 with --run-dir).", min=1, max=65535),
+        typer.Option(help="Port (default 1883; 8883 with --run-dir).", min=1, max=65535),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on: 127.0.0.1 (this machine only) or 0.0.0.0 (every "
+            "interface: devices and an edge on other machines)."
+        ),
+    ] = "127.0.0.1",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="With --run-dir: the host name or IP address the clients connect to, which the "
+            "broker's certificate must carry (default: --host, or 127.0.0.1 for 0.0.0.0).",
+            show_default=False,
+        ),
     ] = None,
     data_dir: BrokerDataOption = Path("mosquitto-data"),
     run_dir: Annotated[
@@ -53,15 +68,17 @@ def broker(
         if run_dir is not None:
             layout = DeployLayout(run_dir)
             prefixes = tuple(prefix) if prefix else ("tinylarge", "tinylarge/lm")
-            security = layout.broker_security(prefixes=prefixes)
+            server_name = name or ("127.0.0.1" if host in ("0.0.0.0", "::") else host)
+            security = layout.broker_security(prefixes=prefixes, host=server_name)
         default_port = 1883 if security is None else 8883
-        running = Broker(data_dir, port=port or default_port, security=security)
+        running = Broker(data_dir, port=port or default_port, security=security, host=host)
         address = running.start()
     pid_file = data_dir / PID_FILE
     pid_file.write_text(f"{running.pid}\n")
     console.print(
-        f"Mosquitto listening at [bold]{address.url}[/] (data in {data_dir}, pid "
-        f"{running.pid}); Ctrl-C stops"
+        f"Mosquitto listening at [bold]{address.url}[/]"
+        f"{'' if host == address.host else f' (on {host}:{address.port})'} (data in {data_dir}, "
+        f"pid {running.pid}); Ctrl-C stops"
     )
     console.print("[bold]It enforces:[/]" if security else "[yellow]An open broker:[/]")
     for line in enforcement_lines(security):

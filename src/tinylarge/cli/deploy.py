@@ -223,7 +223,7 @@ def fleet(
     from tinylarge.deploy.fleet_job import FleetJob, run_fleet_job
 
     if enroll_only:  # keys need no model, broker or edge
-        _enroll(run_dir, devices)
+        _enroll(run_dir, devices, broker_url)
         return
     address, run = broker_address(broker_url), load_run_or_fail(run_dir)
     settings = deploy_settings(
@@ -244,15 +244,22 @@ def fleet(
     console.print(f"records: {result.path}")
 
 
-def _enroll(run_dir: Path, devices: int) -> None:
+def _enroll(run_dir: Path, devices: int, broker_url: str) -> None:
     """Make (or keep) the first ``devices`` identities, their certificates, the edge's
-    certificate and the registry; say what goes to which machine."""
+    certificate and the registry, and with an ``mqtts://`` broker URL the broker's certificate
+    for its host; say what goes to which machine."""
     from tinylarge.deploy.layout import EDGE_ID, DeployLayout
 
     layout = DeployLayout(run_dir)
+    address = broker_address(broker_url)
     with errors_as_failures(ValueError):
         made = layout.enroll(devices)
         edge = layout.pki.issue_client(EDGE_ID)
+        if address.tls:
+            server = layout.broker_security(host=address.host).server
+            console.print(
+                f"the broker's certificate for {address.host}: {server.cert}", highlight=False
+            )
     pki = layout.pki
     console.print(
         f"{len(made)} device identities in {layout.devices} (private) and their certificates "
@@ -267,7 +274,7 @@ def _enroll(run_dir: Path, devices: int) -> None:
     )
     console.print(
         f"  to the broker: {pki.ca_cert}, {pki.crl} and its certificate and key in "
-        f"{pki.root / 'server'} (`tinylarge broker --run-dir {run_dir}` makes them), and "
+        f"{pki.root / 'server'} (made here for HOST with --broker mqtts://HOST:8883), and "
         "crl.pem again after each `tinylarge revoke`",
         highlight=False,
     )

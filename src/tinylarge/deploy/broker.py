@@ -353,9 +353,13 @@ class Broker:
         Holds the generated ``mosquitto.conf`` (and ``acl``), the persistence database and
         ``mosquitto.log``.
     port : int, optional
-        Loopback port (default: a free one).
+        The port (default: a free one).
     executable : str
         The broker program (default ``mosquitto`` on PATH).
+    host : str
+        The address it listens on: ``127.0.0.1`` (default, this machine only) or an
+        interface's address, ``0.0.0.0`` for all (other machines' devices and edge). Its own
+        `address` is then the loopback one.
     security : BrokerSecurity, optional
         Lock the broker down (TLS only, client certificates, CRL, ACL; see the module doc);
         its address is then ``mqtts://``.
@@ -372,10 +376,16 @@ class Broker:
         executable: str = "mosquitto",
         security: BrokerSecurity | None = None,
         debug_log: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
         self.data_dir = Path(data_dir)
         self.security, self.debug_log = security, debug_log
-        self.address = BrokerAddress("127.0.0.1", port or free_port(), security is not None)
+        self.listen_host = host
+        self.address = BrokerAddress(
+            "127.0.0.1" if host in ("0.0.0.0", "::") else host,
+            port or free_port(),
+            security is not None,
+        )
         self.executable = executable
         self._process: subprocess.Popen[bytes] | None = None
         self._log_start: int | None = None  # where this broker's part of mosquitto.log begins
@@ -408,7 +418,11 @@ class Broker:
             acl.chmod(0o644)  # read by the `mosquitto` user when Mosquitto drops root
         conf = self.data_dir / "mosquitto.conf"
         text = mosquitto_config(
-            self.address.port, data_dir, security=self.security, debug_log=self.debug_log
+            self.address.port,
+            data_dir,
+            host=self.listen_host,
+            security=self.security,
+            debug_log=self.debug_log,
         )
         conf.write_text(text)
         if self._log_start is None:
