@@ -374,8 +374,20 @@ class Fleet:
         gc.freeze()
 
     async def _play(self, records: FleetRecords, t0: float, tick_s: float) -> None:
-        """Hand every request to its own task at its arrival; return when all have ended."""
-        tasks: list[asyncio.Task[None]] = []
+        """Hand every request to its own task at its arrival; return when all have ended.
+
+        Only the running tasks are held (a finished one is dropped at once): holding every
+        task until the end made a 30-minute soak at 500 requests/s grow by ~30 MB a minute.
+        The first exception a request raised is raised here, after all have ended."""
+        running: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                failures.append(error)
+
         start = 0
         while start < records.device.size:
             now = time.monotonic() - t0
@@ -384,8 +396,14 @@ class Fleet:
             ahead = now + LOOKAHEAD_S
             end = int(np.searchsorted(records.scheduled_s, ahead, side="right"))
             if end > start:
-                tasks += [asyncio.create_task(self._one(records, i, t0)) for i in range(start, end)]
+                for i in range(start, end):
+                    task = asyncio.create_task(self._one(records, i, t0))
+                    running.add(task)
+                    task.add_done_callback(finished)
                 start = end
             else:
                 await asyncio.sleep(min(tick_s, max(0.0, records.scheduled_s[start] - now)))
-        await asyncio.gather(*tasks)
+        while running:
+            await asyncio.wait(set(running))
+        if failures:
+            raise failures[0]
