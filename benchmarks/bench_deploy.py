@@ -172,7 +172,8 @@ def deploy_once(run_dir: Path | None, preset: str, devices: int, args: argparse.
 
 def bench_transport(args: argparse.Namespace, work: Path) -> None:
     """TLS against plaintext: each ``--transport`` at each ``--devices`` (1 request/s per
-    device), p50/p99 of the answers and the broker's CPU seconds over the run."""
+    device), p50/p99 of the answers and the CPU seconds of the broker, the edge and the fleet
+    over the whole deployment (the connections and handshakes at its start included)."""
     from process_usage import ProcessMonitor
 
     max_batch, qos = int(args.batching.split(",")[0]), int(args.qos.split(",")[0])
@@ -182,11 +183,13 @@ def bench_transport(args: argparse.Namespace, work: Path) -> None:
     p99: dict[tuple[str, int], float] = {}
     for devices in (int(d) for d in args.devices.split(",")):
         for transport in args.transport.split(","):
-            monitor = ProcessMonitor(every_s=3600).start()
+            monitor = ProcessMonitor(every_s=5.0).start()
             out = work / f"{transport}-{devices}"
             d = deploy_once(run_dir, args.preset, devices, args, max_batch, qos, out,
                             transport=transport)  # fmt: skip
-            usage = monitor.stop()[-1]
+            samples = monitor.stop()
+            usage = samples[-1]  # CPU seconds: each process's last reading, kept after it ended
+            usage.rss_mb = {r: max(s.rss_mb[r] for s in samples) for r in usage.rss_mb}
             run_dir = run_dir or out / "run"
             lat = d["latency_s"]
             p99[(transport, devices)] = lat["p99"]
@@ -195,7 +198,7 @@ def bench_transport(args: argparse.Namespace, work: Path) -> None:
                   f"{1e3 * lat['p50']:.1f} p99 {1e3 * lat['p99']:.1f} ms, lost {d['lost']}, timed "
                   f"out {d['timed_out']}, broker CPU {usage.cpu_s['broker']:.1f} s, edge CPU "
                   f"{usage.cpu_s['edge']:.1f} s, fleet CPU {usage.cpu_s['fleet']:.1f} s, broker "
-                  f"RSS {usage.rss_mb['broker']:.1f} MB, unattached at start "
+                  f"peak RSS {usage.rss_mb['broker']:.1f} MB, unattached at start "
                   f"{d.get('devices_unattached_at_start')}, refused {refused or 'none'}"
                   f"{'' if goal_met(d) else '  <- misses the goal'}", flush=True)  # fmt: skip
         if ("mqtt", devices) in p99 and ("mqtt-tls", devices) in p99:
