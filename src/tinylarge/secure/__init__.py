@@ -1,26 +1,44 @@
 """Security layer: device identities, authenticated encrypted sessions with replay protection,
-signed model bundles with anti-rollback (all on the `cryptography` library), and
-Byzantine-robust aggregators (registered for co-learning on import)."""
+signed model bundles with anti-rollback (all on the `cryptography` library), the transport's
+costs (MQTT over TLS), secure aggregation (SecAgg+) and Byzantine-robust aggregators
+(`register_robust_aggregators` registers them for co-learning).
 
-from tinylarge.secure.bundle import sign_bundle, verify_bundle
-from tinylarge.secure.errors import (
-    BadSignature,
-    BadTag,
-    HashMismatch,
-    Malformed,
-    Replay,
-    Rollback,
-    SecurityError,
-    TooLarge,
-    UnknownDevice,
-    WrongTarget,
-)
+Public names are imported from their submodule on first use, so that importing a light part
+(the wire format, the broker's configuration) does not load torch.
+"""
+
+from tinylarge.lazy_exports import lazy_getattr
+
+# `handshake` is also a submodule's name: imported here so that the package attribute is the
+# function, whichever is imported first (the submodule is light: no torch).
 from tinylarge.secure.handshake import DeviceHandshake, handshake, server_accept
-from tinylarge.secure.identity import Identity, Registry
-from tinylarge.secure.messages import MessageType
-from tinylarge.secure.robust import ROBUST_AGGREGATORS, register_robust_aggregators
-from tinylarge.secure.session import Session
-from tinylarge.secure.wire import overhead_bytes
+
+_EXPORTS = {
+    "sign_bundle": "bundle",
+    "verify_bundle": "bundle",
+    **dict.fromkeys(
+        (
+            "BadSignature",
+            "BadTag",
+            "HashMismatch",
+            "Malformed",
+            "Replay",
+            "Rollback",
+            "SecurityError",
+            "TooLarge",
+            "UnknownDevice",
+            "WrongTarget",
+        ),
+        "errors",
+    ),
+    "Identity": "identity",
+    "Registry": "identity",
+    "MessageType": "messages",
+    "ROBUST_AGGREGATORS": "robust",
+    "register_robust_aggregators": "robust",
+    "Session": "session",
+    "overhead_bytes": "wire",
+}
 
 __all__ = [
     "ROBUST_AGGREGATORS",
@@ -46,3 +64,5 @@ __all__ = [
     "sign_bundle",
     "verify_bundle",
 ]
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
